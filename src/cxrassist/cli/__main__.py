@@ -1,0 +1,5 @@
+"""``python -m cxrassist.cli`` (used by torchrun)."""
+
+from cxrassist.cli import main
+
+main()
