@@ -21,6 +21,10 @@ class InputError(CxrError):
     exit_code = 2
 
 
+class MissingFileError(InputError):
+    """The path does not exist or is not a regular file."""
+
+
 class EmptyFileError(InputError):
     """The file has zero bytes."""
 
@@ -77,3 +81,25 @@ class WeightsError(CxrError):
 
 class HashMismatchError(WeightsError):
     """The sha256 of a weights file differs from the one recorded in its model card."""
+
+
+class ConfigError(CxrError):
+    """A training/evaluation configuration is invalid (unknown key, wrong type, bad value)."""
+
+
+class DatasetError(CxrError):
+    """A dataset manifest or official dataset tree is missing, malformed or yields no usable records."""
+
+
+class ServeConfigError(CxrError):
+    """The service's configuration is unsafe or invalid (e.g. a non-loopback binding without an API token)."""
+
+    exit_code = 4
+
+
+class UnknownModelError(CxrError):
+    """A model name that is neither in the registry nor a shipped weights directory."""
+
+
+class OutputError(CxrError):
+    """A report cannot be written where asked (the folder is not ours, an unknown format...)."""

@@ -92,8 +92,9 @@ DATASET_LABEL_MAP: Mapping[str, tuple[str, ...]] = {
 def map_labels(source: Mapping[str, float | int | None], mapping: Mapping[str, tuple[str, ...]]) -> list[float]:
     """Turn a row of source labels into the 13-vector (1 positive, 0 negative, NaN unknown).
 
-    A target finding is positive if any source label mapping to it is positive, negative if every source label
-    mapping to it is known and negative, and unknown (NaN) if no source label maps to it at all.
+    A target finding is positive if any source label mapping to it is positive, negative if at least one source
+    label mapping to it is known (present, not None/NaN) and none is positive, and unknown (NaN) otherwise - i.e. if
+    no source label mapping to it is present in ``source`` with a known value.
     """
     nan = float("nan")
     out = [nan] * NUM_FINDINGS

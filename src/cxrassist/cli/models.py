@@ -1,0 +1,58 @@
+"""``cxr models``: the registered network configurations and the shipped weights with their cards' key figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models_command)
+
+
+def models_command(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    weights_dir: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
+        None, "--weights-dir", help="List cards under this directory instead of the shipped weights."),
+) -> None:
+    """List the model configurations and the shipped weights (status, metrics, sha256 prefix)."""
+    # torch-free: the registry and the card reader do not import torch.
+    from cxrassist.models.registry import get_model_spec, list_models
+    from cxrassist.weights.catalog import list_shipped
+
+    registry = [
+        {"name": n, "task": (s := get_model_spec(n)).task, "family": s.family, "description": s.description}
+        for n in list_models()
+    ]
+    cards = list_shipped(weights_dir)
+    shipped = [card.summary() for card in cards]
+    if as_json:
+        typer.echo(json.dumps({"registry": registry, "shipped": shipped}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Model configurations (create_model names)")
+    for col in ("name", "task", "family", "description"):
+        table.add_column(col, overflow="fold")
+    for row in registry:
+        table.add_row(row["name"], row["task"], row["family"], row["description"])
+    console.print(table)
+    if not shipped:
+        console.print("No shipped weights found" + (f" under {weights_dir}" if weights_dir else "") + ".")
+        return
+    table = Table(title="Shipped weights (decision support for qualified readers; not a diagnosis)")
+    for col in ("name", "version", "architecture", "status", "metrics", "sha256"):
+        table.add_column(col, overflow="fold")
+    for row in shipped:
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in row["metrics"].items() if not isinstance(v, dict)) or "-"
+        table.add_row(row["name"], row["version"], row["architecture"], row["status"], metrics, row["sha256"] or "-")
+    console.print(table)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

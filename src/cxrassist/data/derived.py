@@ -1,0 +1,107 @@
+"""Derived classifier channels (lung mask, predicted bone image), computed once by given models and cached on disk.
+
+Running the lung U-Net and the bone generator for every sample of every epoch would cost more than the classifier
+itself on a CPU, so each (image, size, lung weights, bone weights) is computed once and stored as a compressed
+``.npz`` (lung mask as uint8 0/1, bone image as float16: the bone signal is a few hundredths of the intensity range,
+too faint for 8 bits). The channels are made in the [0, 1] domain of the letterboxed radiograph, as ARCHITECTURE.md
+says: channel 1 = radiograph x binary lung mask, channel 2 = predicted bone image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrassist.data.cache import ImageCache
+from cxrassist.data.records import Record
+from cxrassist.errors import ConfigError
+from cxrassist.preprocess import letterbox, resize
+
+log = logging.getLogger(__name__)
+
+
+class DerivedChannels:
+    """``get(image_path, size) -> (lung_mask01, bone01)``, both float32 (size, size)."""
+
+    def __init__(self, lung: tuple[Any, Any] | None, bone: tuple[Any, Any] | None, cache_dir: str | Path,
+                 device: Any = "cpu", batch_size: int = 8) -> None:
+        if lung is None:
+            raise ConfigError("derived channels need lung weights (data.lung_weights / --lung-weights)")
+        self.lung_model, self.lung_card = lung
+        self.bone_model, self.bone_card = bone if bone is not None else (None, None)
+        self.dir = Path(cache_dir)
+        self.device = device
+        self.batch_size = batch_size
+        self.images = ImageCache(None)
+        self.tag = f"{self.lung_card.sha256}|{self.bone_card.sha256 if self.bone_card else '-'}"
+
+    @classmethod
+    def from_weights(cls, lung_weights: str | None, bone_weights: str | None, *, cache_dir: str | Path,
+                     device: Any = "cpu") -> DerivedChannels:
+        from cxrassist.weights import load_model
+
+        if not lung_weights:
+            raise ConfigError("a 2/3-channel classifier needs data.lung_weights (lung segmentation weights)")
+        lung = load_model(lung_weights)
+        bone = load_model(bone_weights) if bone_weights else None
+        for m, _ in (lung, bone) if bone else (lung,):
+            m.to(device).eval()
+        return cls(lung, bone, cache_dir, device)
+
+    def _file(self, path: Path, size: int) -> Path:
+        st = path.stat()
+        key = f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size}|{self.tag}"
+        return self.dir / "derived" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
+
+    def _predict(self, model: Any, card: Any, images01: list[np.ndarray], size: int, *, sigmoid: bool) -> list[np.ndarray]:
+        import torch
+
+        from cxrassist.preprocess import normalize
+
+        msize = int(card.input.get("size", size))
+        batch = np.stack([letterbox(im, msize)[0] for im in images01])[:, None]
+        with torch.no_grad():
+            out = model(normalize(torch.from_numpy(batch)).to(self.device)).float()
+            out = torch.sigmoid(out) if sigmoid else out.clamp(0, 1)
+        return [resize(o[0], (size, size)) for o in out.cpu().numpy()]
+
+    def prepare(self, records: Sequence[Record], size: int, show_progress: bool = True) -> None:
+        """Compute every missing entry in batches (called once before training/evaluation)."""
+        todo = [r.image for r in records if not self._file(Path(r.image), size).is_file()]
+        if not todo:
+            return
+        log.info("computing derived lung/bone channels for %d images (cached in %s)", len(todo), self.dir)
+        it = range(0, len(todo), self.batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="derived channels", leave=False, disable=None)
+        for i in it:
+            self._compute(todo[i : i + self.batch_size], size)
+
+    def _compute(self, paths: Sequence[Path], size: int) -> None:
+        from cxrassist.data.images import load_image01
+
+        images = [load_image01(p) for p in paths]
+        lungs = self._predict(self.lung_model, self.lung_card, images, size, sigmoid=True)
+        bones = (self._predict(self.bone_model, self.bone_card, images, size, sigmoid=False)
+                 if self.bone_model is not None else [np.zeros((size, size), np.float32)] * len(images))
+        for p, lung, bone in zip(paths, lungs, bones, strict=True):
+            f = self._file(Path(p), size)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npz")
+            np.savez_compressed(tmp, lung=(lung > 0.5).astype(np.uint8), bone=bone.astype(np.float16))
+            os.replace(tmp, f)
+
+    def get(self, path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+        f = self._file(Path(path), size)
+        if not f.is_file():
+            self._compute([Path(path)], size)
+        with np.load(f) as z:
+            return z["lung"].astype(np.float32), z["bone"].astype(np.float32)

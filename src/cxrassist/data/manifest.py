@@ -1,0 +1,86 @@
+"""The generic ``manifest.csv`` format (the layout of ``../shared/data/*/manifest.csv``).
+
+Columns (all optional except an image column): ``image`` (or ``frontal``), ``lateral``, ``mask``,
+``bone_suppressed``, ``label`` (normal/tb/nodule/abnormal/...), finding columns (NIH ChestX-ray14 names or our 13
+CheXpert names), ``No Finding``, ``id``, ``patient_id``, ``view``/``frontal_view``, ``split``. File paths are relative
+to the CSV's folder (absolute paths are kept). Label handling is described in :mod:`cxrassist.data.labeling`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from cxrassist.data.labeling import findings_and_triage
+from cxrassist.data.records import Record
+from cxrassist.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+_EXTRA_KEEP = ("label", "finding", "sex", "age", "nodule")
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: bool = True) -> list[Record]:
+    """Read one manifest CSV into records. ``dataset`` defaults to the CSV's folder name."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"manifest not found: {path}")
+    base = path.parent
+    name = dataset or base.name
+    records: list[Record] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        image_col = "image" if "image" in cols else "frontal" if "frontal" in cols else None
+        if image_col is None:
+            raise DatasetError(f"manifest {path} has neither an 'image' nor a 'frontal' column")
+        for i, row in enumerate(reader):
+            image = _path(base, row.get(image_col))
+            if image is None:
+                continue
+            findings, abnormal = findings_and_triage(row)
+            rid = (row.get("id") or "").strip() or image.stem
+            records.append(
+                Record(
+                    id=rid,
+                    image=image,
+                    dataset=name,
+                    split=(row.get("split") or "").strip(),
+                    patient_id=(row.get("patient_id") or "").strip() or None,
+                    mask=_path(base, row.get("mask")),
+                    bone_suppressed=_path(base, row.get("bone_suppressed")),
+                    lateral=_path(base, row.get("lateral")),
+                    findings=findings,
+                    abnormal=abnormal,
+                    view=(row.get("view") or row.get("frontal_view") or "").strip() or None,
+                    extra={k: row[k] for k in _EXTRA_KEEP if row.get(k)},
+                )
+            )
+    if not records:
+        raise DatasetError(f"manifest {path} has no rows with an image")
+    if check_files:
+        missing = [r.image for r in records[:50] if not r.image.is_file()]
+        if missing:
+            raise DatasetError(f"manifest {path}: image file missing, e.g. {missing[0]}")
+    log.info("manifest %s: %d records", path, len(records))
+    return records
+
+
+def load_manifests(paths: Iterable[str | Path], **kw: object) -> list[Record]:
+    """Several manifests combined (ids stay unique through the dataset name in :attr:`Record.group`)."""
+    out: list[Record] = []
+    for p in paths:
+        out.extend(load_manifest(p, **kw))  # type: ignore[arg-type]
+    if not out:
+        raise DatasetError("no manifest given")
+    return out

@@ -1,0 +1,79 @@
+"""One record per training/evaluation case, whatever dataset it came from.
+
+Every loader (generic manifest, CheXpert, MIMIC-CXR, ChestX-ray14, ...) returns ``list[Record]`` so that the one
+Dataset class, the splitter and the evaluation code never need to know the source layout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cxrassist.labels import NUM_FINDINGS
+
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A case: the frontal image and whatever targets the source provides (absent targets are ``None``/NaN).
+
+    ``findings`` is the 13-vector in :data:`cxrassist.labels.FINDINGS` order (1 positive, 0 negative, NaN unknown);
+    ``abnormal`` is the triage target (1 abnormal, 0 normal, NaN unknown).
+    """
+
+    id: str
+    image: Path
+    dataset: str = ""
+    split: str = ""
+    patient_id: str | None = None
+    mask: Path | None = None
+    bone_suppressed: Path | None = None
+    lateral: Path | None = None
+    findings: tuple[float, ...] = field(default=(NAN,) * NUM_FINDINGS)
+    abnormal: float = NAN
+    view: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_(self, **changes: Any) -> Record:
+        return replace(self, **changes)
+
+    @property
+    def has_findings(self) -> bool:
+        return any(not math.isnan(v) for v in self.findings)
+
+    @property
+    def has_abnormal(self) -> bool:
+        return not math.isnan(self.abnormal)
+
+    @property
+    def group(self) -> str:
+        """The unit that must not straddle splits: the patient if known, else the case itself."""
+        return f"{self.dataset}:{self.patient_id}" if self.patient_id else f"{self.dataset}:{self.id}"
+
+
+def select(records: Iterable[Record], split: str | Sequence[str] | None) -> list[Record]:
+    """Records of one split (or of several; ``None``/"all" = every record)."""
+    if split is None or split == "all":
+        return list(records)
+    wanted = {split} if isinstance(split, str) else set(split)
+    return [r for r in records if r.split in wanted]
+
+
+def describe(records: Sequence[Record]) -> dict[str, Any]:
+    """Counts for logs and model cards (no identifiers)."""
+    by_dataset: dict[str, int] = {}
+    for r in records:
+        by_dataset[r.dataset] = by_dataset.get(r.dataset, 0) + 1
+    return {
+        "n": len(records),
+        "datasets": by_dataset,
+        "with_mask": sum(r.mask is not None for r in records),
+        "with_bone_suppressed": sum(r.bone_suppressed is not None for r in records),
+        "with_lateral": sum(r.lateral is not None for r in records),
+        "abnormal": sum(r.abnormal == 1 for r in records),
+        "normal": sum(r.abnormal == 0 for r in records),
+    }

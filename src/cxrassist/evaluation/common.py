@@ -1,0 +1,47 @@
+"""Shared pieces of the per-task evaluations: batching letterboxed inputs through a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], n: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def progress(it: Iterable[T], total: int, desc: str, enabled: bool = True) -> Iterable[T]:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False, disable=None)
+
+
+def run_model(model: Any, batch01: np.ndarray, device: Any) -> np.ndarray:
+    """[B, C, S, S] images in [0, 1] -> model output as numpy (normalization applied here, as the contract says)."""
+    import torch
+
+    from cxrassist.preprocess import normalize
+
+    with torch.no_grad():
+        x = normalize(torch.from_numpy(np.ascontiguousarray(batch01, dtype=np.float32))).to(device)
+        return model(x).float().cpu().numpy()
+
+
+def nan_to_none(obj: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, recursively."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return nan_to_none(obj.item())
+    return obj

@@ -1,0 +1,69 @@
+"""``cxr evaluate`` behind the CLI: load weights, load records, run the task's evaluation, format a table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from cxrassist.data.manifest import load_manifests
+from cxrassist.data.records import select
+from cxrassist.errors import ConfigError, DatasetError
+from cxrassist.evaluation.common import nan_to_none
+
+log = logging.getLogger(__name__)
+
+TASK_OF_LABELS = {"Lung": "segmentation", "Bone": "bone", "Abnormal": "triage"}
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
+
+
+def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val", limit: int | None = None,
+             postprocess: bool = False, roc_dir: Path | None = None, bootstrap: int = 1000,
+             write_thresholds: str | None = None, lung_weights: str | None = None, bone_weights: str | None = None,
+             cache_dir: Path | None = None, threads: int | None = None, device: str = "auto") -> dict[str, Any]:
+    import torch
+
+    from cxrassist.training.distributed import pick_device
+    from cxrassist.weights import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    model, card = load_model(weights)
+    model.to(dev).eval()
+    records = select(load_manifests(manifests), split)[:limit]
+    if not records:
+        raise DatasetError(f"no records with split {split!r} in {', '.join(manifests)}")
+    size = int(card.input.get("size", 512))
+    if task == "segmentation":
+        from cxrassist.evaluation.segmentation import evaluate_segmentation
+
+        res = evaluate_segmentation(model, size, records, device=dev, postprocess=postprocess)
+        table = (f"segmentation  n={res['n_cases']}  dice={_fmt(res['dice'])}  iou={_fmt(res['iou'])}  "
+                 f"hd95={_fmt(res['hd95'], 1)} px  (median dice {_fmt(res['dice_median'])})")
+    elif task == "bone":
+        from cxrassist.evaluation.bone import evaluate_bone
+
+        res = evaluate_bone(model, size, records, device=dev)
+        table = (f"bone  n={res['n_cases']}\n"
+                 f"  suppressed image: psnr={_fmt(res['psnr'], 2)} dB  ssim={_fmt(res['ssim'], 4)}\n"
+                 f"  bone image:       psnr={_fmt(res['bone_psnr'], 2)} dB  ssim={_fmt(res['bone_ssim'], 4)}\n"
+                 f"  bone suppression ratio={_fmt(res['bone_suppression_ratio'], 4)}\n"
+                 f"  identity baseline (no suppression): psnr={_fmt(res['identity_psnr'], 2)} dB  "
+                 f"ssim={_fmt(res['identity_ssim'], 4)}  ratio=0")
+    elif task in ("triage", "classifier"):
+        from cxrassist.evaluation.classification import evaluate_classification
+
+        res, table = evaluate_classification(
+            task, model, card, records, weights=weights, device=dev, roc_dir=roc_dir, bootstrap=bootstrap,
+            write_thresholds=write_thresholds, lung_weights=lung_weights, bone_weights=bone_weights,
+            cache_dir=cache_dir)
+    else:
+        raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")
+    res = nan_to_none({**res, "model": card.name, "version": card.version, "weights": str(weights),
+                       "manifests": manifests, "split": split})
+    res["_table"] = table
+    return res

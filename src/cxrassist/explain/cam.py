@@ -1,0 +1,157 @@
+"""Class activation maps for every finding: CAM from the head weights, Grad-CAM per branch, Grad-CAM fallback.
+
+Normalisation (``CamOutput.cams``): per image and per class, ``relu(raw) / max(relu(raw))`` over the map, so every
+map is in [0, 1] and 1 marks where the evidence *for that finding* is strongest in that image. A normalised map says
+nothing about how likely the finding is: show it with the probability. A map with no positive evidence is all zeros.
+The un-normalised maps are kept in ``CamOutput.raw`` (CAM: ``w_k . f(i, j)``, the per-cell contribution to logit k
+minus the bias, whose mean over cells is exactly ``logit_k - b_k``).
+
+Resolution. Single-view classifiers: CAM on the final map made denser by ``dense_levels`` (see
+``cxrassist.models.densenet``): 512 input -> 4x4 (0), 8x8 (1, default, +0.2 GFLOPs), 16x16 (2, ~+3 GFLOPs); the
+logits are the normal ones (``forward_features_dense``'s every 2**levels-th cell is the normal map, exactly; the
+CAM is then re-gridded by :func:`regrid_map` so that cell q covers model pixels [q*stride, (q+1)*stride)). Dual-branch
+classifiers: Grad-CAM at each branch's output (16x16 at 512), keyed "frontal" and "lateral".
+
+Maps are in model space (the letterboxed square); ``SpatialRecord.to_original`` maps them onto the original pixels.
+Call ``model.eval()`` first (batch-norm statistics of a training-mode model couple the images of a batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class CamOutput:
+    logits: torch.Tensor  # [B, K]
+    cams: dict[str, torch.Tensor]  # view -> [B, K, h, w] in [0, 1]
+    raw: dict[str, torch.Tensor] = field(default_factory=dict)  # view -> [B, K, h, w] un-normalised
+    method: str = "cam"  # "cam" | "grad-cam"
+    stride: dict[str, int] = field(default_factory=dict)  # view -> model-space pixels per map cell
+
+    def upsampled(self, view: str = "frontal", size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The normalised maps of one view bilinearly resized to ``size`` (default: the model input size)."""
+        cam = self.cams[view]
+        size = size or (cam.shape[-2] * self.stride[view], cam.shape[-1] * self.stride[view])
+        return F.interpolate(cam, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def normalize_maps(raw: torch.Tensor) -> torch.Tensor:
+    """Per image and class: ``relu(raw) / max``; all-zero where there is no positive evidence."""
+    pos = raw.clamp(min=0)
+    peak = pos.flatten(2).amax(dim=2)[..., None, None]
+    return torch.where(peak > 0, pos / peak.clamp(min=1e-12), torch.zeros_like(pos))
+
+
+def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0.0) -> torch.Tensor:
+    """Re-grid a (dense) map so that cell q is centred on model pixel ``(q + 0.5) * stride`` like any aligned map.
+
+    Dense cell p is the network evaluated with its pooling grid shifted by p fine cells: its receptive field is
+    centred ``(2**levels - 1) / 2`` cells further bottom-right than an aligned cell, plus the network's own
+    ``offset_px`` (the odd-kernel stride-2 layers of stem, conv0 and pool0 shift the grid by -7.5 input pixels).
+    Bilinear resampling with edge replication; a no-op shift returns the map unchanged.
+    """
+    shift = (2**levels - 1) / 2 + offset_px / stride  # in cells; value at cell q = dense value at q - shift
+    if abs(shift) < 1e-6:
+        return cam
+    b, k, h, w = cam.shape
+    ys = (torch.arange(h, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / h - 1
+    xs = (torch.arange(w, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / w - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).expand(b, h, w, 2)
+    return F.grid_sample(cam, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _cam(features: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
+    return torch.einsum("kc,bchw->bkhw", classifier.weight, features)
+
+
+def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tensor | None = None, *,
+                          dense_levels: int = 1, lateral_present: torch.Tensor | None = None) -> CamOutput:
+    """Logits and per-finding maps of a classifier for a batch (see the module docstring for the method used)."""
+    from cxrassist.models.dual import DualBranchClassifier
+
+    if isinstance(model, DualBranchClassifier):
+        return _branch_grad_cams(model, x, lateral, lateral_present)
+    if lateral is not None:
+        raise ValueError(f"{type(model).__name__} is a single-view model; it takes no lateral view")
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no Linear 'classifier' head; use grad_cam(model, x, layer, k)")
+    with torch.no_grad():
+        if hasattr(model, "forward_features_dense") and dense_levels > 0:
+            feats = model.forward_features_dense(x, dense_levels)
+            step = 2**dense_levels
+            logits = model.forward_head(feats[..., ::step, ::step])
+            stride = model.reduction // step
+        else:
+            dense_levels = 0
+            feats = model.forward_features(x)
+            logits = model.forward_head(feats)
+            stride = x.shape[-1] // feats.shape[-1]
+        raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(model, "feature_offset_px", 0.0))
+    return CamOutput(logits=logits, cams={"frontal": normalize_maps(raw)}, raw={"frontal": raw}, method="cam",
+                     stride={"frontal": stride})
+
+
+def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch.Tensor]:
+    """Grad-CAM raw maps [B, K, h, w] for each activation in ``acts`` (one backward pass per class)."""
+    out = [[] for _ in acts]
+    k_total = logits.shape[1]
+    for k in range(k_total):
+        grads = torch.autograd.grad(logits[:, k].sum(), acts, retain_graph=k < k_total - 1, allow_unused=True)
+        for i, (a, g) in enumerate(zip(acts, grads)):
+            if g is None:
+                g = torch.zeros_like(a)
+            weights = g.mean(dim=(2, 3), keepdim=True)
+            out[i].append((weights * a).sum(1))
+    return [torch.stack(maps, 1).detach() for maps in out]
+
+
+def _branch_grad_cams(model: nn.Module, frontal: torch.Tensor, lateral: torch.Tensor | None,
+                      lateral_present: torch.Tensor | None) -> CamOutput:
+    with torch.no_grad():  # gradients are only needed from the branch outputs on
+        f_map, l_map = model.forward_branches(frontal, lateral, lateral_present)
+    with torch.enable_grad():
+        f_map = f_map.detach().requires_grad_(True)
+        l_map = l_map.detach().requires_grad_(True)
+        logits = model.forward_head(model.forward_trunk(f_map, l_map))
+        views = ["frontal"] + (["lateral"] if lateral is not None else [])
+        acts = [f_map, l_map][: len(views)]
+        raws = _grad_weighted(acts, logits)
+    raw = dict(zip(views, raws))
+    if lateral is not None and lateral_present is not None:  # no map for a stand-in
+        raw["lateral"] = raw["lateral"] * lateral_present.to(raw["lateral"].device, torch.float32)[:, None, None, None]
+    return CamOutput(logits=logits.detach(), cams={v: normalize_maps(r) for v, r in raw.items()}, raw=raw,
+                     method="grad-cam", stride={v: model.branch_reduction for v in views})
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: nn.Module, class_index: int | list[int] | None = None,
+             **forward_kwargs: object) -> torch.Tensor:
+    """Grad-CAM at any layer of any model whose forward returns [B, K] logits.
+
+    Returns normalised maps [B, h, w] for an int ``class_index``, else [B, K', h, w] (all classes when None).
+    ``forward_kwargs`` go to ``model(x, ...)`` (e.g. ``lateral=`` for the dual-branch model).
+    """
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inp: object, output: torch.Tensor) -> None:
+        captured.append(output)
+
+    handle = target_layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            logits = model(x, **forward_kwargs)
+            if not captured:
+                raise ValueError("target_layer was not used in the forward pass")
+            act = captured[-1]
+            indices = range(logits.shape[1]) if class_index is None else (
+                [class_index] if isinstance(class_index, int) else list(class_index))
+            raw = _grad_weighted([act], logits[:, list(indices)])[0]
+    finally:
+        handle.remove()
+    maps = normalize_maps(raw)
+    return maps[:, 0] if isinstance(class_index, int) else maps

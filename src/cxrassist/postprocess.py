@@ -1,0 +1,206 @@
+"""Turning raw network outputs into things a reader can look at.
+
+Lung masks: a segmentation network leaves speckles outside the thorax and holes where dense pathology (effusion,
+consolidation) darkens the lung. Keeping the two largest connected components and filling holes is the usual cleanup
+(the JSRT / Montgomery literature does the same) and is what the lung areas are measured on.
+
+Heatmaps: a colour map and an alpha-blended overlay in plain numpy, so the report needs no matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cxrassist.preprocess import SpatialRecord
+
+
+def clean_lung_mask(mask: np.ndarray, *, keep: int = 2, min_fraction: float = 0.002) -> np.ndarray:
+    """Keep the ``keep`` largest connected components of a binary mask and fill their holes.
+
+    Components smaller than ``min_fraction`` of the image are dropped even when they are among the largest (a
+    mask that is all speckle becomes empty rather than two dots).
+    """
+    binary = np.asarray(mask, dtype=bool)
+    if not binary.any():
+        return binary.copy()
+    labels, count = ndimage.label(binary)
+    if count == 0:
+        return np.zeros_like(binary)
+    sizes = np.bincount(labels.ravel())[1:]  # size of component 1..count
+    order = np.argsort(sizes)[::-1][:keep]
+    min_size = max(1, int(min_fraction * binary.size))
+    kept = [i + 1 for i in order if sizes[i] >= min_size]
+    out = np.isin(labels, kept)
+    return ndimage.binary_fill_holes(out)
+
+
+@dataclass(frozen=True)
+class LungAreas:
+    """Lung areas per side. Sides are the PATIENT's, assuming the standard display (patient's right on image left)."""
+
+    right_px: int
+    left_px: int
+    right_cm2: float | None
+    left_cm2: float | None
+
+    @property
+    def total_px(self) -> int:
+        return self.right_px + self.left_px
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        total_cm2 = None
+        if self.right_cm2 is not None and self.left_cm2 is not None:
+            total_cm2 = round(self.right_cm2 + self.left_cm2, 2)
+        return {
+            "right_px": self.right_px,
+            "left_px": self.left_px,
+            "total_px": self.total_px,
+            "right_cm2": self.right_cm2,
+            "left_cm2": self.left_cm2,
+            "total_cm2": total_cm2,
+        }
+
+
+def lung_areas(mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = None) -> LungAreas:
+    """Area of each lung in pixels (and cm² when the pixel spacing is known and positive).
+
+    Each connected component is assigned to a side by its centroid column relative to the image centre; in a
+    PA/AP radiograph shown in the standard orientation the image's left half is the patient's right lung.
+    """
+    binary = np.asarray(mask, dtype=bool)
+    h, w = binary.shape
+    labels, count = ndimage.label(binary)
+    right = left = 0
+    if count:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        cols = ndimage.center_of_mass(binary, labels, range(1, count + 1))
+        for i, (_, col) in enumerate(cols, start=1):
+            if col < w / 2.0:
+                right += int(sizes[i])
+            else:
+                left += int(sizes[i])
+    right_cm2 = left_cm2 = None
+    if pixel_spacing_mm and all(s and s > 0 for s in pixel_spacing_mm):
+        px_cm2 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1]) / 100.0
+        right_cm2 = round(right * px_cm2, 2)
+        left_cm2 = round(left * px_cm2, 2)
+    return LungAreas(right, left, right_cm2, left_cm2)
+
+
+def mask_contour(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
+    """Boolean outline of a mask (mask minus its erosion), ``thickness`` pixels wide."""
+    binary = np.asarray(mask, dtype=bool)
+    if not binary.any():
+        return binary.copy()
+    eroded = ndimage.binary_erosion(binary, iterations=max(1, thickness))
+    return binary & ~eroded
+
+
+def normalize_heatmap(cam: np.ndarray) -> np.ndarray:
+    """A class activation map -> [0, 1]: negative evidence clipped, then divided by the map's own maximum.
+
+    The heatmap therefore shows *where* the model looked for a finding, not *how likely* it is: the probability is
+    reported beside it.
+    """
+    arr = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
+    top = float(arr.max()) if arr.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        return np.zeros_like(arr)
+    return arr / top
+
+
+# "Turbo"-like anchor colours (blue -> cyan -> green -> yellow -> red), interpolated linearly.
+_ANCHORS = np.array(
+    [
+        [0.19, 0.07, 0.23],
+        [0.16, 0.47, 0.93],
+        [0.10, 0.85, 0.75],
+        [0.55, 0.99, 0.30],
+        [0.98, 0.80, 0.18],
+        [0.92, 0.33, 0.05],
+        [0.48, 0.02, 0.01],
+    ],
+    dtype=np.float32,
+)
+
+
+def colormap(values01: np.ndarray) -> np.ndarray:
+    """[0, 1] array (H, W) -> RGB float32 (H, W, 3) in [0, 1]."""
+    v = np.clip(np.asarray(values01, dtype=np.float32), 0.0, 1.0)
+    pos = v * (len(_ANCHORS) - 1)
+    lo = np.floor(pos).astype(np.int32)
+    hi = np.minimum(lo + 1, len(_ANCHORS) - 1)
+    frac = (pos - lo)[..., None]
+    return _ANCHORS[lo] * (1.0 - frac) + _ANCHORS[hi] * frac
+
+
+def as_uint8(arr: np.ndarray) -> np.ndarray:
+    """[0, 1] float array -> uint8 (rounded, clipped); uint8 input is returned as is."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _overlay_lut(alpha: float, floor: float) -> np.ndarray:
+    """The blend as a table: index (grey << 8 | heat) -> RGB packed in a uint32 (little-endian R, G, B, 0)."""
+    levels = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    color = colormap(levels)  # (256 heat, 3)
+    weight = alpha * np.clip((levels - floor) / max(1e-6, 1.0 - floor), 0.0, 1.0)  # (256 heat,)
+    blend = levels[:, None, None] * (1.0 - weight)[None, :, None] + (color * weight[:, None])[None, :, :]
+    rgba = np.zeros((256 * 256, 4), dtype=np.uint8)
+    rgba[:, :3] = as_uint8(blend).reshape(256 * 256, 3)
+    return rgba.view("<u4").ravel()
+
+
+_LUTS: dict[tuple[float, float], np.ndarray] = {}
+
+
+def overlay_heatmap(gray: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, floor: float = 0.2) -> np.ndarray:
+    """Blend a heatmap over a grey radiograph; uint8 RGB (H, W, 3).
+
+    ``gray`` and ``heat`` are [0, 1] floats or uint8. The blend weight grows with the heat (zero below ``floor``),
+    so cold regions show the plain radiograph and the reader is never asked to look through colour where the model
+    saw nothing. Both are quantised to 8 bits and blended through a 65536-entry table (one look-up per pixel): a
+    2k x 2k overlay costs ~30 ms instead of ~1 s of float arithmetic.
+    """
+    g8, h8 = as_uint8(gray), as_uint8(heat)
+    if g8.shape != h8.shape:
+        raise ValueError(f"image {g8.shape} and heatmap {h8.shape} differ in shape")
+    key = (float(alpha), float(floor))
+    if key not in _LUTS:
+        _LUTS[key] = _overlay_lut(*key)
+    index = g8.astype(np.uint16) << 8
+    index |= h8
+    packed = _LUTS[key][index]
+    from PIL import Image
+
+    h, w = g8.shape
+    rgbx = Image.frombuffer("RGBA", (w, h), packed, "raw", "RGBA", 0, 1)
+    return np.asarray(rgbx.convert("RGB"))  # dropping the 4th byte in C: ~10x faster than a strided numpy copy
+
+
+def overlay_contour(gray: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (25, 230, 50),
+                    thickness: int = 3) -> np.ndarray:
+    """The radiograph in grey with the outline of ``mask`` drawn in ``color``; uint8 RGB (H, W, 3)."""
+    g8 = as_uint8(gray)
+    rgb = np.repeat(g8[..., None], 3, axis=2)
+    rgb[mask_contour(mask, thickness)] = np.asarray(color, dtype=np.uint8)
+    return rgb
+
+
+def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord) -> np.ndarray:
+    """A model-space map (any resolution, [0, 1]) -> uint8 heat on the original pixel grid.
+
+    The same mapping as ``SpatialRecord.to_original`` (bilinear to model size, crop the padding, bilinear to the
+    original size) done on 8-bit Pillow images, ~5x faster than in float for a 2k radiograph.
+    """
+    from PIL import Image
+
+    bilinear = Image.Resampling.BILINEAR
+    model = Image.fromarray(as_uint8(cam), mode="L").resize((record.size, record.size), bilinear)
+    valid = model.crop((record.left, record.top, record.left + record.new_w, record.top + record.new_h))
+    return np.asarray(valid.resize((record.orig_w, record.orig_h), bilinear))

@@ -1,0 +1,99 @@
+"""AnalysisResult -> a report folder: report.json (versioned schema), report.html, PNGs, DICOM SR + SC.
+
+``write_outputs`` writes everything into a temporary sibling folder and swaps it into place at the end, so a
+failure never leaves a half report and never destroys the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cxrassist.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("json", "html", "png", "dicom")
+DEFAULT_FORMATS: tuple[str, ...] = ("json", "html", "png")
+REPORT_NAME = "report.json"
+
+
+def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """"json,html" or ["json", "html"] -> ("json", "html"); json is always included (it indexes the rest)."""
+    items = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    unknown = [s for s in items if s not in FORMATS]
+    if unknown:
+        raise OutputError(f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in items or f == "json")
+
+
+def _check_target(out_dir: Path) -> None:
+    """Refuse to replace a folder that is not ours (a non-empty folder without report.json)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputError(f"output path {out_dir} exists and is not a folder")
+        if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).exists():
+            raise OutputError(f"output folder {out_dir} is not empty and holds no {REPORT_NAME}; "
+                              "choose a new or empty folder (a previous report folder is replaced)")
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    backup = None
+    if out_dir.exists():
+        backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.rename(out_dir, backup)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if backup is not None:
+            os.rename(backup, out_dir)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str = DEFAULT_FORMATS, *,
+                  extra_timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write the requested formats of one AnalysisResult into ``out_dir``; return the report.json content."""
+    from cxrassist.report.html_report import render_html
+    from cxrassist.report.images import render_images
+    from cxrassist.report.json_report import build_report, write_json
+    from cxrassist.report.schema import validate_report
+
+    fmts = parse_formats(formats)
+    out_dir = Path(out_dir).absolute()
+    _check_target(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        rendered = render_images(result, tmp, write_png="png" in fmts, previews="html" in fmts)
+        dicom_entries = []
+        if "dicom" in fmts:
+            from cxrassist.report.dicom_out import write_dicom
+
+            dicom_entries = write_dicom(result, tmp)
+        report = build_report(result, rendered.files, html="report.html" if "html" in fmts else None,
+                              dicom=dicom_entries)
+        report["timings_ms"].update({k: float(v) for k, v in (extra_timings or {}).items()})
+        report["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1000.0, 1)
+        validate_report(report)
+        if "html" in fmts:
+            (tmp / "report.html").write_text(render_html(report, rendered.previews), encoding="utf-8")
+        write_json(report, tmp / REPORT_NAME)  # last: its presence marks a complete report
+        os.chmod(tmp, 0o755)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("report written to %s", out_dir)
+    return report
+
+
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "parse_formats", "write_outputs"]

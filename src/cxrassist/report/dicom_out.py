@@ -1,0 +1,170 @@
+"""DICOM outputs for PACS: a Comprehensive SR of the findings and Secondary Capture images (highdicom).
+
+Both go into the SOURCE study when the input was DICOM (so PACS files them beside the radiograph, which means the
+patient module is copied from the source header, as PACS requires); otherwise into a new study without patient
+identity. Each output is its own new series whose SeriesDescription says "decision support".
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrassist import DISCLAIMER, __version__
+from cxrassist.pipeline import AnalysisResult
+from cxrassist.postprocess import overlay_contour, overlay_heatmap
+from cxrassist.report.images import to_uint8
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER = "cxrassist"
+SR_DESCRIPTION = "cxrassist decision support - findings (not a diagnosis)"
+SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
+_SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
+_MAX_OVERLAYS = 3  # overlays of the positive findings, else of the top findings, at least this many
+
+
+def _source_header(result: AnalysisResult) -> Any | None:
+    """The frontal's DICOM header (no pixels) when the input was DICOM and is still readable."""
+    xray = result.frontal
+    if xray.source_format != "dicom" or xray.source_path is None:
+        return None
+    import pydicom
+
+    try:
+        return pydicom.dcmread(str(xray.source_path), stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - fall back to a new study, never fail the report for it
+        log.warning("could not re-read the source DICOM header (%s): writing DICOM outputs into a new study", exc)
+        return None
+
+
+def _orientation(ref: Any | None) -> tuple[str, str]:
+    """Source PatientOrientation, else the standard frontal display (rows toward patient left, columns to feet)."""
+    value = getattr(ref, "PatientOrientation", None) if ref is not None else None
+    if value is not None and len(value) == 2 and all(str(v) for v in value):
+        return str(value[0]), str(value[1])
+    return "L", "F"
+
+
+def _overlay_codes(result: AnalysisResult) -> list[str]:
+    ranked = sorted(result.findings, key=lambda f: f.probability, reverse=True)
+    chosen = [f.code for f in ranked if f.positive]
+    for f in ranked:
+        if len(chosen) >= _MAX_OVERLAYS:
+            break
+        if f.code not in chosen:
+            chosen.append(f.code)
+    return chosen
+
+
+def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[tuple[str, Any]]:
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    gray = result.frontal.pixels
+    names = {f.code: f.name for f in result.findings}
+    pictures: list[tuple[str, np.ndarray, str]] = [
+        (f"Heatmap {names[c]} (p={next(f.probability for f in result.findings if f.code == c):.2f})",
+         overlay_heatmap(gray, result.heatmap(c)), "RGB") for c in _overlay_codes(result)
+    ]
+    pictures.append(("Lung segmentation contour", overlay_contour(gray, result.lung_mask,
+                                                                   thickness=max(2, max(gray.shape) // 400)), "RGB"))
+    pictures.append(("Bone-subtracted (bone image)", result.bone, "MONOCHROME2"))
+    pictures.append(("Bone-suppressed (soft tissue)", result.bone_suppressed, "MONOCHROME2"))
+
+    series_uid = generate_uid()
+    orientation = _orientation(ref)
+    out = []
+    for number, (title, array, photometric) in enumerate(pictures, start=1):
+        common: dict[str, Any] = dict(
+            pixel_array=to_uint8(array), photometric_interpretation=photometric, bits_allocated=8,
+            coordinate_system="PATIENT", series_instance_uid=series_uid, series_number=9901,
+            sop_instance_uid=generate_uid(), instance_number=number, manufacturer=MANUFACTURER,
+            patient_orientation=orientation,
+        )
+        if ref is not None:
+            sc = hd.sc.SCImage.from_ref_dataset(ref, **common)
+        else:
+            sc = hd.sc.SCImage(study_instance_uid=study_uid, **common)
+        sc.SeriesDescription = SC_DESCRIPTION
+        sc.ImageComments = f"{title}. {DISCLAIMER}"[:10240]
+        sc.DerivationDescription = f"cxrassist {__version__}: {title}"[:1024]
+        if result.untrained:
+            sc.ImageComments = "UNTRAINED MODEL - outputs are meaningless. " + sc.ImageComments
+        out.append((title, sc))
+    return out
+
+
+def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
+    import highdicom as hd
+    from highdicom.sr import (CodedConcept, ContainerContentItem, ContentSequence, NumContentItem,
+                              RelationshipTypeValues, TextContentItem)
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    contains = RelationshipTypeValues.CONTAINS
+    items: list[Any] = [
+        TextContentItem(name=codes.DCM.Comment, value=DISCLAIMER, relationship_type=contains),
+        TextContentItem(name=codes.DCM.AlgorithmName, value="cxrassist", relationship_type=contains),
+        TextContentItem(name=codes.DCM.AlgorithmVersion, value=__version__, relationship_type=contains),
+    ]
+    for m in result.models:
+        text = f"{m['role']}: {m['name']} {m['version']} ({m['status']}) sha256={m.get('sha256') or '-'}"
+        items.append(TextContentItem(name=codes.DCM.Comment, value=text[:1024], relationship_type=contains))
+    if result.untrained:
+        items.append(TextContentItem(name=codes.DCM.Comment, value="UNTRAINED MODEL - outputs are meaningless",
+                                     relationship_type=contains))
+    if result.forced:
+        items.append(TextContentItem(name=codes.DCM.Comment, relationship_type=contains,
+                                     value=f"FORCED: the input check refused this image ({result.chest_check.reason})"[:1024]))
+    t = result.triage
+    items.append(NumContentItem(name=CodedConcept("ABN", _SCHEME, "Abnormal (triage)"), value=t.abnormal_probability,
+                                unit=codes.UCUM.NoUnits, relationship_type=contains))
+    items.append(TextContentItem(name=CodedConcept("PRIO", _SCHEME, "Triage priority"), value=t.priority,
+                                 relationship_type=contains))
+    for f in result.findings:
+        note = (f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
+                f"{'validated' if f.validated else 'NOT VALIDATED'}")
+        num = NumContentItem(name=CodedConcept(f.code, _SCHEME, f.name), value=round(f.probability, 4),
+                             unit=codes.UCUM.NoUnits, relationship_type=contains)
+        num.ContentSequence = ContentSequence([TextContentItem(
+            name=codes.DCM.Comment, value=note, relationship_type=RelationshipTypeValues.HAS_PROPERTIES)])
+        items.append(num)
+    root = ContainerContentItem(name=codes.LN.DiagnosticImagingReport)
+    root.ContentSequence = ContentSequence(items)
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence, content=root, series_instance_uid=generate_uid(), series_number=9900,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
+        is_final=False, is_verified=False,
+    )
+    sr.SeriesDescription = SR_DESCRIPTION
+    return sr
+
+
+def write_dicom(result: AnalysisResult, out_dir: Path) -> list[dict[str, Any]]:
+    """Write ``dicom/sr.dcm`` and ``dicom/sc_XX.dcm``; return their entries for report.json."""
+    from pydicom.uid import generate_uid
+
+    ref = _source_header(result)
+    study_uid = str(ref.StudyInstanceUID) if ref is not None else generate_uid()
+    folder = out_dir / "dicom"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    with warnings.catch_warnings():  # highdicom's person-name advice about the SOURCE header is not ours to fix
+        warnings.simplefilter("ignore", UserWarning)
+        scs = _sc_images(result, ref, study_uid)
+    for i, (title, sc) in enumerate(scs, start=1):
+        rel = f"dicom/sc_{i:02d}.dcm"
+        sc.save_as(out_dir / rel, enforce_file_format=True)
+        entries.append({"kind": "SC", "path": rel, "sop_instance_uid": str(sc.SOPInstanceUID),
+                        "study_instance_uid": str(sc.StudyInstanceUID), "description": title})
+    evidence = ([ref] if ref is not None else []) + [sc for _, sc in scs]
+    sr = _sr(result, evidence)
+    sr.save_as(out_dir / "dicom/sr.dcm", enforce_file_format=True)
+    entries.insert(0, {"kind": "SR", "path": "dicom/sr.dcm", "sop_instance_uid": str(sr.SOPInstanceUID),
+                       "study_instance_uid": str(sr.StudyInstanceUID), "description": "findings"})
+    return entries

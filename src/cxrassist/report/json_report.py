@@ -1,0 +1,97 @@
+"""AnalysisResult -> the ``report.json`` dict (see schema.py and docs/report-schema.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cxrassist import DISCLAIMER, __version__
+from cxrassist.labels import CRITICAL_CODES
+from cxrassist.pipeline import AnalysisResult
+from cxrassist.report.schema import SCHEMA_VERSION
+
+SIDE_CONVENTION = (
+    "right/left are the patient's sides, assuming the standard radiographic display (patient's right on the "
+    "image's left)"
+)
+
+
+def _round(x: float, digits: int = 4) -> float:
+    return round(float(x), digits) if math.isfinite(x) else 0.0
+
+
+def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: str | None = None,
+                 dicom: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The report dict. ``files`` maps image keys to relative paths (None where PNGs were not written)."""
+    frontal = result.frontal.summary()
+    lateral = result.lateral.summary() if result.lateral is not None else None
+    findings = []
+    for f in result.findings:
+        findings.append({
+            "code": f.code,
+            "name": f.name,
+            "probability": _round(f.probability),
+            "threshold": _round(f.threshold),
+            "positive": f.positive,
+            "validated": f.validated,
+            "critical": f.code in CRITICAL_CODES,
+            "heatmap": files.get(f"heatmap:{f.code}"),
+            "heatmap_map": files.get(f"heatmap_map:{f.code}"),
+            "heatmap_lateral": files.get(f"heatmap_lateral:{f.code}"),
+        })
+    t = result.triage
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": {"name": "cxrassist", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "disclaimer": DISCLAIMER,
+        "untrained": result.untrained,
+        "forced": result.forced,
+        "warnings": list(result.warnings),
+        "chest_check": {
+            "is_chest": bool(result.chest_check.is_chest),
+            "is_frontal": None if result.chest_check.is_frontal is None else bool(result.chest_check.is_frontal),
+            "reason": str(result.chest_check.reason),
+        },
+        "input": {"frontal": frontal, "lateral": lateral},
+        "triage": {
+            "abnormal_probability": _round(t.abnormal_probability),
+            "threshold": _round(t.threshold),
+            "priority": t.priority,
+            "priority_score": _round(t.priority_score),
+            "critical_findings": list(t.critical_findings),
+        },
+        "findings": findings,
+        "lung": {
+            "mask": files.get("lung_mask"),
+            "segmented": files.get("lung_segmented"),
+            "contour": files.get("lung_contour"),
+            "area": result.lung_areas.to_dict(),
+            "side_convention": SIDE_CONVENTION,
+        },
+        "bone": {"subtracted": files.get("bone_subtracted"), "suppressed": files.get("bone_suppressed")},
+        "images": {"radiograph": files.get("radiograph"), "lateral": files.get("lateral")},
+        "models": result.models,
+        "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},
+        "outputs": {"html": html, "dicom": list(dicom or [])},
+    }
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def referenced_files(report: dict[str, Any]) -> list[str]:
+    """Every relative path a report points at (used by tests and by batch's completeness check)."""
+    paths: list[str] = []
+    for f in report["findings"]:
+        paths += [f[k] for k in ("heatmap", "heatmap_map", "heatmap_lateral") if f.get(k)]
+    for section in ("lung", "bone", "images"):
+        paths += [v for k, v in report[section].items() if isinstance(v, str) and k not in ("side_convention",)]
+    if report["outputs"].get("html"):
+        paths.append(report["outputs"]["html"])
+    paths += [d["path"] for d in report["outputs"].get("dicom", [])]
+    return paths

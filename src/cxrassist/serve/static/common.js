@@ -1,0 +1,71 @@
+// Shared helpers of the viewer pages: API calls (with the optional bearer token), banners, formatting.
+"use strict";
+
+const CXR = (() => {
+  const TOKEN_KEY = "cxr-api-token";
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+  // fetch() under /api with the token; on 401 asks the reader for the token once and retries.
+  async function api(path, options = {}, retried = false) {
+    const headers = new Headers(options.headers || {});
+    if (token()) headers.set("Authorization", "Bearer " + token());
+    const resp = await fetch(path, { ...options, headers });
+    if (resp.status === 401 && !retried) {
+      const t = window.prompt("This server needs its API token (CXR_API_TOKEN):");
+      if (t) { sessionStorage.setItem(TOKEN_KEY, t.trim()); return api(path, options, true); }
+    }
+    return resp;
+  }
+
+  async function json(path, options) {
+    const resp = await api(path, options);
+    let body = null;
+    try { body = await resp.json(); } catch (e) { body = null; }
+    if (!resp.ok) {
+      const msg = body && body.detail ? body.detail : `HTTP ${resp.status}`;
+      const err = new Error(msg); err.status = resp.status; err.body = body; throw err;
+    }
+    return body;
+  }
+
+  // An image of a study as an ImageBitmap (fetched with the token, so no <img src> is needed).
+  async function bitmap(studyId, name) {
+    const resp = await api(`/api/studies/${studyId}/images/${name}`);
+    if (!resp.ok) throw new Error(`image ${name}: HTTP ${resp.status}`);
+    return createImageBitmap(await resp.blob());
+  }
+
+  async function objectUrl(studyId, name) {
+    const resp = await api(`/api/studies/${studyId}/images/${name}`);
+    if (!resp.ok) throw new Error(`image ${name}: HTTP ${resp.status}`);
+    return URL.createObjectURL(await resp.blob());
+  }
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) node.append(c);
+    return node;
+  }
+
+  const pct = (p) => (p === null || p === undefined ? "–" : (100 * p).toFixed(1) + "%");
+
+  // Red banner when any model is untrained; the pipeline's load error too.
+  function modelBanner(node, models, pipelineError) {
+    const untrained = (models || []).filter((m) => m.status && m.status !== "trained");
+    const parts = [];
+    if (untrained.length) parts.push(`UNTRAINED MODEL (${untrained.map((m) => m.role || m.name).join(", ")}): outputs are meaningless, for trying the program only.`);
+    if (pipelineError) parts.push(`The models could not be loaded: ${pipelineError}`);
+    node.textContent = parts.join(" ");
+    node.classList.toggle("hidden", parts.length === 0);
+  }
+
+  return { api, json, bitmap, objectUrl, el, pct, modelBanner };
+})();

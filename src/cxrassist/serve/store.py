@@ -1,0 +1,260 @@
+"""Persistent study store: one SQLite file (WAL) for the worklist, one folder per study for the files.
+
+Layout under ``data_dir``::
+
+    studies.db                      the worklist (this module)
+    studies/<uuid>/input/frontal.*  the uploaded radiograph(s), original bytes (the name never kept: it may
+    studies/<uuid>/input/lateral.*  carry a patient identifier)
+    studies/<uuid>/view/            radiograph.png, lateral.png: 8-bit pictures for the viewer (worker)
+    studies/<uuid>/out/             report.json and its PNGs (written by cxrassist.analysis.analyze_paths)
+
+A status only moves forward ``queued -> running -> done | refused | failed``. At start-up, studies left ``running``
+by a process that stopped are put back to ``queued`` (``requeue_interrupted``), so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "done", "refused", "failed")
+FINAL_STATUSES = frozenset({"done", "refused", "failed"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    inputs TEXT NOT NULL,
+    priority TEXT,
+    priority_score REAL,
+    abnormal_probability REAL,
+    top_findings TEXT,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS studies_status ON studies(status);
+"""
+
+
+def parse_study_id(value: str) -> str | None:
+    """The canonical form of a study id, or None when ``value`` is not a UUID (so it never reaches a path)."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    canonical = str(parsed)
+    return canonical if canonical == value.lower() else None
+
+
+@dataclass
+class Study:
+    """One row of the worklist."""
+
+    id: str
+    status: str
+    received_at: float
+    inputs: dict[str, str]
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    priority: str | None = None
+    priority_score: float | None = None
+    abnormal_probability: float | None = None
+    top_findings: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def has_lateral(self) -> bool:
+        return "lateral" in self.inputs
+
+
+class StudyStore:
+    """Thread-safe access to the worklist (one connection guarded by a lock; SQLite in WAL mode)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.studies_dir = self.data_dir / "studies"
+        self.studies_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.data_dir / "studies.db", check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._conn.row_factory = sqlite3.Row
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the study store is closed")
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> Study:
+        return Study(
+            id=row["id"],
+            status=row["status"],
+            received_at=row["received_at"],
+            inputs=json.loads(row["inputs"]),
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            attempts=row["attempts"],
+            priority=row["priority"],
+            priority_score=row["priority_score"],
+            abnormal_probability=row["abnormal_probability"],
+            top_findings=json.loads(row["top_findings"]) if row["top_findings"] else [],
+            reason=row["reason"],
+        )
+
+    # -- paths -------------------------------------------------------------------------------------------------
+    def study_dir(self, study_id: str) -> Path:
+        canonical = parse_study_id(study_id)
+        if canonical is None:
+            raise ValueError(f"not a study id: {study_id!r}")
+        return self.studies_dir / canonical
+
+    def input_dir(self, study_id: str) -> Path:
+        return self.study_dir(study_id) / "input"
+
+    def out_dir(self, study_id: str) -> Path:
+        """The analysis' report folder (report.json + its PNGs), written by ``analyze_paths`` only."""
+        return self.study_dir(study_id) / "out"
+
+    def view_dir(self, study_id: str) -> Path:
+        """The viewer's own pictures (radiograph.png, lateral.png), written before the analysis."""
+        return self.study_dir(study_id) / "view"
+
+    def new_study_dir(self) -> tuple[str, Path]:
+        """A fresh id and its (created) input folder; the row is added by :meth:`add` once the files are valid."""
+        study_id = str(uuid.uuid4())
+        path = self.input_dir(study_id)
+        path.mkdir(parents=True)
+        return study_id, path
+
+    # -- writes ------------------------------------------------------------------------------------------------
+    def add(self, study_id: str, inputs: dict[str, str]) -> Study:
+        """Queue a study whose input files are already in place (``inputs`` maps role -> path under the study)."""
+        now = time.time()
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO studies (id, status, received_at, inputs) VALUES (?, 'queued', ?, ?)",
+                (study_id, now, json.dumps(inputs)),
+            )
+        return Study(id=study_id, status="queued", received_at=now, inputs=dict(inputs))
+
+    def claim_next(self) -> Study | None:
+        """Atomically move the oldest queued study to ``running`` and return it (None when the queue is empty)."""
+        with self._lock:
+            row = self._db().execute(
+                "UPDATE studies SET status = 'running', started_at = ?, attempts = attempts + 1 "
+                "WHERE id = (SELECT id FROM studies WHERE status = 'queued' ORDER BY received_at LIMIT 1) "
+                "AND status = 'queued' RETURNING *",
+                (time.time(),),
+            ).fetchone()
+        return self._row(row) if row is not None else None
+
+    def finish(
+        self,
+        study_id: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the outcome of an analysis (``done`` with its worklist summary, ``refused``/``failed`` + reason)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"not a final status: {status!r}")
+        s = summary or {}
+        with self._lock:
+            self._db().execute(
+                "UPDATE studies SET status = ?, finished_at = ?, reason = ?, priority = ?, priority_score = ?, "
+                "abnormal_probability = ?, top_findings = ? WHERE id = ? AND status = 'running'",
+                (
+                    status,
+                    time.time(),
+                    reason,
+                    s.get("priority"),
+                    s.get("priority_score"),
+                    s.get("abnormal_probability"),
+                    json.dumps(s.get("top_findings") or []),
+                    study_id,
+                ),
+            )
+
+    def requeue_interrupted(self) -> list[str]:
+        """Put studies left ``running`` by a stopped process back in the queue; returns their ids."""
+        with self._lock:
+            rows = self._db().execute(
+                "UPDATE studies SET status = 'queued', started_at = NULL WHERE status = 'running' RETURNING id"
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def delete(self, study_id: str) -> str:
+        """Remove a study's row and files unless it is being analysed: "deleted", "running" or "missing"."""
+        with self._lock:
+            row = self._db().execute("SELECT status FROM studies WHERE id = ?", (study_id,)).fetchone()
+            if row is None:
+                return "missing"
+            if row["status"] == "running":
+                return "running"
+            self._db().execute("DELETE FROM studies WHERE id = ?", (study_id,))
+        shutil.rmtree(self.study_dir(study_id), ignore_errors=True)
+        return "deleted"
+
+    def remove_orphans(self) -> int:
+        """Delete study folders without a row (an upload interrupted between saving and queueing)."""
+        with self._lock:
+            known = {r["id"] for r in self._db().execute("SELECT id FROM studies").fetchall()}
+        removed = 0
+        for path in self.studies_dir.iterdir():
+            if path.is_dir() and path.name not in known:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        return removed
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    def get(self, study_id: str) -> Study | None:
+        with self._lock:
+            row = self._db().execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        return self._row(row) if row is not None else None
+
+    def list(self, status: str | None = None, limit: int = 1000) -> list[Study]:
+        """The worklist: highest priority score first, then unscored studies oldest first."""
+        query = "SELECT * FROM studies"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            args = (status,)
+        query += " ORDER BY priority_score IS NULL, priority_score DESC, received_at ASC LIMIT ?"
+        with self._lock:
+            rows = self._db().execute(query, (*args, limit)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db().execute("SELECT status, COUNT(*) AS n FROM studies GROUP BY status").fetchall()
+        out = {s: 0 for s in STATUSES}
+        out.update({r["status"]: r["n"] for r in rows})
+        return out

@@ -1,0 +1,214 @@
+"""Background analysis: threads that take queued studies from the store and run the real analysis on them.
+
+Requests never wait for a model: an upload is queued and answered 202 at once; the worker moves the study to
+``running`` and then ``done`` (report.json + PNGs in its ``out/`` folder), ``refused`` (the input is not something
+the models may read, e.g. not a chest radiograph: the reason is kept) or ``failed`` (our fault; logged).
+Logs name studies by their random id only, never by anything read from the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrassist.errors import CxrError, InputError
+from cxrassist.serve.store import Study, StudyStore
+
+log = logging.getLogger(__name__)
+
+AnalyzeFn = Callable[..., dict[str, Any]]
+PipelineFactory = Callable[[], Any]
+
+#: Viewer images the worker writes next to the report (8-bit, XRay.pixels [0, 1] -> 0..255).
+VIEWER_IMAGES = {"frontal": "radiograph.png", "lateral": "lateral.png"}
+TOP_FINDINGS = 3
+
+
+def write_viewer_png(pixels: np.ndarray, path: Path) -> None:
+    """XRay.pixels (float [0, 1], 1 = bone white) as an 8-bit grey PNG: the viewer windows it with apply_level."""
+    from PIL import Image
+
+    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
+    Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L").save(path, optimize=False)
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """The worklist columns of a finished report: triage priority/score and the most probable findings."""
+    triage = report.get("triage") or {}
+    findings = [f for f in report.get("findings") or [] if isinstance(f, dict) and f.get("probability") is not None]
+    findings.sort(key=lambda f: (not f.get("positive"), -float(f["probability"])))
+    return {
+        "priority": triage.get("priority"),
+        "priority_score": _float_or_none(triage.get("priority_score")),
+        "abnormal_probability": _float_or_none(triage.get("abnormal_probability")),
+        "top_findings": [
+            {
+                "code": f.get("code"),
+                "name": f.get("name"),
+                "probability": float(f["probability"]),
+                "positive": bool(f.get("positive")),
+            }
+            for f in findings[:TOP_FINDINGS]
+        ],
+    }
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _default_analyze(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from cxrassist.analysis import analyze_paths
+
+    return analyze_paths(*args, **kwargs)
+
+
+class AnalysisWorker:
+    """A small pool of threads (``n_threads``, usually 1: the models already use every core) over the queue."""
+
+    def __init__(
+        self,
+        store: StudyStore,
+        pipeline_factory: PipelineFactory,
+        *,
+        n_threads: int = 1,
+        formats: tuple[str, ...] = ("json", "png"),
+        analyze: AnalyzeFn | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self._factory = pipeline_factory
+        self._analyze = analyze or _default_analyze
+        self.formats = tuple(formats)
+        self.n_threads = n_threads
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pipeline: Any = None
+        self._pipeline_lock = threading.Lock()
+        self.pipeline_state = "not loaded"  # "loading" | "ready" | "error"
+        self.pipeline_error: str | None = None
+        self.current: set[str] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        for i in range(self.n_threads):
+            t = threading.Thread(target=self._run, name=f"cxr-analysis-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def notify(self) -> None:
+        """Wake the threads: a study was queued."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Let the running analyses finish (up to ``timeout`` s), then return; queued studies stay queued.
+
+        Returns False when a thread was still busy: its study stays ``running`` in the store and is queued again
+        at the next start.
+        """
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = any(t.is_alive() for t in self._threads)
+        if alive:
+            log.warning("analysis still running at shutdown (%s); it will be queued again at next start", self.current)
+        return not alive
+
+    @property
+    def pipeline(self) -> Any:
+        """The loaded pipeline, or None while it is loading (or failed to load)."""
+        return self._pipeline
+
+    def load_pipeline(self) -> Any:
+        """Build the pipeline once (the first thread to need it does the work)."""
+        with self._pipeline_lock:
+            if self._pipeline is None and self.pipeline_state != "error":
+                self.pipeline_state = "loading"
+                t0 = time.perf_counter()
+                try:
+                    self._pipeline = self._factory()
+                except Exception as exc:  # noqa: BLE001 - reported in /api/health; studies stay queued
+                    self.pipeline_state = "error"
+                    self.pipeline_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CxrError) else str(exc)
+                    log.error("could not load the analysis pipeline: %s", self.pipeline_error)
+                    return None
+                self.pipeline_state = "ready"
+                log.info("analysis pipeline ready in %.1f s", time.perf_counter() - t0)
+            return self._pipeline
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        pipeline = self.load_pipeline()
+        if pipeline is None:
+            return  # pipeline broken: leave the queue untouched for a restart with working weights
+        while not self._stop.is_set():
+            try:
+                study = self.store.claim_next()
+            except Exception:  # noqa: BLE001 - store closed under us at shutdown
+                if self._stop.is_set():
+                    return
+                log.exception("could not read the queue")
+                self._stop.wait(self.poll_s)
+                continue
+            if study is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            self.process(study, pipeline)
+
+    def process(self, study: Study, pipeline: Any) -> str:
+        """Analyse one claimed study and record its outcome; returns the final status."""
+        self.current.add(study.id)
+        t0 = time.perf_counter()
+        status, reason, summary = "failed", None, None
+        try:
+            report = self._analyze_study(study, pipeline)
+            status, summary = "done", summarize(report)
+        except InputError as exc:
+            status, reason = "refused", str(exc)
+        except CxrError as exc:
+            status, reason = "failed", str(exc)
+            log.error("study %s failed: %s", study.id, type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread
+            status, reason = "failed", f"internal error ({type(exc).__name__}); see the server log"
+            log.exception("study %s failed with an unexpected error", study.id)
+        finally:
+            self.current.discard(study.id)
+        try:
+            self.store.finish(study.id, status, reason=reason, summary=summary)
+        except Exception:  # noqa: BLE001 - the store was closed by a shutdown: the study is re-run next start
+            log.warning("could not record the outcome of study %s; it will be analysed again", study.id)
+            return "running"
+        log.info("study %s %s in %.2f s", study.id, status, time.perf_counter() - t0)
+        return status
+
+    def _analyze_study(self, study: Study, pipeline: Any) -> dict[str, Any]:
+        from cxrassist.io import read_xray
+
+        base = self.store.study_dir(study.id)
+        view_dir = self.store.view_dir(study.id)
+        out_dir = self.store.out_dir(study.id)
+        view_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():  # partial output of an interrupted run: the report writer only replaces its own
+            shutil.rmtree(out_dir)
+        frontal = base / study.inputs["frontal"]
+        lateral = base / study.inputs["lateral"] if "lateral" in study.inputs else None
+        # The viewer's pictures first, so that a refused study can still be looked at.
+        write_viewer_png(read_xray(frontal).pixels, view_dir / VIEWER_IMAGES["frontal"])
+        if lateral is not None:
+            write_viewer_png(read_xray(lateral).pixels, view_dir / VIEWER_IMAGES["lateral"])
+        return self._analyze(frontal, lateral, out_dir, pipeline=pipeline, formats=self.formats, force=False)

@@ -1,0 +1,281 @@
+"""Training configuration: frozen dataclasses built from a YAML file plus ``--set key=value`` overrides.
+
+Unknown keys and wrong types are refused with :class:`~cxrassist.errors.ConfigError` (a typo in a key must not be
+silently ignored in a multi-hour run). The resolved configuration is written next to the run (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxrassist.data.augment import AugmentConfig
+from cxrassist.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "lungseg-vgg16unet-compact"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    discriminator: str | None = None  # bone GAN: create_discriminator(name, **discriminator_kwargs)
+    discriminator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # classifier: triage weights (name or directory) to start from
+    freeze_bn: bool = False  # BatchNorm in eval mode (running stats) while training
+    sync_bn: str = "auto"  # "auto" (SyncBatchNorm for multi-process GPU runs), "on", "off"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifests: tuple[str, ...] = ()
+    train_split: str = "train"
+    val_split: str = "val"
+    size: int = 256
+    crop: int | None = None  # random crop of the training images (fully convolutional models)
+    batch_size: int = 8  # GLOBAL batch (split over DDP ranks)
+    val_batch_size: int = 8
+    num_workers: int = 0
+    cache_dir: str | None = None  # letterboxed uint8 cache (and derived-channel cache)
+    max_train: int | None = None  # first N training records (smoke runs)
+    max_val: int | None = None
+    lateral: bool = False  # dual-branch classifiers: feed the lateral view where the manifest has one
+    # Classifier input channels follow the model (in_chans: 1 radiograph, 2 + lung-segmented, 3 + bone image);
+    # channels 2 and 3 are computed once by these models and cached (data.cache_dir or runs/<name>/derived).
+    lung_weights: str | None = None  # lung model weights (name or directory)
+    bone_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+    grad_accum: int = 1
+    clip_grad: float | None = None
+    lr_d: float = 4e-4  # GAN discriminator (TTUR); generator uses lr
+    betas_gan: tuple[float, float] = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    dice_weight: float = 1.0  # segmentation: Dice + BCE
+    bce_weight: float = 1.0
+    label_smoothing: float = 0.0  # triage / classifier BCE targets -> t * (1 - s) + s / 2
+    pos_weight: float | None = None
+    adversarial: str = "hinge"  # bone GAN: "hinge" or "lsgan"
+    adv_weight: float = 1.0
+    l1_weight: float = 100.0
+    fm_weight: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs, tests)
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+    amp: str = "auto"  # "auto" = bf16 autocast on GPU, off on CPU; "bf16"; "off"
+    channels_last: bool = False
+    threads: int | None = None  # torch.set_num_threads
+    checkpoint_every_steps: int | None = None
+    early_stopping: int | None = None  # epochs without val improvement before stopping
+    val_every: int = 1
+    log_every: int = 10
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    name: str | None = None  # model card name; default = model name
+    version: str = "0.1.0"
+    dtype: str = "float32"
+    dir: str | None = None  # default runs/<name>/export/<card name>
+    intended_use: str = "Research use; decision support for a qualified reader, not a diagnosis."
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "segmentation"
+    name: str = "run"
+    out_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return build(tp, value, f"{where}.")
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            value = [value]
+        value = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin in (Mapping, dict) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def build(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Recursively build dataclass ``cls`` from plain data, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(sorted(f'{where}{k}' for k in unknown))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``a.b=value`` -> ("a.b", YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse {raw!r}: {exc}") from None
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = (), **top: Any) -> TrainConfig:
+    """YAML file (optional) + dotted overrides + top-level keyword overrides -> validated :class:`TrainConfig`."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {p} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config {p} must be a mapping at the top level")
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    for key, value in top.items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    cfg = build(TrainConfig, _nest(tree))
+    validate(cfg)
+    return cfg
+
+
+def _nest(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Allow dotted keys inside the YAML too (``optim.lr: 1e-3``)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            v = _nest(v)
+        if "." in k:
+            _set_dotted(out, k, v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
+    return out
+
+
+def validate(cfg: TrainConfig) -> None:
+    from cxrassist.data.dataset import TASKS
+
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {cfg.task!r}")
+    if not cfg.data.manifests:
+        raise ConfigError("data.manifests is empty: give at least one manifest.csv")
+    if cfg.data.size <= 0 or cfg.data.batch_size <= 0 or cfg.optim.grad_accum <= 0:
+        raise ConfigError("data.size, data.batch_size and optim.grad_accum must be positive")
+    if cfg.loss.adversarial not in ("hinge", "lsgan"):
+        raise ConfigError(f"loss.adversarial must be hinge or lsgan, got {cfg.loss.adversarial!r}")
+    if cfg.run.amp not in ("auto", "bf16", "off"):
+        raise ConfigError(f"run.amp must be auto, bf16 or off, got {cfg.run.amp!r}")
+    if not 0.0 <= cfg.loss.label_smoothing < 1.0:
+        raise ConfigError("loss.label_smoothing must be in [0, 1)")
+
+
+def dump_config(cfg: TrainConfig, path: Path, extra: Mapping[str, Any] | None = None) -> None:
+    data = cfg.to_dict()
+    if extra:
+        data = {**data, "_run": dict(extra)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))

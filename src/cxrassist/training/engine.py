@@ -1,0 +1,334 @@
+"""The training loop shared by every task: AdamW, warmup + cosine, accumulation, AMP, DDP, checkpoints, export.
+
+Run directory ``<out_dir>/<name>/``: ``config.yaml`` (resolved config + git revision + command), ``log.csv`` (one row
+per validation), ``checkpoints/last.pt`` (every epoch and every ``run.checkpoint_every_steps``; exact resume),
+``checkpoints/best.pt``, ``export/<card name>/`` (weights + model card of the best epoch), ``tb/`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cxrassist.data.cache import ImageCache
+from cxrassist.data.dataset import collate
+from cxrassist.data.manifest import load_manifests
+from cxrassist.data.records import describe, select
+from cxrassist.errors import ConfigError
+from cxrassist.training import provenance
+from cxrassist.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cxrassist.training.config import TrainConfig, dump_config
+from cxrassist.training.distributed import (
+    DistInfo,
+    ResumableSampler,
+    barrier,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+)
+from cxrassist.training.tasks import Task, make_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    global_step: int
+    epochs_done: int
+    best: float | None
+    export_dir: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    images_per_s: float | None = None
+
+
+def cosine_lambda(total: int, warmup: int, min_ratio: float):  # noqa: ANN201
+    """Linear warmup to 1, then cosine down to ``min_ratio`` (a multiplier of the base lr per optimizer step)."""
+
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and norm scales (1-D tensors), as in timm's ``param_groups_weight_decay``."""
+    decay = [p for p in params if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _set_train(modules: dict[str, nn.Module], freeze_bn: bool) -> None:
+    for m in modules.values():
+        m.train()
+        if freeze_bn:
+            for sub in m.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                    sub.eval()
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):  # noqa: ANN202
+    use = cfg.run.amp == "bf16" or (cfg.run.amp == "auto" and device.type == "cuda")
+    if not use:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.ndim == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+class _CsvLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.is_file():
+            with path.open() as fh:
+                self.fields = next(csv.reader(fh), None)
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with self.path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None) -> TrainResult:
+    """Train ``cfg.task``; returns where the run and its exported weights are."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    info = init_distributed(cfg.run.device)
+    try:
+        return _train(cfg, info, resume=resume, command=command)
+    finally:
+        cleanup(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | None) -> TrainResult:
+    device = info.device
+    run_dir = cfg.run_dir
+    ckpt_dir = run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if last_path.is_file() and not resume:
+        raise ConfigError(f"run {run_dir} already has a checkpoint: pass --resume, or choose another --name")
+    torch.manual_seed(cfg.run.seed)  # identical initial weights on every rank and every (re)start
+    task = make_task(cfg)
+    modules = task.build()
+    for m in modules.values():
+        m.to(device)
+        if cfg.run.channels_last:
+            m.to(memory_format=torch.channels_last)
+    records = load_manifests(cfg.data.manifests)
+    cache = ImageCache(cfg.data.cache_dir)
+    train_ds, val_ds = task.datasets(records, modules, device, cache)
+    if info.world_size > 1 and cfg.data.batch_size % info.world_size:
+        raise ConfigError(f"data.batch_size {cfg.data.batch_size} is not divisible by {info.world_size} processes")
+    per_rank = cfg.data.batch_size // info.world_size
+    sync_bn = cfg.model.sync_bn == "on" or (cfg.model.sync_bn == "auto" and device.type == "cuda")
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = {}
+        for k, m in modules.items():
+            if sync_bn and not cfg.model.freeze_bn:
+                m = nn.SyncBatchNorm.convert_sync_batchnorm(m)
+            wrapped[k] = DDP(m, device_ids=[device.index] if device.type == "cuda" else None)
+        modules = wrapped
+
+    sampler = ResumableSampler(train_ds, info=info, shuffle=True, seed=cfg.run.seed)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.data.num_workers,
+                        collate_fn=collate, generator=torch.Generator().manual_seed(cfg.run.seed),
+                        pin_memory=device.type == "cuda")
+    val_loader = None
+    if val_ds is not None and info.is_main:
+        val_loader = DataLoader(val_ds, batch_size=cfg.data.val_batch_size, shuffle=False,
+                                num_workers=cfg.data.num_workers, collate_fn=collate)
+
+    accum = cfg.optim.grad_accum
+    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / cfg.data.batch_size) / accum)
+    total_steps = max(1, steps_per_epoch * cfg.run.epochs)
+    warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
+    groups = task.optim_groups({k: unwrap(m) for k, m in modules.items()})
+    optimizers = {ph: torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas)
+                  for ph, (p, lr, betas) in groups.items()}
+    lam = cosine_lambda(total_steps, warmup, cfg.optim.min_lr_ratio)
+    schedulers = {ph: torch.optim.lr_scheduler.LambdaLR(o, lam) for ph, o in optimizers.items()}
+
+    progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
+                                "bad_epochs": 0}
+    if resume and last_path.is_file():
+        progress = load_checkpoint(last_path, modules=modules, optimizers=optimizers, schedulers=schedulers)
+        log.info("resumed %s at epoch %d step %d", run_dir, progress["epoch"], progress["global_step"])
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml", provenance.run_info(command, records=describe(train_ds.records),
+                                                                       val=describe(val_ds.records) if val_ds else None))
+    csv_log = _CsvLog(run_dir / "log.csv") if info.is_main else None
+    tb = _tensorboard(cfg, run_dir) if info.is_main else None
+    result = TrainResult(run_dir, progress["global_step"], progress["epoch"], progress["best"], None)
+    best_export = run_dir / "export"
+
+    def save_last() -> None:
+        if info.is_main:
+            save_checkpoint(last_path, modules=modules, optimizers=optimizers, schedulers=schedulers, progress=progress)
+        barrier(info)
+
+    def end_of_period(epoch_label: int, train_logs: dict[str, float], seconds: float, n_images: int) -> bool:
+        """Validate, log, keep the best, decide early stopping (same decision on every rank)."""
+        metrics: dict[str, Any] = {}
+        if val_loader is not None:
+            eval_modules = {k: unwrap(m).eval() for k, m in modules.items()}
+            with torch.no_grad(), _autocast(cfg, device):
+                metrics = task.validate(eval_modules, val_loader, device)
+        metrics = broadcast_object(info, metrics)  # type: ignore[assignment]
+        value = metrics.get(task.monitor)
+        improved = value is not None and not math.isnan(value) and (
+            progress["best"] is None
+            or (value > progress["best"] if task.mode == "max" else value < progress["best"]))
+        if improved:
+            progress.update(best=value, best_epoch=epoch_label, bad_epochs=0)
+            if info.is_main:
+                save_checkpoint(ckpt_dir / "best.pt", modules=modules, optimizers={}, schedulers={}, progress=progress)
+                from cxrassist.training.export import export_weights
+
+                result.export_dir = export_weights(cfg, task, unwrap(modules[task.export_module()]), metrics,
+                                                   train_ds.records, val_ds.records if val_ds else [], command,
+                                                   best_export)
+        elif value is not None:
+            progress["bad_epochs"] += 1
+        ips = n_images / seconds if seconds > 0 else float("nan")
+        result.images_per_s = ips
+        row = {"epoch": epoch_label, "global_step": progress["global_step"],
+               "lr": optimizers[task.phases[-1]].param_groups[0]["lr"], "seconds": round(seconds, 2),
+               "images_per_s": round(ips, 3), **{f"train_{k}": v for k, v in train_logs.items()},
+               **{f"val_{k}": v for k, v in metrics.items()}, "best": progress["best"]}
+        result.history.append(row)
+        if info.is_main:
+            csv_log.write(row)  # type: ignore[union-attr]
+            log.info("epoch %d step %d: %s", epoch_label, progress["global_step"],
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            if tb is not None:
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and v is not None and not (isinstance(v, float) and math.isnan(v)):
+                        tb.add_scalar(k, v, progress["global_step"])
+        es = cfg.run.early_stopping
+        return bool(es and progress["bad_epochs"] >= es)
+
+    stop = False
+    while progress["epoch"] < cfg.run.epochs and not stop:
+        epoch = progress["epoch"]
+        train_ds.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        sampler.set_start(progress["step_in_epoch"] * accum * per_rank)
+        _set_train(modules, cfg.model.freeze_bn)
+        n_micro = len(loader)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.perf_counter()
+        n_images = 0
+        it = _progress(loader, cfg, info, epoch)
+        for i, batch in enumerate(it):
+            batch = _to_device(batch, device, cfg.run.channels_last)
+            boundary = (i + 1) % accum == 0 or i + 1 == n_micro
+            state: dict[str, Any] = {}
+            for phase in task.phases:
+                with _autocast(cfg, device):
+                    loss, logs = task.loss(phase, batch, modules, state)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite {phase} loss at step {progress['global_step']}")
+                (loss / accum).backward()
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if boundary:
+                    opt = optimizers[phase]
+                    if cfg.optim.clip_grad:
+                        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                                 cfg.optim.clip_grad)
+                    opt.step()
+                    schedulers[phase].step()
+                    opt.zero_grad(set_to_none=True)
+            count += 1
+            n_images += batch["image"].shape[0] * info.world_size
+            if not boundary:
+                continue
+            progress["step_in_epoch"] += 1
+            progress["global_step"] += 1
+            gs = progress["global_step"]
+            if info.is_main and cfg.run.log_every and gs % cfg.run.log_every == 0:
+                avg = {k: v / count for k, v in sums.items()}
+                log.info("epoch %d step %d: %s", epoch, gs, ", ".join(f"{k}={v:.4g}" for k, v in avg.items()))
+                if hasattr(it, "set_postfix"):
+                    it.set_postfix({k: f"{v:.3g}" for k, v in avg.items()})
+            if cfg.run.checkpoint_every_steps and gs % cfg.run.checkpoint_every_steps == 0:
+                save_last()
+            if cfg.run.max_steps is not None and gs >= cfg.run.max_steps:
+                stop = True
+                break
+        seconds = time.perf_counter() - t0
+        train_logs = {k: v / max(count, 1) for k, v in sums.items()}
+        if stop:  # interrupted by max_steps: checkpoint the mid-epoch state first, then evaluate what we have
+            if progress["step_in_epoch"] >= steps_per_epoch:
+                progress.update(epoch=epoch + 1, step_in_epoch=0)
+            save_last()
+            end_of_period(epoch, train_logs, seconds, n_images)
+            break
+        progress.update(epoch=epoch + 1, step_in_epoch=0)
+        if (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.run.epochs:
+            stop = end_of_period(epoch, train_logs, seconds, n_images)
+            if stop:
+                log.info("early stopping after epoch %d (best %s at epoch %s)", epoch, progress["best"],
+                         progress["best_epoch"])
+        save_last()
+    if info.is_main and result.export_dir is None and (best_export).is_dir():
+        result.export_dir = next((p for p in best_export.iterdir() if p.is_dir()), None)
+    if tb is not None:
+        tb.close()
+    result.global_step = progress["global_step"]
+    result.epochs_done = progress["epoch"]
+    result.best = progress["best"]
+    return result
+
+
+def _progress(loader: DataLoader, cfg: TrainConfig, info: DistInfo, epoch: int):  # noqa: ANN202
+    if not (cfg.run.progress and info.is_main):
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=None, dynamic_ncols=True)
+
+
+def _tensorboard(cfg: TrainConfig, run_dir: Path):  # noqa: ANN202
+    if not cfg.run.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # noqa: BLE001 - tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+__all__ = ["TrainResult", "Task", "select", "train"]

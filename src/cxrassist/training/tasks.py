@@ -1,0 +1,214 @@
+"""What differs between the four trainings: models, datasets, losses and the validation metric.
+
+The engine (:mod:`cxrassist.training.engine`) runs any :class:`Task`: for each micro-batch it calls
+:meth:`Task.loss` once per optimizer ``phase`` (one phase ``"main"``; the GAN has ``"d"`` then ``"g"``), and after each
+epoch :meth:`Task.validate`, whose ``monitor`` entry decides best checkpoints and early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrassist.data.cache import ImageCache
+from cxrassist.data.dataset import CxrDataset
+from cxrassist.data.records import Record, select
+from cxrassist.errors import DatasetError
+from cxrassist.labels import FINDING_CODES
+from cxrassist.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class Task:
+    name = "base"
+    monitor = "loss"
+    mode = "max"  # "max" or "min"
+    phases: tuple[str, ...] = ("main",)
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    # ---- building
+    def build(self) -> dict[str, nn.Module]:
+        from cxrassist.models import create_model
+
+        return {"model": create_model(self.cfg.model.name, **dict(self.cfg.model.kwargs))}
+
+    def optim_groups(self, modules: dict[str, nn.Module]) -> dict[str, tuple[list[nn.Parameter], float, tuple]]:
+        """phase -> (parameters, lr, betas)."""
+        o = self.cfg.optim
+        return {"main": (list(modules["model"].parameters()), o.lr, o.betas)}
+
+    def datasets(self, records: list[Record], modules: dict[str, nn.Module], device: torch.device,
+                 cache: ImageCache) -> tuple[CxrDataset, CxrDataset | None]:
+        d = self.cfg.data
+        train = select(records, d.train_split)[: d.max_train]
+        val = select(records, d.val_split)[: d.max_val]
+        if not train:
+            raise DatasetError(f"no records with split {d.train_split!r} in {', '.join(d.manifests)}")
+        common = self.dataset_kwargs(modules, device, cache)
+        train_ds = CxrDataset(train, task=self.name, size=d.size, augment=self.cfg.augment, seed=self.cfg.run.seed,
+                              crop=d.crop, cache=cache, **common)
+        val_ds = None
+        if val:
+            try:
+                val_ds = CxrDataset(val, task=self.name, size=d.size, augment=None, seed=self.cfg.run.seed,
+                                    cache=cache, **common)
+            except DatasetError:
+                log.warning("no usable validation records for %s", self.name)
+        if common.get("derived") is not None:  # compute the cached lung/bone channels once, before the loop
+            common["derived"].prepare(train_ds.records + (val_ds.records if val_ds else []), d.size)
+        return train_ds, val_ds
+
+    def dataset_kwargs(self, modules: dict[str, nn.Module], device: torch.device, cache: ImageCache) -> dict:
+        return {}
+
+    # ---- steps
+    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
+             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def validate(self, modules: dict[str, nn.Module], loader: Any, device: torch.device) -> dict[str, float]:
+        raise NotImplementedError
+
+    def export_module(self) -> str:
+        """The module exported as weights (the generator for the GAN)."""
+        return "model"
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice, per image, then the batch mean (a mean of per-sample terms: DDP-equivalent)."""
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    inter = (p * t).sum(1)
+    return (1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
+
+
+class SegmentationTask(Task):
+    name = "segmentation"
+    monitor = "dice"
+
+    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+        logits = modules["model"](batch["image"])
+        target = batch["mask"]
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target)
+        dl = soft_dice_loss(logits.float(), target)
+        w = self.cfg.loss
+        return w.bce_weight * bce + w.dice_weight * dl, {"bce": bce.item(), "dice_loss": dl.item()}
+
+    @torch.no_grad()
+    def validate(self, modules, loader, device):  # noqa: ANN001
+        from cxrassist.evaluation.metrics import dice, iou
+
+        model = modules["model"]
+        d, j = [], []
+        for batch in loader:
+            pred = (model(batch["image"].to(device)).float() > 0).cpu().numpy()
+            true = batch["mask"].numpy() > 0.5
+            for p, t in zip(pred, true, strict=True):
+                d.append(dice(p[0], t[0]))
+                j.append(iou(p[0], t[0]))
+        return {"dice": float(np.mean(d)), "iou": float(np.mean(j)), "n_val": len(d)}
+
+
+class _BinaryOrMulti(Task):
+    """Shared by triage (one logit) and the 13-finding classifier (masked BCE over known labels)."""
+
+    def dataset_kwargs(self, modules, device, cache):  # noqa: ANN001
+        model = modules["model"]
+        chans = int(getattr(model, "in_chans", 1))
+        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral}
+        if chans > 1:
+            from cxrassist.data.derived import DerivedChannels
+
+            d = self.cfg.data
+            cache_dir = d.cache_dir or str(self.cfg.run_dir / "derived")
+            kw["derived"] = DerivedChannels.from_weights(d.lung_weights, d.bone_weights if chans > 2 else None,
+                                                         cache_dir=cache_dir, device=device)
+        return kw
+
+    def targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        if "lateral" in batch:
+            return model(batch["image"], batch["lateral"], batch["has_lateral"])
+        return model(batch["image"])
+
+    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+        logits = self.forward(modules["model"], batch).float()
+        y = self.targets(batch).to(logits.dtype).reshape(logits.shape)
+        known = ~torch.isnan(y)
+        s = self.cfg.loss.label_smoothing
+        t = torch.where(known, y, torch.zeros_like(y)) * (1 - s) + s / 2
+        pw = None if self.cfg.loss.pos_weight is None else torch.tensor(self.cfg.loss.pos_weight, device=y.device)
+        per = F.binary_cross_entropy_with_logits(logits, t, reduction="none", pos_weight=pw)
+        loss = (per * known).sum() / known.sum().clamp_min(1)
+        return loss, {"bce": loss.item()}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, loader: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        ys, ps = [], []
+        for batch in loader:
+            b = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            ps.append(torch.sigmoid(self.forward(model, b).float()).cpu().numpy())
+            ys.append(self.targets(batch).numpy())
+        return np.concatenate(ys).reshape(len(loader.dataset), -1), np.concatenate(ps).reshape(len(loader.dataset), -1)
+
+
+class TriageTask(_BinaryOrMulti):
+    name = "triage"
+    monitor = "auroc"
+
+    def targets(self, batch):  # noqa: ANN001
+        return batch["target"]
+
+    @torch.no_grad()
+    def validate(self, modules, loader, device):  # noqa: ANN001
+        from cxrassist.evaluation.metrics import auroc
+
+        y, p = self.predict(modules["model"], loader, device)
+        return {"auroc": auroc(y[:, 0], p[:, 0]), "n_val": len(y)}
+
+
+class ClassifierTask(_BinaryOrMulti):
+    name = "classifier"
+    monitor = "mean_auroc"
+
+    def build(self):  # noqa: ANN201
+        modules = super().build()
+        if self.cfg.model.init_from:
+            from cxrassist.models import init_classifier_from_triage
+            from cxrassist.weights import load_model
+
+            triage, _ = load_model(self.cfg.model.init_from)
+            init_classifier_from_triage(modules["model"], triage.state_dict())
+            log.info("classifier initialised from triage weights %s", self.cfg.model.init_from)
+        return modules
+
+    def targets(self, batch):  # noqa: ANN001
+        return batch["labels"]
+
+    @torch.no_grad()
+    def validate(self, modules, loader, device):  # noqa: ANN001
+        from cxrassist.evaluation.metrics import auroc
+
+        y, p = self.predict(modules["model"], loader, device)
+        per = {f"auroc_{c}": auroc(y[:, i], p[:, i]) for i, c in enumerate(FINDING_CODES)}
+        vals = [v for v in per.values() if not math.isnan(v)]
+        return {"mean_auroc": float(np.mean(vals)) if vals else float("nan"), **per, "n_val": len(y)}
+
+
+def make_task(cfg: TrainConfig) -> Task:
+    from cxrassist.training.gan import BoneTask
+
+    tasks = {"segmentation": SegmentationTask, "bone": BoneTask, "triage": TriageTask, "classifier": ClassifierTask}
+    return tasks[cfg.task](cfg)

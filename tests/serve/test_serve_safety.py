@@ -1,0 +1,82 @@
+"""Safety rules of the service: token on non-loopback bindings, bearer auth, upload size limit, the CLI refusal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrassist.errors import ServeConfigError
+from cxrassist.serve.settings import Settings, is_loopback
+
+TOKEN = "s3cret-token-for-tests-0123456789"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("example.org", False), ("", False),
+])
+def test_is_loopback(host: str, loopback: bool):
+    assert is_loopback(host) is loopback
+
+
+def test_non_loopback_binding_needs_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from cxrassist.serve.app import create_app
+
+    monkeypatch.delenv("CXR_API_TOKEN", raising=False)
+    with pytest.raises(ServeConfigError, match="CXR_API_TOKEN"):
+        Settings(host="0.0.0.0", data_dir=tmp_path).validate()
+    with pytest.raises(ServeConfigError):
+        create_app(Settings.from_env(host="0.0.0.0", data_dir=tmp_path))
+    with pytest.raises(ServeConfigError, match="too short"):
+        Settings(host="0.0.0.0", data_dir=tmp_path, api_token="short").validate()
+    assert Settings(host="127.0.0.1", data_dir=tmp_path).validate().token_required is False
+    monkeypatch.setenv("CXR_API_TOKEN", TOKEN)
+    settings = Settings.from_env(host="0.0.0.0", data_dir=tmp_path).validate()
+    assert settings.api_token == TOKEN and settings.token_required
+    create_app(settings)  # builds (binding is uvicorn's job)
+
+
+def test_cli_refuses_public_binding_without_token(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrassist.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode == ServeConfigError.exit_code, proc.stderr
+    assert proc.stderr.startswith("error: refusing to listen on '0.0.0.0'") and "CXR_API_TOKEN" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_bearer_token_is_required_when_configured(start_server, tmp_path: Path):
+    server = start_server(tmp_path, api_token=TOKEN)
+    with server.client() as c:
+        for path in ("/api/health", "/api/studies", "/api/presets", f"/api/studies/{'0' * 8}-0000-4000-8000-{'0' * 12}"):
+            r = c.get(path)
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", path
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert c.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+        r = c.post("/api/studies", files=[("files", ("a.png", b"x", "image/png"))])
+        assert r.status_code == 401
+        ok = c.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json()["token_required"] is True
+        assert c.get("/", headers={}).status_code == 200  # the viewer's static files ask for the token themselves
+        assert c.get("/openapi.json").status_code == 200
+
+
+def test_upload_size_limit(start_server, tmp_path: Path, small_chest_png: Path, rg1: Path):
+    server = start_server(tmp_path, max_upload_bytes=200_000)
+    with server.client() as c:
+        r = c.post("/api/studies", files=[("files", ("big.dcm", rg1.read_bytes(), "application/dicom"))])
+        assert r.status_code == 413 and r.json()["error"] == "too_large" and "0.2 MB" in r.json()["detail"]
+        # a chunked body without Content-Length is counted while it is read
+        body = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.dcm\"\r\n\r\n" + b"\0" * 400_000
+        r = c.post("/api/studies", content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
+                   headers={"content-type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413 and r.json()["error"] == "too_large"
+        assert c.post("/api/studies", files=[("files", ("s.png", small_chest_png.read_bytes(), "image/png"))]).status_code == 202
+    assert len(list((tmp_path / "studies").iterdir())) == 1
