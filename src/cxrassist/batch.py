@@ -64,17 +64,16 @@ class BatchSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(pipeline: Any, weights_dir: str | None, allow_untrained: bool, threads: int | None) -> None:
-    """Process-pool initializer: load the pipeline once per worker."""
+def _init_worker(spec: dict[str, Any], threads: int | None) -> None:
+    """Process-pool initializer: load the pipeline once per worker (from its load() arguments)."""
     import torch
+
+    from cxrassist.pipeline import Pipeline
 
     if threads:
         torch.set_num_threads(threads)
-    if pipeline is None:
-        from cxrassist.pipeline import Pipeline
-
-        pipeline = Pipeline.load(weights_dir, allow_untrained=allow_untrained)
-    _WORKER["pipeline"] = pipeline
+    weights_dir = spec.pop("weights_dir", None)
+    _WORKER["pipeline"] = Pipeline.load(weights_dir, **spec)
 
 
 def _analyze_study(study: Study, root: str, out_root: str, formats: tuple[str, ...], force: bool) -> StudyOutcome:
@@ -149,7 +148,14 @@ def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = Non
             import multiprocessing as mp
 
             threads = max(1, (os.cpu_count() or 1) // workers)
-            init = (pipeline, str(weights_dir) if weights_dir else None, allow_untrained, threads)
+            if pipeline is not None:
+                if pipeline.spec is None:
+                    raise ValueError("a Pipeline built in memory cannot be sent to worker processes; use "
+                                     "Pipeline.load(...) or pass weights_dir")
+                spec = dict(pipeline.spec)
+            else:
+                spec = {"weights_dir": str(weights_dir) if weights_dir else None, "allow_untrained": allow_untrained}
+            init = (spec, threads)
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                      initializer=_init_worker, initargs=init) as pool:
                 futures = [pool.submit(_analyze_study, s, str(root), str(out_root), fmts, force) for s in todo]

@@ -195,6 +195,7 @@ class Pipeline:
         import torch
 
         self.device = torch.device(device)
+        self.spec: dict[str, Any] | None = None  # set by load(): the arguments that rebuild this pipeline
         self.models: dict[str, LoadedModel] = {}
         for role, (model, card) in zip(ROLES, (lung, bone, classifier, triage)):
             model.eval().to(self.device)
@@ -240,7 +241,12 @@ class Pipeline:
                     f"{role} model {chosen[role]!r} not found in {base} (install the weights, point --weights at a "
                     "folder holding them, or pass --allow-untrained to try the program with meaningless random models)"
                 )
-        return cls(**loaded, device=device)
+        pipe = cls(**loaded, device=device)
+        # How to load it again (worker processes cannot receive the models themselves: spectral-norm
+        # parametrisations do not pickle).
+        pipe.spec = {"weights_dir": str(base), "names": dict(chosen), "allow_untrained": allow_untrained,
+                     "untrained_kwargs": {k: dict(v) for k, v in (untrained_kwargs or {}).items()}, "device": device}
+        return pipe
 
     # ------------------------------------------------------------------ inference
     def analyze(self, frontal: XRay, lateral: XRay | None = None, *, force: bool = False) -> AnalysisResult:

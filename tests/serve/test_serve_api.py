@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,38 @@ from serve_helpers import LiveServer, upload, wait_final
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName != "MainThread":  # the server's threads, not this test process' own reads
+            self.lines.append(self.format(record) + (record.exc_text or ""))
+
+
 @pytest.fixture(scope="module")
 def live(tiny_pipeline: Any, tmp_path_factory: pytest.TempPathFactory):
+    """One server for the module; every log line of cxrassist and uvicorn is kept in ``live.log_lines``."""
     from cxrassist.serve.app import create_app
     from cxrassist.serve.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("serve-data")
-    server = LiveServer(create_app(Settings(data_dir=data_dir), pipeline_factory=lambda: tiny_pipeline)).start()
+    server = LiveServer(create_app(Settings(data_dir=data_dir), pipeline_factory=lambda: tiny_pipeline))
+    collect = _Collect()  # attached after uvicorn's Config has set up its loggers
+    loggers = [logging.getLogger(n) for n in ("cxrassist", "uvicorn.error", "uvicorn.access")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(collect)
+        lg.setLevel(logging.DEBUG)
+    server.start()
     server.data_dir = data_dir  # type: ignore[attr-defined]
+    server.log_lines = collect.lines  # type: ignore[attr-defined]
     yield server
     server.stop()
+    for lg, level in zip(loggers, saved):
+        lg.removeHandler(collect)
+        lg.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +244,17 @@ def test_health_presets_openapi_and_viewer(client: httpx.Client, rg1_done: dict[
     for asset in ("study.html", "study.js", "worklist.js", "common.js", "style.css"):
         text = client.get(f"/{asset}").text
         assert "http://" not in text and "https://" not in text  # no external assets
+
+
+def test_no_patient_identifiers_in_logs(live: LiveServer, rg1_done: dict[str, Any], rg1: Path, rg3: Path):
+    """Runs after the RG1 and RG3 studies above: the logs name studies by id only."""
+    import pydicom
+
+    lines = "\n".join(live.log_lines)
+    assert rg1_done["study"]["id"] in lines  # the worker did log (by id)
+    assert "GET /api/studies" in lines  # and so did the access log
+    for path in (rg1, rg3):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for value in (str(ds.PatientName), str(ds.PatientName).split("^")[0], ds.PatientID, ds.PatientBirthDate):
+            assert value and value not in lines, value
+        assert path.name not in lines  # nor the client's file names

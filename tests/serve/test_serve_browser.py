@@ -72,6 +72,8 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     expect(row.locator(".badge")).to_be_visible()  # triage priority
     expect(page.locator("#banner")).to_be_visible()  # untrained models: red banner
     expect(page.locator("#banner")).to_contain_text("UNTRAINED")
+    (REPO / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(REPO / "test-artifacts" / "worklist-page.png"))
 
     # study page
     row.click()
@@ -97,6 +99,16 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     page.locator("#opacity").fill("60")
     overlaid = _hash_after_paint(page)
     assert overlaid != plain
+
+    # the viewer's window/level function is cxrassist.preprocess.apply_level, value for value, at every preset
+    import numpy as np
+
+    from cxrassist.preprocess import LEVEL_PRESETS, apply_level
+
+    v = np.linspace(-0.1, 1.1, 49)
+    for center, width in [*LEVEL_PRESETS.values(), (0.42, 0.13)]:
+        js = page.evaluate("([v, c, w]) => v.map((x) => CXR.level(x, c, w))", [v.tolist(), center, width])
+        np.testing.assert_allclose(js, apply_level(v, center, width), atol=1e-12)
 
     # window/level: a preset, then a mouse drag (horizontal = width, vertical = level)
     page.locator("#presets button[data-preset='lung']").click()

@@ -80,3 +80,73 @@ def test_upload_size_limit(start_server, tmp_path: Path, small_chest_png: Path, 
         assert r.status_code == 413 and r.json()["error"] == "too_large"
         assert c.post("/api/studies", files=[("files", ("s.png", small_chest_png.read_bytes(), "image/png"))]).status_code == 202
     assert len(list((tmp_path / "studies").iterdir())) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serve_starts_queues_and_stops(tmp_path: Path, small_chest_png: Path):
+    """`cxr serve --workers 0` (queue only, no models loaded): answers, accepts an upload, stops on Ctrl-C."""
+    import signal
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cxrassist.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+         "--workers", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            while True:
+                try:
+                    health = c.get("/api/health")
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline, "cxr serve did not come up"
+                    time.sleep(0.2)
+            assert health.status_code == 200 and health.json()["pipeline"] == "not loaded"
+            r = c.post("/api/studies", files=[("files", ("s.png", small_chest_png.read_bytes(), "image/png"))])
+            assert r.status_code == 202
+            assert c.get(f"/api/studies/{r.json()['id']}").json()["status"] == "queued"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert (tmp_path / "studies.db").exists()
+
+
+def test_broken_weights_are_reported_and_uploads_wait(tmp_path: Path, small_chest_png: Path):
+    """A pipeline that cannot load shows in /api/health and the viewer banner; studies stay queued, not failed."""
+    import time
+
+    from cxrassist.errors import WeightsError
+    from cxrassist.serve.app import create_app
+    from serve_helpers import LiveServer
+
+    def broken() -> None:
+        raise WeightsError("classifier weights: sha256 mismatch")
+
+    server = LiveServer(create_app(Settings(data_dir=tmp_path), pipeline_factory=broken)).start()
+    try:
+        with server.client() as c:
+            deadline = time.monotonic() + 30
+            while (h := c.get("/api/health").json())["pipeline"] != "error":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert h["pipeline_error"] == "classifier weights: sha256 mismatch" and h["models"] == []
+            r = c.post("/api/studies", files=[("files", ("s.png", small_chest_png.read_bytes(), "image/png"))])
+            assert r.status_code == 202
+            time.sleep(0.5)
+            assert c.get(f"/api/studies/{r.json()['id']}").json()["status"] == "queued"
+    finally:
+        server.stop()

@@ -73,14 +73,16 @@ def test_segmentation_learns_resumes_and_evaluates(seg_manifest: Path, tmp_path:
 
 
 def test_bone_gan_learns_resumes_and_evaluates(bone_manifest: Path, tmp_path: Path) -> None:
-    res = train(_cfg("bone", bone_manifest, tmp_path, "full", **{"run.epochs": 6, "augment.enabled": False}))
+    res = train(_cfg("bone", bone_manifest, tmp_path, "full", **{"run.epochs": 4, "augment.enabled": False,
+                                                                  "export.when": "end"}))
     hist = res.history
     assert hist[-1]["train_l1"] < hist[0]["train_l1"]
     assert res.export_dir is not None
 
-    straight = train(_cfg("bone", bone_manifest, tmp_path, "a", **{"run.epochs": 2, "run.max_steps": 3}))
-    train(_cfg("bone", bone_manifest, tmp_path, "b", **{"run.epochs": 2, "run.max_steps": 1}))
-    resumed = train(_cfg("bone", bone_manifest, tmp_path, "b", **{"run.epochs": 2, "run.max_steps": 3}), resume=True)
+    quick = {"run.epochs": 2, "export.when": "never"}
+    straight = train(_cfg("bone", bone_manifest, tmp_path, "a", **quick, **{"run.max_steps": 3}))
+    train(_cfg("bone", bone_manifest, tmp_path, "b", **quick, **{"run.max_steps": 1}))
+    resumed = train(_cfg("bone", bone_manifest, tmp_path, "b", **quick, **{"run.max_steps": 3}), resume=True)
     _assert_same(_state(straight.run_dir), _state(resumed.run_dir))
 
     out = tmp_path / "bone.json"

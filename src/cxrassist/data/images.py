@@ -37,8 +37,12 @@ def load_image01(path: str | Path) -> np.ndarray:
     return np.asarray(read_xray(path).pixels, dtype=np.float32)
 
 
-def load_mask(path: str | Path) -> np.ndarray:
-    """Binary mask file (0/255 or 0/1, any mode) -> float32 (H, W) in {0, 1}."""
+def load_mask(path: str | Path | tuple[Path, ...]) -> np.ndarray:
+    """Binary mask file (0/255 or 0/1, any mode) -> float32 (H, W) in {0, 1}; a tuple of files (left and right
+    lung) is united."""
+    if isinstance(path, tuple):
+        parts = [load_mask(p) for p in path]
+        return np.maximum.reduce(parts) if len(parts) > 1 else parts[0]
     path = Path(path)
     try:
         with Image.open(path) as img:

@@ -30,7 +30,7 @@ class Record:
     dataset: str = ""
     split: str = ""
     patient_id: str | None = None
-    mask: Path | None = None
+    mask: Path | tuple[Path, ...] | None = None  # a tuple = parts to unite (left + right lung files)
     bone_suppressed: Path | None = None
     lateral: Path | None = None
     findings: tuple[float, ...] = field(default=(NAN,) * NUM_FINDINGS)

@@ -53,14 +53,16 @@ def _add(spec: ModelSpec) -> None:
     _SPECS[spec.name] = spec
 
 
-for _suffix, _chans, _what in (("", 1, "radiograph"), ("-lung", 2, "radiograph + lung-segmented"),
-                               ("-lung-bone", 3, "radiograph + lung-segmented + bone-subtracted")):
+_VARIANTS = (("", 1, "radiograph"), ("-lung", 2, "radiograph + lung-segmented"),
+             ("-lung-bone", 3, "radiograph + lung-segmented + bone-subtracted"))
+for _suffix, _chans, _what in _VARIANTS:
     _add(ModelSpec(
         f"dn121-512{_suffix}", "densenet121", "classifier",
         {"in_chans": _chans, "num_classes": NUM_FINDINGS},
         f"13-finding classifier, DenseNet-121 body at 128 behind a stride-4 stem, 512 input; channels: {_what}",
         _DN,
     ))
+for _suffix, _chans, _what in _VARIANTS:
     _add(ModelSpec(
         f"dn121-512-dual{_suffix}", "densenet121-dual", "classifier",
         {"in_chans": _chans, "lateral_in_chans": 1, "num_classes": NUM_FINDINGS, "branch_blocks": 2,

@@ -9,7 +9,7 @@ Layouts understood by :func:`import_densenet121_state_dict` (all map onto torchv
 - torchxrayvision: ``features...``, head ``classifier.weight`` with 18 outputs, 1-channel ``conv0``.
 
 The source heads are never imported (other label sets); ``conv0`` is adapted to the model's stem width by
-:func:`adapt_input_conv` (sum for 1 channel, replicate-and-rescale otherwise), which is logged and reported.
+:func:`adapt_input_conv` (sum for 1 channel, replicate-and-rescale otherwise, response to gray kept), which is logged and reported.
 """
 
 from __future__ import annotations
@@ -67,18 +67,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """Adapt a first-conv weight [O, I, k, k] to ``in_chans`` inputs.
+    """Adapt a first-conv weight [O, I, k, k] to ``in_chans`` inputs, keeping the response to equal channels.
 
-    To 1 channel: sum the filters (a gray image seen as equal R=G=B gives the same response). Otherwise: repeat the
-    filters cyclically and rescale by I / in_chans (same response when all inputs are equal), as timm does.
+    The source filters are repeated cyclically and scaled by I / in_chans (timm's rule, exact when in_chans is a
+    multiple of I); any remaining difference between the filter sums is spread equally over the channels, so an
+    image whose channels are all equal (a gray radiograph) gets exactly the response the source gave to its gray
+    RGB image. For ``in_chans == 1`` this is the sum of the RGB filters.
     """
     src = weight.shape[1]
     if src == in_chans:
         return weight.clone()
-    if in_chans == 1:
-        return weight.sum(dim=1, keepdim=True)
     reps = math.ceil(in_chans / src)
-    return weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
+    tiled = weight.repeat(1, reps, 1, 1)[:, :in_chans] * (src / in_chans)
+    deficit = weight.sum(1, keepdim=True) - tiled.sum(1, keepdim=True)
+    return tiled + deficit / in_chans
 
 
 def normalize_densenet_keys(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:

@@ -25,7 +25,10 @@ MANUFACTURER = "cxrassist"
 SR_DESCRIPTION = "cxrassist decision support - findings (not a diagnosis)"
 SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
 _SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
-_MAX_OVERLAYS = 3  # overlays of the positive findings, else of the top findings, at least this many
+_MAX_OVERLAYS = 3
+_MAX_POSITIVE_OVERLAYS = 6  # uncompressed 2k RGB is ~11 MB per image: the other heatmaps are in the PNGs/HTML
+_TYPE2_COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "ReferringPhysicianName", "AccessionNumber", "StudyID")  # overlays of the positive findings, else of the top findings, at least this many
 
 
 def _source_header(result: AnalysisResult) -> Any | None:
@@ -36,10 +39,18 @@ def _source_header(result: AnalysisResult) -> Any | None:
     import pydicom
 
     try:
-        return pydicom.dcmread(str(xray.source_path), stop_before_pixels=True)
+        ref = pydicom.dcmread(str(xray.source_path), stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - fall back to a new study, never fail the report for it
         log.warning("could not re-read the source DICOM header (%s): writing DICOM outputs into a new study", exc)
         return None
+    if "StudyInstanceUID" not in ref:
+        return None
+    # Patient/study attributes of type 2 may be absent from real headers; highdicom copies them, so give them the
+    # empty value the standard allows for "unknown".
+    for keyword in _TYPE2_COPIED:
+        if keyword not in ref:
+            setattr(ref, keyword, "")
+    return ref
 
 
 def _orientation(ref: Any | None) -> tuple[str, str]:
@@ -52,7 +63,7 @@ def _orientation(ref: Any | None) -> tuple[str, str]:
 
 def _overlay_codes(result: AnalysisResult) -> list[str]:
     ranked = sorted(result.findings, key=lambda f: f.probability, reverse=True)
-    chosen = [f.code for f in ranked if f.positive]
+    chosen = [f.code for f in ranked if f.positive][:_MAX_POSITIVE_OVERLAYS]
     for f in ranked:
         if len(chosen) >= _MAX_OVERLAYS:
             break

@@ -197,6 +197,14 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             save_checkpoint(last_path, modules=modules, optimizers=optimizers, schedulers=schedulers, progress=progress)
         barrier(info)
 
+    best_metrics: dict[str, Any] = {}
+
+    def export(model: nn.Module) -> None:
+        from cxrassist.training.export import export_weights
+
+        result.export_dir = export_weights(cfg, task, model, best_metrics, train_ds.records,
+                                           val_ds.records if val_ds else [], command, best_export)
+
     def end_of_period(epoch_label: int, train_logs: dict[str, float], seconds: float, n_images: int) -> bool:
         """Validate, log, keep the best, decide early stopping (same decision on every rank)."""
         metrics: dict[str, Any] = {}
@@ -211,13 +219,12 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             or (value > progress["best"] if task.mode == "max" else value < progress["best"]))
         if improved:
             progress.update(best=value, best_epoch=epoch_label, bad_epochs=0)
+            best_metrics.clear()
+            best_metrics.update(metrics)
             if info.is_main:
                 save_checkpoint(ckpt_dir / "best.pt", modules=modules, optimizers={}, schedulers={}, progress=progress)
-                from cxrassist.training.export import export_weights
-
-                result.export_dir = export_weights(cfg, task, unwrap(modules[task.export_module()]), metrics,
-                                                   train_ds.records, val_ds.records if val_ds else [], command,
-                                                   best_export)
+                if cfg.export.when == "improve":
+                    export(unwrap(modules[task.export_module()]))
         elif value is not None:
             progress["bad_epochs"] += 1
         ips = n_images / seconds if seconds > 0 else float("nan")
@@ -303,6 +310,12 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
                 log.info("early stopping after epoch %d (best %s at epoch %s)", epoch, progress["best"],
                          progress["best_epoch"])
         save_last()
+    if info.enabled:
+        _check_ranks_in_sync(info, modules, run_dir)
+    if info.is_main and cfg.export.when == "end" and best_metrics and (ckpt_dir / "best.pt").is_file():
+        model = unwrap(modules[task.export_module()])
+        load_checkpoint(ckpt_dir / "best.pt", modules={task.export_module(): model}, restore_rng=False)
+        export(model)
     if info.is_main and result.export_dir is None and (best_export).is_dir():
         result.export_dir = next((p for p in best_export.iterdir() if p.is_dir()), None)
     if tb is not None:
@@ -311,6 +324,33 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     result.epochs_done = progress["epoch"]
     result.best = progress["best"]
     return result
+
+
+def _check_ranks_in_sync(info: DistInfo, modules: dict[str, nn.Module], run_dir: Path) -> None:
+    """Gather a float64 checksum of every rank's parameters; DDP must leave them bit-identical.
+
+    Written to ``<run>/ddp_check.json`` by rank 0 (and logged as an error if the ranks diverged), a cheap guard
+    against a silent desynchronisation (a parameter outside DDP, a rank-dependent code path).
+    """
+    import json
+
+    import torch.distributed as dist
+
+    vals = []
+    for m in modules.values():
+        for p in unwrap(m).parameters():
+            q = p.detach().double()
+            vals += [q.sum(), (q * q).sum()]
+    local = torch.stack(vals).to(info.device)
+    gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
+    dist.all_gather(gathered, local)
+    if info.is_main:
+        same = all(torch.equal(gathered[0], g) for g in gathered[1:])
+        (run_dir / "ddp_check.json").write_text(json.dumps({
+            "world_size": info.world_size, "identical": same,
+            "checksums": [float(g.sum()) for g in gathered]}, indent=2))
+        if not same:
+            log.error("DDP ranks ended with different parameters (see %s)", run_dir / "ddp_check.json")
 
 
 def _progress(loader: DataLoader, cfg: TrainConfig, info: DistInfo, epoch: int):  # noqa: ANN202

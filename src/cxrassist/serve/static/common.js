@@ -55,6 +55,12 @@ const CXR = (() => {
     return node;
   }
 
+  // cxrassist.preprocess.apply_level, the same formula: [center - width/2, center + width/2] -> [0, 1], clipped.
+  function level(v, center, width) {
+    const low = center - width / 2;
+    return Math.min(1, Math.max(0, (v - low) / width));
+  }
+
   const pct = (p) => (p === null || p === undefined ? "–" : (100 * p).toFixed(1) + "%");
 
   // Red banner when any model is untrained; the pipeline's load error too.
@@ -67,5 +73,5 @@ const CXR = (() => {
     node.classList.toggle("hidden", parts.length === 0);
   }
 
-  return { api, json, bitmap, objectUrl, el, pct, modelBanner };
+  return { api, json, bitmap, objectUrl, el, pct, level, modelBanner };
 })();

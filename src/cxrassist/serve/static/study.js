@@ -3,7 +3,7 @@
 //   out = clip((v - (center - width/2)) / width, 0, 1), v = pixel / 255.
 "use strict";
 (() => {
-  const { json, bitmap, objectUrl, el, pct, modelBanner } = CXR;
+  const { json, bitmap, objectUrl, el, pct, level, modelBanner } = CXR;
   const FINAL = new Set(["done", "refused", "failed"]);
   const studyId = new URLSearchParams(window.location.search).get("id") || "";
   const canvas = document.getElementById("view");
@@ -105,9 +105,8 @@
   function applyWindow() {
     const b = S.base;
     if (!b) return;
-    const low = S.center - S.width / 2;
     const lut = new Uint8ClampedArray(256);
-    for (let i = 0; i < 256; i++) lut[i] = Math.round(255 * Math.min(1, Math.max(0, (i / 255 - low) / S.width)));
+    for (let i = 0; i < 256; i++) lut[i] = Math.round(255 * level(i / 255, S.center, S.width));
     const cc = b.canvas.getContext("2d");
     const id = cc.createImageData(b.w, b.h);
     const d = id.data;

@@ -1,0 +1,1 @@
+"""The API routers: ``studies`` (upload, worklist, reports, images) and ``system`` (health, presets)."""
