@@ -335,7 +335,8 @@ class Pipeline:
         canvas, rec = letterbox(pixels, input_size(card, 256))
         out = self._run("lung", canvas)  # (C, S, S) logits
         if out.shape[0] == 1:
-            mask = 1.0 / (1.0 + np.exp(-out[0])) >= _first_threshold(card_get(card, "thresholds"), ("Lung", "lung"), 0.5)
+            threshold = _first_threshold(card_get(card, "thresholds"), ("Lung", "lung"), 0.5)
+            mask = 1.0 / (1.0 + np.exp(-out[0])) >= threshold
         else:
             mask = out.argmax(0) > 0
         valid = np.zeros_like(mask)

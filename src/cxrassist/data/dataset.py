@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,7 +156,3 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [it[key] for it in items]
         out[key] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else torch.tensor(vals)
     return out
-
-
-def image_paths(records: Sequence[Record]) -> list[Path]:
-    return [r.image for r in records]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -186,11 +185,4 @@ def index_by_stem(folder: Path, suffixes: tuple[str, ...] = (".png", ".jpg", ".j
     for p in sorted(folder.rglob("*")):
         if p.suffix.lower() in suffixes:
             out.setdefault(p.stem, p)
-    return out
-
-
-def group_by_study(records: list[Record]) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        out[r.extra.get("study", r.id)].append(r)
     return out

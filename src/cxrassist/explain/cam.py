@@ -7,7 +7,8 @@ The un-normalised maps are kept in ``CamOutput.raw`` (CAM: ``w_k . f(i, j)``, th
 minus the bias, whose mean over cells is exactly ``logit_k - b_k``).
 
 Resolution. Single-view classifiers: CAM on the final map made denser by ``dense_levels`` (see
-``cxrassist.models.densenet``): 512 input -> 4x4 (0), 8x8 (1, default, +0.2 GFLOPs), 16x16 (2, ~+3 GFLOPs); the
+``cxrassist.models.densenet``): 512 input -> 4x4 (0: 1.85 GFLOPs), 8x8 (1: 2.06), 16x16 (2, default: 4.15 GFLOPs for
+the one pass that gives logits and maps), 32x32 (3: 14.1); benchmarks/bench_models.py prints the trade-off; the
 logits are the normal ones (``forward_features_dense``'s every 2**levels-th cell is the normal map, exactly; the
 CAM is then re-gridded by :func:`regrid_map` so that cell q covers model pixels [q*stride, (q+1)*stride)). Dual-branch
 classifiers: Grad-CAM at each branch's output (16x16 at 512), keyed "frontal" and "lateral".
@@ -70,7 +71,7 @@ def _cam(features: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
 
 
 def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tensor | None = None, *,
-                          dense_levels: int = 1, lateral_present: torch.Tensor | None = None) -> CamOutput:
+                          dense_levels: int = 2, lateral_present: torch.Tensor | None = None) -> CamOutput:
     """Logits and per-finding maps of a classifier for a batch (see the module docstring for the method used)."""
     from cxrassist.models.dual import DualBranchClassifier
 
@@ -82,6 +83,8 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tens
     if not isinstance(classifier, nn.Linear):
         raise TypeError(f"{type(model).__name__} has no Linear 'classifier' head; use grad_cam(model, x, layer, k)")
     with torch.no_grad():
+        if hasattr(model, "block_config"):  # a 2-block test model has only one transition to densify
+            dense_levels = min(dense_levels, len(model.block_config) - 1)
         if hasattr(model, "forward_features_dense") and dense_levels > 0:
             feats = model.forward_features_dense(x, dense_levels)
             step = 2**dense_levels

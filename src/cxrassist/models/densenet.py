@@ -14,7 +14,8 @@ for good would give 8x8 but cost 2.06 GFLOPs (over budget). Instead :meth:`forwa
 ``levels`` transitions *without* pooling and the dense blocks after them with dilated 3x3 convolutions (the "a trous"
 trick): it evaluates the very same network at every pooling phase, so its map at stride 2**levels equals the normal
 feature map exactly (tested) and the extra cells are the same classifier shifted by a fraction of a cell. Prediction
-costs 1.85 GFLOPs; explaining at 8x8 costs +0.2 GFLOPs, 16x16 about +3 (benchmarks/bench_models.py prints the table).
+costs 1.85 GFLOPs; one pass giving logits + an 8x8 CAM costs 2.06, 16x16 (the CAM default) 4.15, 32x32 14.1
+(benchmarks/bench_models.py prints the table with the localisation each gives on synthetic blobs).
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ MANUFACTURER = "cxrassist"
 SR_DESCRIPTION = "cxrassist decision support - findings (not a diagnosis)"
 SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
 _SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
-_MAX_OVERLAYS = 3
+_MAX_OVERLAYS = 3  # SC overlays: the positive findings (up to 6), else the top findings, at least this many
 _MAX_POSITIVE_OVERLAYS = 6  # uncompressed 2k RGB is ~11 MB per image: the other heatmaps are in the PNGs/HTML
 _TYPE2_COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                 "ReferringPhysicianName", "AccessionNumber", "StudyID")  # overlays of the positive findings, else of the top findings, at least this many
+                 "ReferringPhysicianName", "AccessionNumber", "StudyID")
 
 
 def _source_header(result: AnalysisResult) -> Any | None:
@@ -130,8 +130,8 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
         items.append(TextContentItem(name=codes.DCM.Comment, value="UNTRAINED MODEL - outputs are meaningless",
                                      relationship_type=contains))
     if result.forced:
-        items.append(TextContentItem(name=codes.DCM.Comment, relationship_type=contains,
-                                     value=f"FORCED: the input check refused this image ({result.chest_check.reason})"[:1024]))
+        forced = f"FORCED: the input check refused this image ({result.chest_check.reason})"
+        items.append(TextContentItem(name=codes.DCM.Comment, value=forced[:1024], relationship_type=contains))
     t = result.triage
     items.append(NumContentItem(name=CodedConcept("ABN", _SCHEME, "Abnormal (triage)"), value=t.abnormal_probability,
                                 unit=codes.UCUM.NoUnits, relationship_type=contains))
