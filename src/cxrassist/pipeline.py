@@ -210,6 +210,8 @@ class Pipeline:
         self._cls_channels = channel_names(classifier[1])
         # The lateral branch's channels: the card's input.lateral_channels, else the model's lateral_in_chans
         # (the lung and bone models are frontal-only, so derived lateral channels, if any, are zeros).
+        self.takes_lateral = hasattr(classifier[0], "lateral_in_chans") or bool(
+            card_get(card_get(classifier[1], "input"), "lateral_channels"))
         lat_n = int(getattr(classifier[0], "lateral_in_chans", 1) or 1)
         self._lat_channels = channel_names(classifier[1], "lateral_channels") or list(_DEFAULT_CHANNELS[:lat_n])
         self._triage_channels = channel_names(triage[1])
@@ -286,8 +288,10 @@ class Pipeline:
         size = input_size(cls_card)
         x, rec = self._inputs(frontal.pixels, size, self._cls_channels, derived)
         x_lat, rec_lat = (None, None)
-        if lateral is not None:
+        if lateral is not None and self.takes_lateral:
             x_lat, rec_lat = self._inputs(lateral.pixels, size, self._lat_channels, None)
+        elif lateral is not None:
+            warnings.append("the classifier is frontal-only: the lateral view was not used")
         from cxrassist.explain.cam import class_activation_maps
 
         out = class_activation_maps(cls_model, x, lateral=x_lat)

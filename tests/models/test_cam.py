@@ -105,7 +105,7 @@ def test_cam_peaks_on_blob_in_original_pixels() -> None:
     CAM is mapped back with ``SpatialRecord.to_original``; the peak must fall within 2 sigma of the blob centre.
     """
     size, radius_model = 64, 8.0
-    model = _train_blob_classifier(size, steps=100, radius=radius_model)
+    model = _train_blob_classifier(size, steps=60, radius=radius_model)
     rng = np.random.default_rng(5)
     h, w, scale = 96, 72, size / 96
     radius = radius_model / scale

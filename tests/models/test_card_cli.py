@@ -43,7 +43,7 @@ def weights_dir(tmp_path):
     name = "triage-dn121-512"
     model = create_model(name, **tiny_kwargs(name))
     card = ModelCard.new(name, name="triage-test", kwargs=tiny_kwargs(name), status="trained",
-                         metrics={"auroc": 0.912})
+                         metrics={"auroc": 0.912, "val": {"loss": 0.25}})
     save_weights(model, tmp_path / "triage-test", card, dtype=torch.float16)
     return tmp_path
 
@@ -62,11 +62,11 @@ def test_cli_models_json_and_table(weights_dir) -> None:
     data = json.loads(result.output)
     assert [r["name"] for r in data["registry"]] == list_models()
     (shipped,) = data["shipped"]
-    assert shipped["status"] == "trained" and shipped["metrics"] == {"auroc": 0.912} and len(shipped["sha256"]) == 12
+    assert shipped["status"] == "trained" and shipped["metrics"] == {"auroc": 0.912, "val": {"loss": 0.25}} and len(shipped["sha256"]) == 12
     card = json.loads((weights_dir / "triage-test" / "card.json").read_text())
     assert card["sha256"].startswith(shipped["sha256"])
     table = runner.invoke(app, ["models", "--weights-dir", str(weights_dir)], env={"COLUMNS": "200"})
-    assert table.exit_code == 0 and "triage-test" in table.output and "auroc=0.912" in table.output
+    assert table.exit_code == 0 and "triage-test" in table.output and "auroc=0.912" in table.output and "val.loss=0.250" in table.output
     assert "lungseg-vgg16unet-compact" in table.output
 
 

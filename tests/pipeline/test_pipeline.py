@@ -80,3 +80,16 @@ def test_allow_untrained_is_loud(tmp_path: Path, phantom_png: Path, tiny_kwargs:
     assert result.warnings[0].startswith(UNTRAINED_WARNING)
     assert not any(f.validated for f in result.findings)
     assert {m["status"] for m in result.models} == {"untrained"}
+
+
+def test_frontal_only_classifier_ignores_lateral(tiny_kwargs: dict, phantom_png: Path, lateral_png: Path) -> None:
+    from cxrassist.pipeline import ROLES, build_untrained
+
+    models = {role: build_untrained(role, **dict(tiny_kwargs[role])) for role in ROLES}
+    models["classifier"] = build_untrained("classifier", architecture="dn121-512-lung-bone",
+                                           **dict(tiny_kwargs["classifier"]))
+    pipe = Pipeline(**models)
+    assert not pipe.takes_lateral
+    result = pipe.analyze(read_xray(phantom_png), read_xray(lateral_png))
+    assert result.lateral_cams is None and any("frontal-only" in w for w in result.warnings)
+    assert len(result.findings) == 13

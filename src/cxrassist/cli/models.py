@@ -49,9 +49,20 @@ def models_command(
     for col in ("name", "version", "architecture", "status", "metrics", "sha256"):
         table.add_column(col, overflow="fold")
     for row in shipped:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in row["metrics"].items() if not isinstance(v, dict)) or "-"
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in _flat(row["metrics"])[:6]) or "-"
         table.add_row(row["name"], row["version"], row["architecture"], row["status"], metrics, row["sha256"] or "-")
     console.print(table)
+
+
+def _flat(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested metrics ({"val": {"auroc": ...}}) as dotted scalar pairs; per-label dicts are left to --json."""
+    out: list[tuple[str, object]] = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.extend(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str)) or value is None:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def _fmt(value: object) -> str:
