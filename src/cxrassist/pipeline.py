@@ -19,8 +19,16 @@ import numpy as np
 
 from cxrassist.errors import NotChestXRayError, WeightsError
 from cxrassist.labels import CRITICAL_CODES, FINDINGS
-from cxrassist.postprocess import LungAreas, clean_lung_mask, lung_areas, normalize_heatmap
-from cxrassist.preprocess import SpatialRecord, letterbox, normalize
+from cxrassist.postprocess import LungAreas, lung_areas, normalize_heatmap
+from cxrassist.channels import (
+    card_get,
+    card_input_size,
+    card_threshold,
+    classifier_planes,
+    predict_bone,
+    predict_lung_mask,
+)
+from cxrassist.preprocess import SpatialRecord, normalize
 from cxrassist.types import ChestCheck, XRay
 
 log = logging.getLogger(__name__)
@@ -44,15 +52,6 @@ _CHANNEL_ALIASES = {
     "bone": "bone", "bones": "bone", "bone_subtracted": "bone", "bone-subtracted": "bone",
 }
 _DEFAULT_CHANNELS = ("radiograph", "lung", "bone")
-
-
-def card_get(obj: Any, key: str, default: Any = None) -> Any:
-    """Read ``key`` from a card or a card's sub-object, whether it is a dataclass/object or a dict."""
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 def card_to_dict(card: Any) -> dict[str, Any]:
@@ -85,13 +84,6 @@ def channel_names(card: Any, key: str = "channels") -> list[str]:
             raise WeightsError(f"model {card_get(card, 'name')!r}: unknown input channel {item!r}")
         names.append(canon)
     return names
-
-
-def input_size(card: Any, default: int = 512) -> int:
-    size = card_get(card_get(card, "input"), "size", default)
-    if isinstance(size, (list, tuple)):
-        size = size[0]
-    return int(size)
 
 
 def is_untrained(card: Any) -> bool:
@@ -272,24 +264,24 @@ class Pipeline:
 
         with torch.inference_mode():
             t0 = time.perf_counter()
-            lung_model_mask, lung_rec, lung_mask = self._lungs(frontal.pixels)
+            lung_mask = predict_lung_mask(*self.models["lung"], frontal.pixels)[2]
             timings["lung"] = _ms(t0)
 
             t0 = time.perf_counter()
-            bone_model, bone_rec, bone = self._bones(frontal.pixels)
+            bone = predict_bone(*self.models["bone"], frontal.pixels)[2]
             suppressed = np.clip(frontal.pixels - bone, 0.0, 1.0).astype(np.float32)
             timings["bone"] = _ms(t0)
 
         # The classifier runs outside inference_mode: Grad-CAM of the dual-branch model needs autograd
         # (class_activation_maps disables gradients wherever it does not need them).
         t0 = time.perf_counter()
-        derived = {"lung": (lung_model_mask, lung_rec, lung_mask), "bone": (bone_model, bone_rec, bone)}
+        derived = {"lung_mask": lung_mask, "bone": bone}
         cls_model, cls_card = self.models["classifier"]
-        size = input_size(cls_card)
+        size = card_input_size(cls_card)
         x, rec = self._inputs(frontal.pixels, size, self._cls_channels, derived)
         x_lat, rec_lat = (None, None)
         if lateral is not None and self.takes_lateral:
-            x_lat, rec_lat = self._inputs(lateral.pixels, size, self._lat_channels, None)
+            x_lat, rec_lat = self._inputs(lateral.pixels, size, self._lat_channels, {})
         elif lateral is not None:
             warnings.append("the classifier is frontal-only: the lateral view was not used")
         from cxrassist.explain.cam import class_activation_maps
@@ -305,13 +297,13 @@ class Pipeline:
         with torch.inference_mode():
             t0 = time.perf_counter()
             tri_model, tri_card = self.models["triage"]
-            xt, _ = self._inputs(frontal.pixels, input_size(tri_card), self._triage_channels, derived)
+            xt, _ = self._inputs(frontal.pixels, card_input_size(tri_card), self._triage_channels, derived)
             logits = tri_model(xt).float().reshape(1, -1)
             p_abn = float(torch.sigmoid(logits[0, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1)[0, 1])
             timings["triage"] = _ms(t0)
 
         findings = self._findings(probs)
-        tri_threshold = _first_threshold(card_get(tri_card, "thresholds"), ("abnormal", "Abnormal", "triage"), 0.5)
+        tri_threshold = card_threshold(tri_card, ("abnormal", "Abnormal", "triage"), 0.5)
         triage = triage_priority(p_abn, tri_threshold, findings)
         models = [model_summary(role, card) for role, (_, card) in self.models.items()]
         untrained = [m["role"] for m in models if m["status"] != "trained"]
@@ -327,57 +319,13 @@ class Pipeline:
             lateral_record=rec_lat, lateral_check=lateral_check, models=models, timings_ms=timings, warnings=warnings,
         )
 
-    def _run(self, role: str, canvas: np.ndarray) -> np.ndarray:
-        import torch
-
-        model, _ = self.models[role]
-        x = torch.from_numpy(normalize(canvas).astype(np.float32))[None, None].to(self.device)
-        return model(x).float().cpu().numpy()[0]
-
-    def _lungs(self, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
-        card = self.models["lung"][1]
-        canvas, rec = letterbox(pixels, input_size(card, 256))
-        out = self._run("lung", canvas)  # (C, S, S) logits
-        if out.shape[0] == 1:
-            threshold = _first_threshold(card_get(card, "thresholds"), ("Lung", "lung"), 0.5)
-            mask = 1.0 / (1.0 + np.exp(-out[0])) >= threshold
-        else:
-            mask = out.argmax(0) > 0
-        valid = np.zeros_like(mask)
-        valid[rec.top : rec.top + rec.new_h, rec.left : rec.left + rec.new_w] = True
-        mask = clean_lung_mask(mask & valid)
-        original = rec.to_original(mask.astype(np.float32), nearest=True) > 0.5
-        return mask, rec, original
-
-    def _bones(self, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
-        canvas, rec = letterbox(pixels, input_size(self.models["bone"][1], 512))
-        bone = np.clip(self._run("bone", canvas)[0], 0.0, 1.0)
-        outside = np.ones(bone.shape, dtype=bool)
-        outside[rec.top : rec.top + rec.new_h, rec.left : rec.left + rec.new_w] = False
-        bone[outside] = 0.0
-        return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0).astype(np.float32)
-
     def _inputs(self, pixels: np.ndarray, size: int, channels: list[str],
-                derived: dict[str, tuple[np.ndarray, SpatialRecord, np.ndarray]] | None) -> tuple[Any, SpatialRecord]:
-        """Build the [1, C, S, S] normalized input; derived channels are zeros when ``derived`` is None (lateral)."""
+                derived: Mapping[str, np.ndarray]) -> tuple[Any, SpatialRecord]:
+        """The [1, C, S, S] normalized input (``channels.classifier_planes``, shared with training)."""
         import torch
 
-        canvas, rec = letterbox(pixels, size)
-        planes = []
-        for name in channels:
-            if name == "radiograph":
-                planes.append(canvas)
-            elif derived is None:
-                planes.append(np.zeros_like(canvas))
-            else:
-                model_map, model_rec, original = derived[name]
-                if model_rec.size == size:
-                    at_size = model_map.astype(np.float32)
-                else:
-                    at_size = rec.to_model(original.astype(np.float32), nearest=name == "lung")
-                planes.append(canvas * (at_size > 0.5) if name == "lung" else at_size)
-        x = normalize(np.stack(planes).astype(np.float32))
-        return torch.from_numpy(x)[None].to(self.device), rec
+        planes, rec = classifier_planes(pixels, size, channels, **derived)
+        return torch.from_numpy(normalize(planes))[None].to(self.device), rec
 
     def _findings(self, probs: np.ndarray) -> list[FindingResult]:
         card = self.models["classifier"][1]
@@ -452,18 +400,6 @@ def _lookup(table: Any, f: Any, default: Any) -> Any:
     for key in (f.name, f.code, f.name.lower()):
         if key in table:
             return table[key]
-    return default
-
-
-def _first_threshold(table: Any, keys: tuple[str, ...], default: float) -> float:
-    if isinstance(table, (int, float)):
-        return float(table)
-    if isinstance(table, Mapping) and table:
-        for key in keys:
-            if key in table:
-                return float(table[key])
-        if len(table) == 1:
-            return float(next(iter(table.values())))
     return default
 
 

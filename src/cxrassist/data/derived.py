@@ -3,8 +3,9 @@
 Running the lung U-Net and the bone generator for every sample of every epoch would cost more than the classifier
 itself on a CPU, so each (image, size, lung weights, bone weights) is computed once and stored as a compressed
 ``.npz`` (lung mask as uint8 0/1, bone image as float16: the bone signal is a few hundredths of the intensity range,
-too faint for 8 bits). The channels are made in the [0, 1] domain of the letterboxed radiograph, as ARCHITECTURE.md
-says: channel 1 = radiograph x binary lung mask, channel 2 = predicted bone image.
+too faint for 8 bits). The maps come from ``cxrassist.channels``, the functions the inference pipeline uses, so a
+classifier sees the same channels in training as in use: channel 1 = radiograph x binary lung mask, channel 2 =
+predicted bone image, in the [0, 1] domain of the letterboxed radiograph.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from cxrassist.data.cache import ImageCache
 from cxrassist.data.records import Record
 from cxrassist.errors import ConfigError
-from cxrassist.preprocess import letterbox, resize
+from cxrassist.preprocess import SpatialRecord
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +60,6 @@ class DerivedChannels:
         key = f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{size}|{self.tag}"
         return self.dir / "derived" / f"{hashlib.sha1(key.encode()).hexdigest()}.npz"
 
-    def _predict(self, model: Any, card: Any, images01: list[np.ndarray], size: int, *, sigmoid: bool) -> list[np.ndarray]:
-        import torch
-
-        from cxrassist.preprocess import normalize
-
-        msize = int(card.input.get("size", size))
-        batch = np.stack([letterbox(im, msize)[0] for im in images01])[:, None]
-        with torch.no_grad():
-            out = model(normalize(torch.from_numpy(batch)).to(self.device)).float()
-            out = torch.sigmoid(out) if sigmoid else out.clamp(0, 1)
-        return [resize(o[0], (size, size)) for o in out.cpu().numpy()]
-
     def prepare(self, records: Sequence[Record], size: int, show_progress: bool = True) -> None:
         """Compute every missing entry in batches (called once before training/evaluation)."""
         todo = [r.image for r in records if not self._file(Path(r.image), size).is_file()]
@@ -86,17 +75,22 @@ class DerivedChannels:
             self._compute(todo[i : i + self.batch_size], size)
 
     def _compute(self, paths: Sequence[Path], size: int) -> None:
+        """Lung mask and bone image at classifier size, by the SAME functions the inference pipeline calls."""
+        from cxrassist.channels import predict_bone, predict_lung_mask, to_model_space
         from cxrassist.data.images import load_image01
 
-        images = [load_image01(p) for p in paths]
-        lungs = self._predict(self.lung_model, self.lung_card, images, size, sigmoid=True)
-        bones = (self._predict(self.bone_model, self.bone_card, images, size, sigmoid=False)
-                 if self.bone_model is not None else [np.zeros((size, size), np.float32)] * len(images))
-        for p, lung, bone in zip(paths, lungs, bones, strict=True):
+        for p in paths:
+            image = load_image01(p)
+            lung_orig = predict_lung_mask(self.lung_model, self.lung_card, image)[2]
+            bone_orig = predict_bone(self.bone_model, self.bone_card, image)[2] if self.bone_model is not None else None
+            rec = SpatialRecord.for_shape(*image.shape, size)
+            lung, bone = to_model_space(rec, lung_mask=lung_orig, bone=bone_orig)
+            if bone is None:
+                bone = np.zeros((size, size), np.float32)
             f = self._file(Path(p), size)
             f.parent.mkdir(parents=True, exist_ok=True)
             tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npz")
-            np.savez_compressed(tmp, lung=(lung > 0.5).astype(np.uint8), bone=bone.astype(np.float16))
+            np.savez_compressed(tmp, lung=lung.astype(np.uint8), bone=bone.astype(np.float16))
             os.replace(tmp, f)
 
     def get(self, path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,127 @@
+"""The classifier's derived input channels, computed by ONE code path for inference and for training.
+
+The design feeds the classifier extra channels: the lung-segmented image (radiograph x lung mask) and the
+bone-subtracted image (the generator's bone image). A channel computed one way during training and another way at
+inference is the classic silent failure of such systems, so the pipeline (``cxrassist.pipeline``) and the training
+cache (``cxrassist.data.derived``) both call the functions below:
+
+1. ``predict_lung_mask``: letterbox to the lung card's input size, sigmoid >= threshold, keep the image area, clean
+   (two largest components, holes filled), map back to the original pixels (nearest).
+2. ``predict_bone``: letterbox to the bone card's input size, generator output clipped to [0, 1], zero on the
+   padding, mapped back to the original pixels (bilinear).
+3. ``classifier_planes``: letterbox the radiograph to the classifier size and bring the original-resolution lung
+   mask (nearest) and bone image (bilinear) into the same model space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cxrassist.postprocess import clean_lung_mask
+from cxrassist.preprocess import SpatialRecord, letterbox, normalize
+
+RADIOGRAPH, LUNG, BONE = "radiograph", "lung", "bone"
+CHANNEL_ORDER = (RADIOGRAPH, LUNG, BONE)
+
+
+def card_get(obj: Any, key: str, default: Any = None) -> Any:
+    """Read ``key`` from a card or a card's sub-object, whether it is a dataclass/object or a dict."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def card_input_size(card: Any, default: int = 512) -> int:
+    """The model-space size (letterbox square side) a card's model expects."""
+    size = card_get(card_get(card, "input"), "size", default)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def card_threshold(card: Any, keys: Sequence[str], default: float) -> float:
+    """The operating threshold stored under the first of ``keys`` (or the only one) in the card."""
+    table = card_get(card, "thresholds")
+    if isinstance(table, (int, float)):
+        return float(table)
+    if isinstance(table, Mapping):
+        for key in keys:
+            if key in table:
+                return float(table[key])
+        if len(table) == 1:
+            return float(next(iter(table.values())))
+    if isinstance(table, (list, tuple)) and len(table) == 1:
+        return float(table[0])
+    return default
+
+
+def _run(model: Any, canvas: np.ndarray) -> np.ndarray:
+    import torch
+
+    device = next(model.parameters()).device
+    x = torch.from_numpy(normalize(canvas).astype(np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        return model(x).float().cpu().numpy()[0]
+
+
+def _valid_area(rec: SpatialRecord) -> np.ndarray:
+    valid = np.zeros((rec.size, rec.size), dtype=bool)
+    valid[rec.top : rec.top + rec.new_h, rec.left : rec.left + rec.new_w] = True
+    return valid
+
+
+def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
+    """Lung mask of a [0, 1] radiograph: (model-space mask, its record, original-resolution mask), all bool."""
+    canvas, rec = letterbox(pixels, card_input_size(card, 256))
+    logits = _run(model, canvas)
+    if logits.shape[0] == 1:
+        threshold = card_threshold(card, ("Lung", "lung"), 0.5)
+        mask = 1.0 / (1.0 + np.exp(-logits[0])) >= threshold
+    else:
+        mask = logits.argmax(0) > 0
+    mask = clean_lung_mask(mask & _valid_area(rec))
+    original = rec.to_original(mask.astype(np.float32), nearest=True) > 0.5
+    return mask, rec, original
+
+
+def predict_bone(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
+    """Bone image of a [0, 1] radiograph: (model-space bone, its record, original-resolution bone), in [0, 1]."""
+    canvas, rec = letterbox(pixels, card_input_size(card, 512))
+    bone = np.clip(_run(model, canvas)[0], 0.0, 1.0)
+    bone[~_valid_area(rec)] = 0.0
+    return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0).astype(np.float32)
+
+
+def to_model_space(rec: SpatialRecord, *, lung_mask: np.ndarray | None = None,
+                   bone: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Original-resolution lung mask (nearest, 0/1) and bone image (bilinear, [0, 1]) in ``rec``'s model space."""
+    lung_m = (rec.to_model(lung_mask.astype(np.float32), nearest=True) > 0.5).astype(np.float32) \
+        if lung_mask is not None else None
+    bone_m = np.clip(rec.to_model(bone), 0.0, 1.0).astype(np.float32) if bone is not None else None
+    return lung_m, bone_m
+
+
+def classifier_planes(pixels: np.ndarray, size: int, channels: Sequence[str], *,
+                      lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None) -> tuple[np.ndarray, SpatialRecord]:
+    """The [C, size, size] input planes in [0, 1] (not yet normalized) and the radiograph's record.
+
+    ``lung_mask`` and ``bone`` are at the radiograph's original resolution; a channel whose source is None is zeros
+    (the lateral view, whose lung and bone are not computed).
+    """
+    canvas, rec = letterbox(pixels, size)
+    lung_m, bone_m = to_model_space(rec, lung_mask=lung_mask, bone=bone)
+    zeros = np.zeros_like(canvas)
+    planes = []
+    for name in channels:
+        if name == RADIOGRAPH:
+            planes.append(canvas)
+        elif name == LUNG:
+            planes.append(canvas * lung_m if lung_m is not None else zeros)
+        elif name == BONE:
+            planes.append(bone_m if bone_m is not None else zeros)
+        else:
+            raise ValueError(f"unknown input channel {name!r}; known: {', '.join(CHANNEL_ORDER)}")
+    return np.stack(planes).astype(np.float32), rec
