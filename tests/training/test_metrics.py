@@ -47,16 +47,6 @@ def test_hd95_matches_brute_force() -> None:
     assert math.isnan(M.hd95(a, np.zeros_like(a)))
 
 
-def test_keep_lungs() -> None:
-    m = np.zeros((30, 30), bool)
-    m[2:20, 2:12] = True
-    m[2:20, 16:28] = True
-    m[25:27, 25:27] = True  # speck
-    m[8:10, 5:7] = False  # hole
-    out = M.keep_lungs(m)
-    assert not out[25:27, 25:27].any() and out[8:10, 5:7].all() and out[2:20, 16:28].all()
-
-
 def test_psnr_and_bone_ratio_by_hand() -> None:
     x = np.zeros((8, 8))
     assert M.psnr(x + 0.1, x) == pytest.approx(20.0)

@@ -46,17 +46,6 @@ def hd95(pred: np.ndarray, true: np.ndarray, spacing: tuple[float, float] = (1.0
     return float(max(np.percentile(dt_t[sp], 95), np.percentile(dt_p[st], 95)))
 
 
-def keep_lungs(mask: np.ndarray) -> np.ndarray:
-    """Post-processing: keep the two largest connected components and fill their holes."""
-    m = np.asarray(mask, bool)
-    lab, n = ndimage.label(m)
-    if n > 2:
-        sizes = ndimage.sum(m, lab, index=range(1, n + 1))
-        keep = np.argsort(sizes)[::-1][:2] + 1
-        m = np.isin(lab, keep)
-    return ndimage.binary_fill_holes(m)
-
-
 # ---------------------------------------------------------------- image similarity
 def psnr(pred: np.ndarray, true: np.ndarray, data_range: float = 1.0) -> float:
     mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(true, np.float64)) ** 2))

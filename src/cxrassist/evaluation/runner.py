@@ -41,7 +41,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
     if task == "segmentation":
         from cxrassist.evaluation.segmentation import evaluate_segmentation
 
-        res = evaluate_segmentation(model, size, records, device=dev, postprocess=postprocess)
+        res = evaluate_segmentation(model, size, records, device=dev, postprocess=postprocess, card=card)
         table = (f"segmentation  n={res['n_cases']}  dice={_fmt(res['dice'])}  iou={_fmt(res['iou'])}  "
                  f"hd95={_fmt(res['hd95'], 1)} px  (median dice {_fmt(res['dice_median'])})")
     elif task == "bone":

@@ -1,8 +1,10 @@
 """Lung segmentation evaluation in ORIGINAL pixel space (what a reader sees), not in model space.
 
 Each image is letterboxed to the card's input size, the lung probability is mapped back with the image's
-:class:`~cxrassist.preprocess.SpatialRecord`, thresholded at 0.5 (optionally post-processed: two largest components,
-holes filled) and compared with the original mask: Dice, IoU and HD95 (pixels of the stored image) per image.
+:class:`~cxrassist.preprocess.SpatialRecord`, thresholded at 0.5 and compared with the original mask: Dice, IoU and
+HD95 (pixels of the stored image) per image. With ``postprocess`` the mask is exactly the one the analysis pipeline
+shows (:func:`cxrassist.channels.predict_lung_mask`: card threshold, two largest components, holes filled), so the
+figures in a model card describe what a reader gets.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import numpy as np
 from cxrassist.data.images import load_image01, load_mask
 from cxrassist.data.records import Record
 from cxrassist.evaluation.common import chunks, progress, run_model
-from cxrassist.evaluation.metrics import dice, hd95, iou, keep_lungs
+from cxrassist.evaluation.metrics import dice, hd95, iou
 from cxrassist.preprocess import letterbox
 
 
 def evaluate_segmentation(model: Any, size: int, records: Sequence[Record], *, device: Any = "cpu",
-                          postprocess: bool = False, batch_size: int = 8, show_progress: bool = True) -> dict[str, Any]:
+                          postprocess: bool = False, batch_size: int = 8, show_progress: bool = True,
+                          card: Any = None) -> dict[str, Any]:
     records = [r for r in records if r.mask is not None]
     rows: list[dict[str, Any]] = []
     for group in progress(chunks(records, batch_size), (len(records) + batch_size - 1) // batch_size,
@@ -29,10 +32,13 @@ def evaluate_segmentation(model: Any, size: int, records: Sequence[Record], *, d
         boxed = [letterbox(im, size) for im in images]
         logits = run_model(model, np.stack([b[0] for b in boxed])[:, None], device)
         for rec, (_, spatial), lg in zip(group, boxed, logits, strict=True):
-            prob = 1.0 / (1.0 + np.exp(-lg[0]))
-            pred = spatial.to_original(prob) > 0.5
             if postprocess:
-                pred = keep_lungs(pred)
+                from cxrassist.channels import predict_lung_mask
+
+                pred = predict_lung_mask(model, card if card is not None else {"input": {"size": size}},
+                                         images[group.index(rec)])[2]
+            else:
+                pred = spatial.to_original(1.0 / (1.0 + np.exp(-lg[0]))) > 0.5
             true = load_mask(rec.mask) > 0.5  # type: ignore[arg-type]
             if true.shape != pred.shape:
                 from cxrassist.preprocess import resize
