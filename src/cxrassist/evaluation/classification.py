@@ -29,6 +29,9 @@ from cxrassist.labels import FINDING_CODES, FINDING_NAMES
 log = logging.getLogger(__name__)
 
 
+MIN_POSITIVES = 10  # findings with fewer positives in the evaluation set are reported but not averaged
+
+
 def _fmt(v: float) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
@@ -146,9 +149,13 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
         return res, table
     vals = [e["auroc"] for e in per.values() if e["auroc"] == e["auroc"]]
     mean = float(np.mean(vals)) if vals else math.nan
-    res = {"task": task, "n_cases": len(y), "mean_auroc": mean,
-           "auroc": {code: per[code]["auroc"] for code in codes}, "per_finding": per}
-    table = f"classifier  n={len(y)}\n" + auroc_table(per, mean)
+    # The figure to judge a model by: findings with too few positives give AUROCs that are mostly noise.
+    solid = [e["auroc"] for e in per.values() if e["auroc"] == e["auroc"] and e["n_pos"] >= MIN_POSITIVES]
+    mean_solid = float(np.mean(solid)) if solid else math.nan
+    res = {"task": task, "n_cases": len(y), "mean_auroc": mean, "mean_auroc_min_pos": mean_solid,
+           "min_positives": MIN_POSITIVES, "auroc": {code: per[code]["auroc"] for code in codes}, "per_finding": per}
+    table = (f"classifier  n={len(y)}\n" + auroc_table(per, mean)
+             + f"\nmean AUROC over the {len(solid)} findings with >= {MIN_POSITIVES} positives: {_fmt(mean_solid)}")
     if new_thresholds:
         table += f"\nthresholds ({write_thresholds}) written to the model card for {len(new_thresholds)} findings"
     return res, table
