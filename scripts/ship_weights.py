@@ -140,7 +140,15 @@ def evaluate_all(role: str, weights: Path) -> dict[str, Any]:
                    roc_dir=weights / "roc")
     print(res["_table"])
     pooled = {k: v for k, v in res.items() if not k.startswith("_") and k not in ("weights",)}
-    metrics: dict[str, Any] = {"val_pooled": pooled}
+    metrics: dict[str, Any] = {"val_pooled": pooled, "val_by_dataset": {}}
+    for ds in spec["eval"]:  # per source: shows how much of the pooled figure is telling the data sets apart
+        try:
+            one = evaluate(spec["task"], [shared_manifest(ds)], weights=str(weights), bootstrap=0)
+        except Exception as exc:  # noqa: BLE001 - a set without labels for this task
+            metrics["val_by_dataset"][ds] = {"error": str(exc)}
+            continue
+        key = "auroc" if spec["task"] == "triage" else "mean_auroc"
+        metrics["val_by_dataset"][ds] = {key: one[key], "n_cases": one["n_cases"]}
     if spec["task"] == "classifier":
         nih = evaluate("classifier", [shared_manifest("nih_cxr14_sample")], weights=str(weights), bootstrap=1000)
         print(nih["_table"], "[NIH val only]")
@@ -200,9 +208,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def key_figures(d: dict[str, Any]) -> str:
+    m = d["metrics"]
+    if "val_pooled" in m and "auroc" in m["val_pooled"] and isinstance(m["val_pooled"]["auroc"], float):
+        p = m["val_pooled"]
+        return f"pooled AUROC {p['auroc']:.3f} (95% CI {p['auroc_ci95'][0]:.3f}-{p['auroc_ci95'][1]:.3f}), n={p['n_cases']}"
+    if "val_pooled" in m:
+        p, n = m["val_pooled"], m.get("val_nih", {})
+        return (f"pooled mean AUROC over findings with >=10 positives {p['mean_auroc_min_pos']:.3f}; "
+                f"NIH val mean AUROC {n.get('mean_auroc', float('nan')):.3f}")
+    v = m.get("val", {})
+    if "dice" in next(iter(v.values()), {}):
+        return "; ".join(f"{ds} Dice {r['dice']:.3f}" for ds, r in v.items())
+    return (f"bone-suppressed PSNR {v['psnr']:.2f} dB (identity {v['identity_psnr']:.2f}), SSIM {v['ssim']:.4f}; "
+            f"bone image PSNR {v['bone_psnr']:.2f} dB, SSIM {v['bone_ssim']:.4f}; "
+            f"suppression ratio {v['bone_suppression_ratio']:.3f}")
+
+
 def render_markdown(card: Any) -> str:
     d = card.to_dict()
     lines = [f"# {d['name']} {d['version']}", "", f"**Intended use:** {d['intended_use']}", "",
+             f"**Key figures (split=val):** {key_figures(d)}", "",
              f"- architecture: `{d['architecture']}` {json.dumps(d['kwargs'])}",
              f"- input: {json.dumps(d['input'])}",
              f"- weights: `model.safetensors` ({d.get('storage_dtype')}), sha256 `{d['sha256']}`",

@@ -220,7 +220,7 @@ class Pipeline:
         """
         from cxrassist import weights as wmod
 
-        base = Path(weights_dir) if weights_dir is not None else _shipped_dir(wmod)
+        base = Path(weights_dir) if weights_dir is not None else wmod.shipped_dir()
         chosen = dict(DEFAULT_NAMES) | dict(names or {})
         loaded: dict[str, LoadedModel] = {}
         for role in ROLES:
@@ -374,14 +374,6 @@ def build_untrained(role: str, **kwargs: Any) -> LoadedModel:
     if size is not None:
         card.input = {**card.input, "size": int(size)}
     return model, card
-
-
-def _shipped_dir(wmod: Any) -> Path:
-    for attr in ("SHIPPED_DIR", "shipped_dir"):
-        value = getattr(wmod, attr, None)
-        if value is not None:
-            return Path(value() if callable(value) else value)
-    return Path(wmod.__file__).parent / "shipped"
 
 
 def _check(xray: XRay) -> ChestCheck:

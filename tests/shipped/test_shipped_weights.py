@@ -1,0 +1,109 @@
+"""The weights we ship: four trained models whose cards tell the truth, and whose numbers `cxr evaluate` reproduces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrassist.labels import FINDINGS
+from cxrassist.weights import list_shipped, load_model, shipped_dir
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "data"
+ROLE_DIRS = ("lungseg", "bone", "triage", "classifier")
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
+
+
+def _cards() -> dict[str, object]:
+    base = shipped_dir()
+    return {d: load_model(base / d)[1] for d in ROLE_DIRS}
+
+
+def test_four_trained_models_with_honest_cards() -> None:
+    cards = _cards()  # load_model verifies every sha256
+    assert len(list_shipped()) == 4
+    for role, card in cards.items():
+        assert card.status == "trained", role
+        assert card.metrics, f"{role}: no measured figures"
+        assert "not a diagnosis" in card.intended_use
+        assert card.training.get("command", "").startswith("cxr train"), role
+        assert (REPO / card.training["config_file"]).is_file(), f"{role}: the config that reproduces it is missing"
+        assert "Limits:" in card.notes
+        assert card.storage_dtype == "float16"
+    total_mb = sum(p.stat().st_size for p in (shipped_dir()).rglob("*.safetensors")) / 2**20
+    assert total_mb <= 40, f"shipped weights are {total_mb:.1f} MB"
+
+
+def test_classifier_card_marks_findings_without_data_as_not_validated() -> None:
+    card = _cards()["classifier"]
+    assert set(card.labels) == {f.name for f in FINDINGS}
+    for name in ("Enlarged Cardiomediastinum", "Fracture", "Support Devices"):
+        assert card.validated[name] is False, name
+    assert any(card.validated.values())
+    assert all(0.0 < float(card.thresholds[name]) < 1.0 for name in card.labels if card.validated[name])
+
+
+def _evaluate(task: str, manifests: list[str], weights: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{task}.json"
+    cmd = [sys.executable, "-m", "cxrassist.cli", "evaluate", task, "--weights", weights, "--json", str(out),
+           "--split", "val", "--threads", "2", *extra]
+    for m in manifests:
+        cmd += ["--manifest", str(SHARED / m / "manifest.csv")]
+    subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, timeout=900)
+    return json.loads(out.read_text())
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_evaluate_reproduces_lung_and_bone_cards(tmp_path: Path) -> None:
+    cards = _cards()
+    base = shipped_dir()
+    seg = _evaluate("segmentation", ["montgomery"], str(base / "lungseg"), tmp_path, "--postprocess")
+    assert seg["dice"] == pytest.approx(cards["lungseg"].metrics["val"]["montgomery"]["dice"], abs=1e-6)
+    bone = _evaluate("bone", ["bse_jsrt"], str(base / "bone"), tmp_path)
+    want = cards["bone"].metrics["val"]
+    for key in ("psnr", "ssim", "bone_psnr", "bone_suppression_ratio"):
+        assert bone[key] == pytest.approx(want[key], abs=1e-6), key
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_evaluate_reproduces_triage_card(tmp_path: Path) -> None:
+    card = _cards()["triage"]
+    manifests = ["montgomery", "shenzhen", "jsrt", "covid19_gb_seg", "nih_cxr14_sample", "covid_chestxray"]
+    res = _evaluate("triage", manifests, str(shipped_dir() / "triage"), tmp_path,
+                    "--bootstrap", "0")
+    assert res["auroc"] == pytest.approx(card.metrics["val_pooled"]["auroc"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def shipped_rg1_result() -> object:
+    from pydicom.data import get_testdata_file
+
+    from cxrassist.io import read_xray
+    from cxrassist.pipeline import Pipeline
+
+    return Pipeline.load().analyze(read_xray(get_testdata_file("RG1_UNCI.dcm")))
+
+
+def test_shipped_pipeline_on_the_real_chest_film(shipped_rg1_result: object) -> None:
+    """The trained models do something sensible on a real CR they never saw (not only on their own data sets)."""
+    import numpy as np
+
+    res = shipped_rg1_result
+    assert not res.untrained and not any("UNTRAINED" in w for w in res.warnings)
+    assert len(res.findings) == 13 and all(0.0 <= f.probability <= 1.0 for f in res.findings)
+    h, w = res.frontal.shape
+    lung_fraction = res.lung_mask.mean()
+    assert 0.10 < lung_fraction < 0.55, f"lung mask covers {lung_fraction:.0%} of the film"
+    assert res.lung_areas.right_px > 0.3 * res.lung_areas.left_px > 0, "both lungs should be found"
+    # Lungs sit in the upper two thirds, either side of the midline.
+    rows, cols = np.nonzero(res.lung_mask)
+    assert rows.mean() < 0.65 * h and abs(cols.mean() - w / 2) < 0.15 * w
+    # The bone image is faint and positive, and suppressing it changes the film only a little.
+    assert 0.0 < float(res.bone.mean()) < 0.1
+    assert float(np.abs(res.frontal.pixels - res.bone_suppressed).mean()) < 0.1
