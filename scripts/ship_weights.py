@@ -156,6 +156,37 @@ def evaluate_all(role: str, weights: Path) -> dict[str, Any]:
     return metrics
 
 
+def before_after(target: Path) -> Path:
+    """The card's picture: radiograph | predicted bone | predicted soft tissue | reference soft tissue (a val case)."""
+    import csv
+
+    from PIL import Image, ImageDraw
+
+    from cxrassist.channels import predict_bone
+    from cxrassist.data.images import load_image01
+    from cxrassist.weights import load_model
+
+    row = next(r for r in csv.DictReader(open(SHARED / "bse_jsrt" / "manifest.csv")) if r["split"] == "val")
+    image = load_image01(SHARED / "bse_jsrt" / row["image"])
+    reference = load_image01(SHARED / "bse_jsrt" / row["bone_suppressed"])
+    model, card = load_model(target)
+    bone = predict_bone(model, card, image)[2]
+    suppressed = np.clip(image - bone, 0, 1)
+    stretch = np.clip(bone / max(float(np.percentile(bone, 99.5)), 1e-6), 0, 1)
+    tiles = [image, stretch, suppressed, reference]
+    titles = ["radiograph", "predicted bone (stretched)", "predicted bone-suppressed", "reference (BSE-JSRT)"]
+    side = 320
+    panel = Image.new("L", (side * len(tiles), side + 18), 0)
+    draw = ImageDraw.Draw(panel)
+    for i, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
+        panel.paste(Image.fromarray((tile * 255).astype(np.uint8)).resize((side, side), Image.Resampling.LANCZOS),
+                    (i * side, 18))
+        draw.text((i * side + 4, 3), title, fill=255)
+    out = target / "before_after.png"
+    panel.save(out, optimize=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from cxrassist.weights import ModelCard, load_model, save_weights
     from cxrassist.weights.card import today
@@ -203,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{diff:.2e}. Measured on the split=val cases of ../shared/data (public sets, resized); the "
                   "held-back test split of those sets was not used.")
     card.write(target / "card.json")
-    (target / "MODEL_CARD.md").write_text(render_markdown(card))
+    markdown = render_markdown(card)
+    if spec["task"] == "bone":
+        markdown += f"\n![before and after, a val case]({before_after(target).name})\n"
+    (target / "MODEL_CARD.md").write_text(markdown)
     print(f"shipped {card.name} {card.version} -> {target} (sha256 {card.sha256[:12]}, fp16 diff {diff:.2e})")
     return 0
 
