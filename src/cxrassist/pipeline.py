@@ -112,7 +112,8 @@ class TriageResult:
 def triage_priority(abnormal_probability: float, threshold: float, findings: list[FindingResult]) -> TriageResult:
     """The documented worklist priority.
 
-    - ``critical`` when a critical finding (``labels.CRITICAL_CODES``: pneumothorax, edema) is positive;
+    - ``critical`` when a critical finding (``labels.CRITICAL_CODES``: pneumothorax, edema) is positive (positive
+      implies validated: an unvalidated finding never escalates);
       score = 2 + the highest probability among those critical findings (range [2, 3]).
     - ``high`` when the triage model's abnormal probability reaches its card threshold; score = 1 + p ([1, 2)).
     - ``routine`` otherwise; score = p ([0, 1)).
@@ -335,8 +336,10 @@ class Pipeline:
         out = []
         for f, p in zip(FINDINGS, probs):
             thr = float(_lookup(thresholds, f, 0.5))
-            out.append(FindingResult(f.code, f.name, float(p), thr, bool(p >= thr),
-                                     bool(_lookup(validated, f, False)) and not untrained))
+            is_validated = bool(_lookup(validated, f, False)) and not untrained
+            # Only a validated finding is ever called positive (and so can raise the worklist priority): a finding
+            # without measured accuracy shows its probability with a "not validated" tag, never a verdict.
+            out.append(FindingResult(f.code, f.name, float(p), thr, is_validated and bool(p >= thr), is_validated))
         return out
 
 

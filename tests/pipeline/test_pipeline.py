@@ -32,7 +32,8 @@ def test_analyze_real_rg1(tiny_pipeline: Pipeline, rg1_file: Path) -> None:
     result = tiny_pipeline.analyze(xray)
     assert [f.code for f in result.findings] == list(FINDING_CODES)
     assert all(0.0 <= f.probability <= 1.0 for f in result.findings)
-    assert all(f.positive == (f.probability >= f.threshold) for f in result.findings)
+    assert all(f.positive == (f.validated and f.probability >= f.threshold) for f in result.findings)
+    assert not any(f.positive for f in result.findings if not f.validated)
     validated = {f.name for f in result.findings if f.validated}
     assert validated == {"Pleural Effusion", "Cardiomegaly"}  # from the card, not invented
     assert result.lung_mask.shape == xray.shape and result.lung_mask.dtype == bool
