@@ -90,7 +90,7 @@ def best_step(run: Path) -> int | None:
 
 def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     cfg = yaml.safe_load(open(run / "config.yaml"))
-    for key in ("git", "git_revision", "command", "argv", "versions"):
+    for key in ("_run", "git", "git_revision", "command", "argv", "versions"):
         cfg.pop(key, None)
     cfg["data"]["manifests"] = [re.sub(r"^.*/shared/data/", "../shared/data/", m) for m in cfg["data"]["manifests"]]
     for key in ("lung_weights", "bone_weights"):

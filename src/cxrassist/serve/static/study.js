@@ -278,10 +278,14 @@
     pr.textContent = `${t.priority} ${Number(t.priority_score).toFixed(2)}`;
     pr.className = `badge ${t.priority}`;
     document.getElementById("triage-line").textContent = `abnormal ${pct(t.abnormal_probability)} (threshold ${pct(t.threshold)})`;
-    document.getElementById("triage").replaceChildren(
+    const triageLines = [
       el("div", {}, "Priority ", el("b", { text: t.priority }), ` (score ${Number(t.priority_score).toFixed(2)})`),
       el("div", { text: `Abnormal probability ${pct(t.abnormal_probability)}, threshold ${pct(t.threshold)}` }),
-      (t.critical_findings || []).length ? el("div", { class: "pos", text: `Critical: ${t.critical_findings.join(", ")}` }) : null);
+    ];
+    if ((t.critical_findings || []).length) {
+      triageLines.push(el("div", { class: "pos", text: `Critical: ${t.critical_findings.join(", ")}` }));
+    }
+    document.getElementById("triage").replaceChildren(...triageLines);
     document.getElementById("warnings").replaceChildren(...(d.warnings || []).map((w) => el("li", { text: w })));
     document.querySelector("#findings tbody").replaceChildren(...(d.findings || []).map(findingRow));
     const bone = d.bone || {};
