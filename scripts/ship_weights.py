@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_all(args.role, target)
     card = ModelCard.read(target / "card.json")  # evaluation may have written thresholds into it
     card.metrics = json.loads(json.dumps(metrics, default=float))
+    card.metrics = {"summary": key_figures(card.to_dict()), **card.metrics}  # what `cxr models` shows first
     if spec["task"] == "classifier":
         per = metrics["val_pooled"]["per_finding"]
         card.validated = {name: bool(per.get(code, {}).get("n_pos", 0) >= 10 and per[code]["auroc"] is not None)
