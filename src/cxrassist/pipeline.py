@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrassist._jsonsafe import jsonable
 from cxrassist.errors import NotChestXRayError, WeightsError
 from cxrassist.labels import CRITICAL_CODES, FINDINGS
 from cxrassist.postprocess import LungAreas, lung_areas, normalize_heatmap
@@ -353,7 +354,7 @@ def model_summary(role: str, card: Any) -> dict[str, Any]:
         "architecture": str(card_get(card, "architecture", "")),
         "sha256": card_get(card, "sha256") or None,
         "status": status,
-        "metrics": _jsonable(card_get(card, "metrics") or {}),
+        "metrics": jsonable(card_get(card, "metrics") or {}),
         "intended_use": card_get(card, "intended_use") or None,
         "date": str(card_get(card, "date") or "") or None,
     }
@@ -396,19 +397,6 @@ def _lookup(table: Any, f: Any, default: Any) -> Any:
         if key in table:
             return table[key]
     return default
-
-
-def _jsonable(value: Any) -> Any:
-    """Card metrics may hold numpy scalars or tuples: make them JSON-safe."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def _ms(t0: float) -> float:

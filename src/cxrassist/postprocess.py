@@ -138,11 +138,18 @@ def colormap(values01: np.ndarray) -> np.ndarray:
 
 
 def as_uint8(arr: np.ndarray) -> np.ndarray:
-    """[0, 1] float array -> uint8 (rounded, clipped); uint8 input is returned as is."""
+    """[0, 1] float array -> uint8: ``clip(rint(x * 255), 0, 255)``; uint8 input is returned as is.
+
+    The one 8-bit conversion (report PNGs, DICOM Secondary Capture, viewer PNGs, the training caches): ``np.rint``
+    (round half to even, = ``np.round``) in the input's own float32/float64 precision, so the training caches keep
+    the exact bytes they had; other dtypes (bool, ints, float16) are taken as float32.
+    """
     arr = np.asarray(arr)
     if arr.dtype == np.uint8:
         return arr
-    return (np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
 
 
 def _overlay_lut(alpha: float, floor: float) -> np.ndarray:

@@ -53,7 +53,9 @@ def info(
         if not as_json:
             typer.echo(_text(entry))
     if as_json:
-        typer.echo(json.dumps(entries, indent=2, default=_json_default))
+        from cxrassist._jsonsafe import jsonable
+
+        typer.echo(json.dumps(jsonable(entries), indent=2, default=str))
     if worst:
         refused = sum(1 for e in entries if not e["ok"])
         summary = FilesRefused(f"{refused} of {len(entries)} file(s) refused")
@@ -63,17 +65,6 @@ def info(
 
 class FilesRefused(InputError):
     """Raised after every file was printed: one summary line on stderr and a non-zero exit code."""
-
-
-def _json_default(obj: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(obj)
 
 
 def _text(entry: dict[str, Any]) -> str:

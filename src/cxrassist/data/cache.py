@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrassist.data.images import load_image01, load_mask
+from cxrassist.postprocess import as_uint8
 from cxrassist.preprocess import letterbox
 
 
@@ -39,9 +40,10 @@ class ImageCache:
         arr = compute()
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8))
+        q = as_uint8(arr)
+        np.save(tmp, q)
         os.replace(tmp, f)  # atomic: parallel workers/ranks never read half a file
-        return np.rint(arr * 255.0).clip(0, 255).astype(np.float32) / np.float32(255.0)
+        return q.astype(np.float32) / np.float32(255.0)  # exactly what a later cache hit returns
 
     def image(self, path: Path, size: int) -> np.ndarray:
         return self._cached(Path(path), size, "image", lambda: letterbox(load_image01(path), size)[0])
@@ -78,7 +80,7 @@ def preresize(records: list, out_dir: str | Path, long_side: int = 512, show_pro
     def write(arr01: np.ndarray, kind: str, rec_id: str, dataset: str) -> Path:
         p = out_dir / dataset / kind / f"{rec_id.replace('/', '_')}.png"
         p.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(np.rint(arr01 * 255), 0, 255).astype(np.uint8), mode="L").save(p)
+        Image.fromarray(as_uint8(arr01), mode="L").save(p)
         return p
 
     it = records

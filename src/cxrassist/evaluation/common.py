@@ -33,15 +33,3 @@ def run_model(model: Any, batch01: np.ndarray, device: Any) -> np.ndarray:
         x = normalize(torch.from_numpy(np.ascontiguousarray(batch01, dtype=np.float32))).to(device)
         return model(x).float().cpu().numpy()
 
-
-def nan_to_none(obj: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, recursively."""
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(obj, dict):
-        return {k: nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [nan_to_none(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return nan_to_none(obj.item())
-    return obj

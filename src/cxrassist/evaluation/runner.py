@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cxrassist._jsonsafe import jsonable
 from cxrassist.data.manifest import load_manifests
 from cxrassist.data.records import select
 from cxrassist.errors import ConfigError, DatasetError
-from cxrassist.evaluation.common import nan_to_none
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
             cache_dir=cache_dir)
     else:
         raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")
-    res = nan_to_none({**res, "model": card.name, "version": card.version, "weights": str(weights),
+    res = jsonable({**res, "model": card.name, "version": card.version, "weights": str(weights),
                        "manifests": manifests, "split": split})
     res["_table"] = table
     return res

@@ -16,8 +16,7 @@ import numpy as np
 
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.postprocess import overlay_contour, overlay_heatmap
-from cxrassist.report.images import to_uint8
+from cxrassist.postprocess import as_uint8, overlay_contour, overlay_heatmap
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     out = []
     for number, (title, array, photometric) in enumerate(pictures, start=1):
         common: dict[str, Any] = dict(
-            pixel_array=to_uint8(array), photometric_interpretation=photometric, bits_allocated=8,
+            pixel_array=as_uint8(array), photometric_interpretation=photometric, bits_allocated=8,
             coordinate_system="PATIENT", series_instance_uid=series_uid, series_number=9901,
             sop_instance_uid=generate_uid(), instance_number=number, manufacturer=MANUFACTURER,
             patient_orientation=orientation,

@@ -26,11 +26,6 @@ _SAVE_THREADS = max(1, min(4, os.cpu_count() or 1))
 PNG_COMPRESS_LEVEL = 1  # fast zlib: full-resolution PNGs dominate report time otherwise
 
 
-def to_uint8(arr01: np.ndarray) -> np.ndarray:
-    """[0, 1] float array -> uint8 (rounded, clipped); uint8 passes through."""
-    return as_uint8(arr01)
-
-
 def to_image(arr: np.ndarray) -> Image.Image:
     """(H, W) grey or (H, W, 3) RGB, [0, 1] float or uint8 -> a Pillow image."""
     return Image.fromarray(as_uint8(arr), mode="RGB" if np.ndim(arr) == 3 else "L")

@@ -35,8 +35,9 @@ def write_viewer_png(pixels: np.ndarray, path: Path) -> None:
     """XRay.pixels (float [0, 1], 1 = bone white) as an 8-bit grey PNG: the viewer windows it with apply_level."""
     from PIL import Image
 
-    arr = np.clip(np.asarray(pixels, dtype=np.float32), 0.0, 1.0)
-    Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L").save(path, optimize=False)
+    from cxrassist.postprocess import as_uint8
+
+    Image.fromarray(as_uint8(np.asarray(pixels, dtype=np.float32)), mode="L").save(path, optimize=False)
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:

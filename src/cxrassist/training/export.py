@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cxrassist._jsonsafe import jsonable
 from cxrassist.data.records import Record, describe
 from cxrassist.training import provenance
 from cxrassist.training.config import TrainConfig
@@ -22,16 +23,6 @@ def _data_summary(cfg: TrainConfig, train: list[Record], val: list[Record]) -> d
         "train": describe(train),
         "val": describe(val),
     }
-
-
-def _jsonable_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, float) and v != v:
-            out[k] = None
-        else:
-            out[k] = v
-    return out
 
 
 def export_weights(cfg: TrainConfig, task: Any, model: nn.Module, metrics: dict[str, Any], train: list[Record],
@@ -55,7 +46,7 @@ def export_weights(cfg: TrainConfig, task: Any, model: nn.Module, metrics: dict[
             "task": task.name,
             "monitor": task.monitor,
         },
-        metrics={"val": _jsonable_metrics(metrics)},
+        metrics={"val": jsonable(metrics)},
         intended_use=cfg.export.intended_use,
         status="trained",
         notes=f"exported from run {cfg.run_dir} (best {task.monitor} on split {cfg.data.val_split!r})",

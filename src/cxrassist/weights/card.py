@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cxrassist._jsonsafe import jsonable
 from cxrassist._version import __version__
 from cxrassist.errors import WeightsError
 
@@ -93,7 +94,7 @@ class ModelCard:
         return {**d, **extra}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=_jsonable)
+        return json.dumps(jsonable(self.to_dict(), strict=True), indent=2, sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
@@ -129,16 +130,6 @@ class ModelCard:
         return {"name": self.name, "version": self.version, "architecture": self.architecture,
                 "status": self.status, "metrics": self.metrics, "sha256": (self.sha256 or "")[:12],
                 "date": self.date, "validated_labels": [k for k, v in self.validated.items() if v]}
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (tuple, set)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    raise TypeError(f"not JSON-serialisable in a model card: {type(obj).__name__}")
 
 
 def today() -> str:
