@@ -118,7 +118,13 @@ def choose_views(images: Sequence[XRay], lateral: XRay | None = None) -> StudyIm
     for x in images:
         guess = _frontal_guess(x)
         (frontals if guess else laterals if guess is False else unknown).append(x)
-    frontals += unknown
+    if frontals and unknown and not laterals and lateral is None:
+        # One image is surely frontal and a study has at most one frontal: an image the check cannot place is then
+        # the other view (a lateral rarely looks "frontal" to the statistics, but need not look "lateral" either).
+        laterals = unknown
+        notes.append(f"{_name(unknown[0])} taken as the lateral view (the frontal is {_name(frontals[0])})")
+    else:
+        frontals += unknown
     if lateral is not None:
         laterals = [lateral]
     if not frontals:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from blobs import blob_batch
-from conftest import TINY_DENSENET, tiny_kwargs
+from tiny_models import TINY_DENSENET, tiny_kwargs
 
 from cxrassist.explain import CamOutput, class_activation_maps, grad_cam
 from cxrassist.models import create_model

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import tiny_kwargs
+from tiny_models import tiny_kwargs
 from typer.testing import CliRunner
 
 from cxrassist.errors import WeightsError

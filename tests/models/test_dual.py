@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_DENSENET
+from tiny_models import TINY_DENSENET
 
 from cxrassist.models import create_model
 

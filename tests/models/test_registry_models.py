@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_inputs, tiny_kwargs
+from tiny_models import tiny_inputs, tiny_kwargs
 
 from cxrassist.errors import HashMismatchError, UnknownModelError, WeightsError
 from cxrassist.labels import NUM_FINDINGS

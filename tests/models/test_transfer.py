@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 import torchvision
-from conftest import TINY_DENSENET
+from tiny_models import TINY_DENSENET
 
 from cxrassist.errors import WeightsError
 from cxrassist.models import (

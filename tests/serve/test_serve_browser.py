@@ -1,8 +1,8 @@
 """The viewer in real headless Chromium (Debian's /usr/bin/chromium, driven by the playwright package).
 
 Skipped when Chromium is absent, unless CXR_REQUIRE_BROWSER=1 (CI), which turns the absence into a failure.
-Writes test-artifacts/study-page.png, and docs/images/viewer-study.png when it is missing or
-CXR_UPDATE_SCREENSHOTS=1.
+Writes test-artifacts/study-page.png and worklist-page.png (the README picture is taken with the shipped models by
+scripts/screenshot_viewer.py).
 """
 
 from __future__ import annotations
