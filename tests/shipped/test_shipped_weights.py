@@ -107,3 +107,15 @@ def test_shipped_pipeline_on_the_real_chest_film(shipped_rg1_result: object) -> 
     # The bone image is faint and positive, and suppressing it changes the film only a little.
     assert 0.0 < float(res.bone.mean()) < 0.1
     assert float(np.abs(res.frontal.pixels - res.bone_suppressed).mean()) < 0.1
+
+
+@needs_shared
+@pytest.mark.shared_data
+def test_evaluate_reproduces_classifier_card_on_nih(tmp_path: Path) -> None:
+    card = _cards()["classifier"]
+    res = _evaluate("classifier", ["nih_cxr14_sample"], str(shipped_dir() / "classifier"), tmp_path,
+                    "--bootstrap", "0", "--cache-dir", str(tmp_path / "cache"))
+    want = card.metrics["val_nih"]
+    assert res["mean_auroc_min_pos"] == pytest.approx(want["mean_auroc_min_pos"], abs=1e-6)
+    for code, value in want["auroc"].items():
+        assert res["auroc"][code] == pytest.approx(value, abs=1e-6) if value is not None else res["auroc"][code] is None
