@@ -123,7 +123,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
         torch.set_num_threads(cfg.run.threads)
     info = init_distributed(cfg.run.device)
     try:
-        return _train(cfg, info, resume=resume, command=command)
+        result = _train(cfg, info, resume=resume, command=command)
+        # Every rank finishes its last collective (rank 0 exports alone) before the group is torn down: tearing
+        # down gloo while the peer still talks aborts the process ("terminate called without an active exception").
+        barrier(info)
+        return result
     finally:
         cleanup(info)
 
