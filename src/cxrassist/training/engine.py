@@ -306,6 +306,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
                 progress.update(epoch=epoch + 1, step_in_epoch=0)
             save_last()
             end_of_period(epoch, train_logs, seconds, n_images)
+            save_last()  # again, now with this evaluation's best value and early-stopping count
             break
         progress.update(epoch=epoch + 1, step_in_epoch=0)
         if (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.run.epochs:
