@@ -57,15 +57,15 @@ def test_study_ids_are_validated():
 
 
 def test_restart_mid_queue_loses_nothing(start_server, tmp_path: Path, small_chest_png: Path):
-    a = start_server(tmp_path, workers=1)
+    # The first process only queues (workers=0): with a worker, tiny models may finish all three before the stop,
+    # and the test would no longer stop anything mid-queue.
+    a = start_server(tmp_path, workers=0)
     with a.client() as c:
         ids = [upload(c, small_chest_png).json()["id"] for _ in range(3)]
-    a.stop()  # graceful: the running analysis completes, the rest stays queued
+    a.stop()
     store = StudyStore(tmp_path)
     status = {s.id: s.status for s in store.list()}
-    assert set(status) == set(ids)
-    assert set(status.values()) <= {"queued", "done"}
-    assert "queued" in status.values(), status  # it really was stopped mid-queue
+    assert status == dict.fromkeys(ids, "queued"), status
     # and as if the next process had been killed mid-analysis: one study left "running"
     crashed = store.claim_next()
     assert crashed is not None
