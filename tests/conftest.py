@@ -184,3 +184,20 @@ def make_dicom(tmp_path: Path) -> Callable[..., Path]:
 def dicom_dataset() -> Callable[..., Any]:
     """The in-memory builder: ``dicom_dataset(pixels, **kw) -> pydicom.Dataset`` (same keywords as make_dicom)."""
     return build_dicom
+
+
+@pytest.fixture
+def cxr_main(capsys: pytest.CaptureFixture) -> Callable[[list[str]], tuple[int, str, str]]:
+    """Run the ``cxr`` entry point in process: ``cxr_main(argv) -> (exit code, stdout, stderr)``."""
+    from cxrassist.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

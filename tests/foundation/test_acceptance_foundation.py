@@ -16,19 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrassist.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _smooth(h: int, w: int) -> np.ndarray:
@@ -78,10 +67,10 @@ REFUSALS = {
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_every_refusal_is_one_cli_line_with_exit_2(kind: str, tmp_path: Path, make_dicom,
-                                                   capsys: pytest.CaptureFixture) -> None:
+                                                   cxr_main) -> None:
     build, fragment = REFUSALS[kind]
     path = build(tmp_path, make_dicom)
-    code, out, err = _run(["info", str(path)], capsys)
+    code, out, err = cxr_main(["info", str(path)])
     assert code == 2, (kind, code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -90,7 +79,7 @@ def test_every_refusal_is_one_cli_line_with_exit_2(kind: str, tmp_path: Path, ma
 
 
 def test_missing_decoder_is_one_cli_line(make_dicom, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture) -> None:
+                                         cxr_main) -> None:
     from pydicom.pixels import get_decoder, get_encoder
     from pydicom.uid import JPEG2000Lossless
 
@@ -98,7 +87,7 @@ def test_missing_decoder_is_one_cli_line(make_dicom, monkeypatch: pytest.MonkeyP
         pytest.skip("no JPEG 2000 encoder to build the file")
     path = make_dicom(_smooth(80, 80), transfer_syntax=JPEG2000Lossless)
     monkeypatch.setattr(type(get_decoder(JPEG2000Lossless)), "is_available", property(lambda self: False))
-    code, _, err = _run(["info", str(path)], capsys)
+    code, _, err = cxr_main(["info", str(path)])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install pylibjpeg-openjpeg" in err
 
 
@@ -123,10 +112,10 @@ def test_jpeg_lossless_process14_decodes_exactly(testdata_file, tmp_path: Path) 
     assert float(packed.pixels.std()) > 0.01  # real content, not an all-zero decode
 
 
-def test_version(capsys: pytest.CaptureFixture) -> None:
+def test_version(cxr_main) -> None:
     from cxrassist._version import __version__
 
-    code, out, _ = _run(["--version"], capsys)
+    code, out, _ = cxr_main(["--version"])
     assert code == 0 and out.strip() == f"cxrassist {__version__}"
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__)
 

@@ -6,26 +6,14 @@ import json
 from pathlib import Path
 
 import pydicom
-import pytest
 
-from cxrassist.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_analyze_with_lateral(tiny_weights_dir: Path, phantom_png: Path, lateral_png: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture) -> None:
+                              cxr_main) -> None:
     out = tmp_path / "rep"
-    code, stdout, err = run(["analyze", str(phantom_png), "--lateral", str(lateral_png), "--out", str(out),
-                             "--weights", str(tiny_weights_dir), "--format", "json,html,png"], capsys)
+    code, stdout, err = cxr_main(["analyze", str(phantom_png), "--lateral", str(lateral_png), "--out", str(out),
+                             "--weights", str(tiny_weights_dir), "--format", "json,html,png"])
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["input"]["lateral"]["height"] == 300
@@ -34,28 +22,27 @@ def test_analyze_with_lateral(tiny_weights_dir: Path, phantom_png: Path, lateral
 
 
 def test_refuses_tibia_with_reason(tiny_weights_dir: Path, rg3_file: Path, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run(["analyze", str(rg3_file), "--out", str(tmp_path / "r"), "--weights",
-                        str(tiny_weights_dir)], capsys)
+                                   cxr_main) -> None:
+    code, _, err = cxr_main(["analyze", str(rg3_file), "--out", str(tmp_path / "r"), "--weights",
+                        str(tiny_weights_dir)])
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "not a frontal chest radiograph" in lines[0] and "EXTREMITY" in lines[0]
     assert not (tmp_path / "r").exists()
 
 
-def test_corrupt_file_one_line(tiny_weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_corrupt_file_one_line(tiny_weights_dir: Path, tmp_path: Path, cxr_main) -> None:
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x08\x00\x05\x00CS\x20\x00" + b"x" * 10)
-    code, _, err = run(["analyze", str(bad), "--out", str(tmp_path / "r"), "--weights", str(tiny_weights_dir)],
-                       capsys)
+    code, _, err = cxr_main(["analyze", str(bad), "--out", str(tmp_path / "r"), "--weights", str(tiny_weights_dir)])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "broken.dcm" in err and "Traceback" not in err
 
 
 def test_force_analyses_tibia_and_marks_it(tiny_weights_dir: Path, rg3_file: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture) -> None:
+                                           cxr_main) -> None:
     out = tmp_path / "r"
-    code, _, err = run(["analyze", str(rg3_file), "--force", "--out", str(out), "--weights", str(tiny_weights_dir),
-                        "--format", "json"], capsys)
+    code, _, err = cxr_main(["analyze", str(rg3_file), "--force", "--out", str(out), "--weights", str(tiny_weights_dir),
+                        "--format", "json"])
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["forced"] is True and "EXTREMITY" in report["chest_check"]["reason"]
@@ -63,7 +50,7 @@ def test_force_analyses_tibia_and_marks_it(tiny_weights_dir: Path, rg3_file: Pat
 
 
 def test_study_folder_tells_views_apart_by_dicom(tiny_weights_dir: Path, make_dicom, make_phantom, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
+                                                 cxr_main) -> None:
     from pydicom.uid import generate_uid
 
     (tmp_path / "study").mkdir()
@@ -74,8 +61,8 @@ def test_study_folder_tells_views_apart_by_dicom(tiny_weights_dir: Path, make_di
     front = make_dicom((make_phantom(300, 280) * 4095).astype("uint16"), name="study/b.dcm",
                        view_position="PA", extra={"StudyInstanceUID": uid})
     out = tmp_path / "r"
-    code, _, err = run(["analyze", str(tmp_path / "study"), "--out", str(out), "--weights", str(tiny_weights_dir),
-                        "--format", "json,dicom"], capsys)
+    code, _, err = cxr_main(["analyze", str(tmp_path / "study"), "--out", str(out), "--weights", str(tiny_weights_dir),
+                        "--format", "json,dicom"])
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["input"]["frontal"]["sop_uid"] == str(pydicom.dcmread(front).SOPInstanceUID)
@@ -85,7 +72,7 @@ def test_study_folder_tells_views_apart_by_dicom(tiny_weights_dir: Path, make_di
     assert sr.StudyInstanceUID == uid
 
 
-def test_missing_weights_exit_code(tmp_path: Path, phantom_png: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run(["analyze", str(phantom_png), "--out", str(tmp_path / "r"), "--weights",
-                        str(tmp_path / "nothing")], capsys)
+def test_missing_weights_exit_code(tmp_path: Path, phantom_png: Path, cxr_main) -> None:
+    code, _, err = cxr_main(["analyze", str(phantom_png), "--out", str(tmp_path / "r"), "--weights",
+                        str(tmp_path / "nothing")])
     assert code == 3 and "not found" in err and "--allow-untrained" in err
