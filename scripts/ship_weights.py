@@ -42,7 +42,10 @@ ROLES: dict[str, dict[str, Any]] = {
         "eval": ["montgomery", "shenzhen", "jsrt", "covid19_gb_seg"],
         "limits": "Trained on ~740 adult frontal films (TB screening, JSRT nodules, COVID-19). Montgomery and Shenzhen "
                   "were stored squashed to 512x512 and JSRT at 224 px, so outlines are learned at low resolution. "
-                  "The covid19_gb_seg outlines exclude the lung behind the heart. Not validated on children, on "
+                  "The covid19_gb_seg outlines follow another convention: they run across the heart shadow to the "
+                  "mediastinum (the lung behind the heart is included), where the other three sets stop at the heart "
+                  "border; that set is repeated 4x in training so the model learns it on such films, and the mask "
+                  "it draws over the heart varies with the film's look. Not validated on children, on "
                   "portable AP films with devices, or on lateral views (the pipeline runs it on the frontal only).",
     },
     "bone": {

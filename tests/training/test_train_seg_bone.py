@@ -100,3 +100,40 @@ def test_existing_run_needs_resume(seg_manifest: Path, tmp_path: Path) -> None:
     train(cfg)
     with pytest.raises(ConfigError, match="--resume"):
         train(cfg)
+
+
+def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    """data.repeat oversamples one dataset's TRAINING records only; the best epoch is the one whose worst
+    dataset Dice is best (every source must hold, not the average)."""
+    make_seg = tiny.make_seg
+    big = make_seg(tmp_path / "big", n_train=12, n_val=4)
+    small = make_seg(tmp_path / "small", n_train=4, n_val=2)
+    cfg = load_config(None, task="segmentation", name="rep", out_dir=str(tmp_path / "runs"),
+                      **{"data.manifests": [str(big), str(small)], "data.repeat": {"small": 3},
+                         "model.name": "lungseg-vgg16unet-compact", "model.kwargs": TINY_SEG, "data.size": 64,
+                         "data.batch_size": 4, "optim.warmup_epochs": 0, "run.epochs": 2,
+                         "run.tensorboard": False, "run.progress": False, "run.log_every": 0})
+    res = train(cfg)
+    first = res.history[0]
+    assert first["global_step"] == (12 + 3 * 4) // 4  # 6 steps an epoch, not 4
+    assert first["val_n_val"] == 4 + 2  # validation is not repeated
+    for row in res.history:
+        assert row["val_dice_worst_set"] == pytest.approx(min(row["val_dice_big"], row["val_dice_small"]))
+    assert res.best == pytest.approx(max(row["val_dice_worst_set"] for row in res.history))
+    card = json.loads((res.export_dir / "card.json").read_text())
+    assert card["training"]["monitor"] == "dice_worst_set"
+    best_row = max(res.history, key=lambda row: row["val_dice_worst_set"])  # the card describes the chosen epoch
+    assert card["metrics"]["val"]["dice_small"] == pytest.approx(best_row["val_dice_small"])
+
+
+@pytest.mark.parametrize(("repeat", "message"), [({"smal": 2}, "not among the training records"),
+                                                  ({"small": 0}, "integer >= 1")])
+def test_repeat_refuses_typos_and_bad_factors(tmp_path: Path, repeat: dict, message: str, tiny) -> None:  # noqa: ANN001
+    from cxrassist.data.manifest import load_manifest
+    from cxrassist.data.records import repeat_datasets
+    from cxrassist.errors import ConfigError
+
+    records = load_manifest(tiny.make_seg(tmp_path / "small", n_train=2, n_val=1))
+    with pytest.raises(ConfigError, match=message):
+        repeat_datasets(records, repeat)
+    assert [r.id for r in repeat_datasets(records, {"small": 2})] == ["s0", "s0", "s1", "s1", "s2", "s2"]

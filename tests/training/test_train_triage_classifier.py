@@ -117,3 +117,44 @@ def test_dual_view_classifier(tmp_path: Path, tiny) -> None:  # noqa: ANN001
     _cli(["evaluate", "classifier", "--manifest", str(manifest), "--weights", str(res.export_dir), "--json", str(out),
           "--bootstrap", "0"])
     assert json.loads(out.read_text())["n_cases"] == 4
+
+
+def test_ema_weights_are_validated_exported_and_resumed_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+    """run.ema_decay: the exported model is the weight average (not the raw weights), and a stop + resume gives
+    the same average as a straight run."""
+    from cxrassist.weights import load_model
+
+    sets = {"run.epochs": 2, "run.max_steps": 6, "run.ema_decay": 0.9, "augment.enabled": False}
+    a = train(_cfg("triage", cls_manifest, tmp_path, "ema-a", "triage-dn121-512", tiny, **sets))
+    train(_cfg("triage", cls_manifest, tmp_path, "ema-b", "triage-dn121-512", tiny, **{**sets, "run.max_steps": 3}))
+    b = train(_cfg("triage", cls_manifest, tmp_path, "ema-b", "triage-dn121-512", tiny, **sets), resume=True)
+    ckpt_a = torch.load(a.run_dir / "checkpoints" / "last.pt", weights_only=False)
+    ckpt_b = torch.load(b.run_dir / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt_a["progress"]["ema_updates"] == ckpt_b["progress"]["ema_updates"] == 6
+    for k, v in ckpt_a["modules"]["ema"].items():
+        assert torch.equal(v, ckpt_b["modules"]["ema"][k]), f"ema {k} differs after resume"
+    raw, avg = ckpt_a["modules"]["model"], ckpt_a["modules"]["ema"]
+    assert not torch.equal(raw["classifier.weight"], avg["classifier.weight"])
+
+    best = torch.load(a.run_dir / "checkpoints" / "best.pt", weights_only=False)["modules"]["ema"]
+    exported, _ = load_model(a.export_dir)
+    for k, v in exported.state_dict().items():
+        assert torch.equal(v, best[k].to(v.dtype)), f"export is not the EMA weights ({k})"
+
+
+def test_weight_ema_follows_the_warmed_up_average() -> None:
+    from cxrassist.training.ema import WeightEma
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = WeightEma(model, decay=0.9)
+    expected = 0.0
+    for step in range(30):
+        with torch.no_grad():
+            model.weight.fill_(float(step + 1))
+        d = min(0.9, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * (step + 1)
+        ema.update(model)
+        assert torch.allclose(ema.model.weight, torch.full_like(ema.model.weight, expected))
+    assert not ema.model.weight.requires_grad

@@ -7,11 +7,12 @@ Dataset class, the splitter and the evaluation code never need to know the sourc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cxrassist.errors import ConfigError
 from cxrassist.labels import NUM_FINDINGS
 
 NAN = float("nan")
@@ -61,6 +62,23 @@ def select(records: Iterable[Record], split: str | Sequence[str] | None) -> list
         return list(records)
     wanted = {split} if isinstance(split, str) else set(split)
     return [r for r in records if r.split in wanted]
+
+
+def repeat_datasets(records: Sequence[Record], repeat: Mapping[str, int]) -> list[Record]:
+    """Each record of dataset ``name`` ``repeat[name]`` times (oversampling a small set); order kept.
+
+    Refuses a factor below 1 and a dataset name that none of the records has (a typo would silently do nothing).
+    """
+    if not repeat:
+        return list(records)
+    present = {r.dataset for r in records}
+    for name, factor in repeat.items():
+        if name not in present:
+            raise ConfigError(f"data.repeat names dataset {name!r}, which is not among the training records "
+                             f"({', '.join(sorted(present))})")
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
+            raise ConfigError(f"data.repeat[{name!r}] must be an integer >= 1, got {factor!r}")
+    return [r for r in records for _ in range(repeat.get(r.dataset, 1))]
 
 
 def describe(records: Sequence[Record]) -> dict[str, Any]:

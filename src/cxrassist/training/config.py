@@ -44,6 +44,9 @@ class DataConfig:
     cache_dir: str | None = None  # letterboxed uint8 cache (and derived-channel cache)
     max_train: int | None = None  # first N training records (smoke runs)
     max_val: int | None = None
+    # Training records of these datasets appear N times per epoch ({covid19_gb_seg: 4}): a small set whose
+    # annotation convention differs would otherwise be outvoted by the large ones. Validation is never repeated.
+    repeat: Mapping[str, int] = field(default_factory=dict)
     lateral: bool = False  # dual-branch classifiers: feed the lateral view where the manifest has one
     # Classifier input channels follow the model (in_chans: 1 radiograph, 2 + lung-segmented, 3 + bone image);
     # channels 2 and 3 are computed once by these models and cached (data.cache_dir or runs/<name>/derived).
@@ -87,6 +90,7 @@ class RunConfig:
     threads: int | None = None  # torch.set_num_threads
     checkpoint_every_steps: int | None = None
     early_stopping: int | None = None  # epochs without val improvement before stopping
+    ema_decay: float | None = None  # validate/export an EMA of the weights (e.g. 0.99; see training/ema.py)
     val_every: int = 1
     log_every: int = 10
     tensorboard: bool = True

@@ -36,6 +36,7 @@ from cxrassist.training.distributed import (
     cleanup,
     init_distributed,
 )
+from cxrassist.training.ema import WeightEma
 from cxrassist.training.tasks import Task, make_task
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         m.to(device)
         if cfg.run.channels_last:
             m.to(memory_format=torch.channels_last)
+    export_key = task.export_module()
+    ema = WeightEma(modules[export_key], cfg.run.ema_decay) if cfg.run.ema_decay else None
     records = load_manifests(cfg.data.manifests)
     cache = ImageCache(cfg.data.cache_dir)
     train_ds, val_ds = task.datasets(records, modules, device, cache)
@@ -184,8 +187,12 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
 
     progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
                                 "bad_epochs": 0}
+    # what a checkpoint holds: the trained modules, plus the weight average when there is one
+    saved_modules = {**modules, "ema": ema.model} if ema else modules
     if resume and last_path.is_file():
-        progress = load_checkpoint(last_path, modules=modules, optimizers=optimizers, schedulers=schedulers)
+        progress = load_checkpoint(last_path, modules=saved_modules, optimizers=optimizers, schedulers=schedulers)
+        if ema:
+            ema.updates = int(progress.get("ema_updates", 0))
         log.info("resumed %s at epoch %d step %d", run_dir, progress["epoch"], progress["global_step"])
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +205,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
 
     def save_last() -> None:
         if info.is_main:
-            save_checkpoint(last_path, modules=modules, optimizers=optimizers, schedulers=schedulers, progress=progress)
+            save_checkpoint(last_path, modules=saved_modules, optimizers=optimizers, schedulers=schedulers,
+                            progress=progress)
         barrier(info)
 
     best_metrics: dict[str, Any] = {}
@@ -214,6 +222,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         metrics: dict[str, Any] = {}
         if val_loader is not None:
             eval_modules = {k: unwrap(m).eval() for k, m in modules.items()}
+            if ema:
+                eval_modules[export_key] = ema.model
             with torch.no_grad(), _autocast(cfg, device):
                 metrics = task.validate(eval_modules, val_loader, device)
         metrics = broadcast_object(info, metrics)  # type: ignore[assignment]
@@ -226,9 +236,10 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             best_metrics.clear()
             best_metrics.update(metrics)
             if info.is_main:
-                save_checkpoint(ckpt_dir / "best.pt", modules=modules, optimizers={}, schedulers={}, progress=progress)
+                save_checkpoint(ckpt_dir / "best.pt", modules=saved_modules, optimizers={}, schedulers={},
+                                progress=progress)
                 if cfg.export.when == "improve":
-                    export(unwrap(modules[task.export_module()]))
+                    export(ema.model if ema else unwrap(modules[export_key]))
         elif value is not None:
             progress["bad_epochs"] += 1
         ips = n_images / seconds if seconds > 0 else float("nan")
@@ -282,6 +293,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
                     opt.step()
                     schedulers[phase].step()
                     opt.zero_grad(set_to_none=True)
+            if boundary and ema:
+                ema.update(unwrap(modules[export_key]))
+                progress["ema_updates"] = ema.updates
             count += 1
             n_images += batch["image"].shape[0] * info.world_size
             if not boundary:
@@ -318,8 +332,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     if info.enabled:
         _check_ranks_in_sync(info, modules, run_dir)
     if info.is_main and cfg.export.when == "end" and best_metrics and (ckpt_dir / "best.pt").is_file():
-        model = unwrap(modules[task.export_module()])
-        load_checkpoint(ckpt_dir / "best.pt", modules={task.export_module(): model}, restore_rng=False)
+        model = ema.model if ema else unwrap(modules[export_key])
+        load_checkpoint(ckpt_dir / "best.pt", modules={"ema" if ema else export_key: model}, restore_rng=False)
         export(model)
     if info.is_main and result.export_dir is None and (best_export).is_dir():
         result.export_dir = next((p for p in best_export.iterdir() if p.is_dir()), None)

@@ -18,7 +18,7 @@ from torch import nn
 
 from cxrassist.data.cache import ImageCache
 from cxrassist.data.dataset import CxrDataset
-from cxrassist.data.records import Record, select
+from cxrassist.data.records import Record, repeat_datasets, select
 from cxrassist.errors import DatasetError
 from cxrassist.labels import FINDING_CODES
 from cxrassist.training.config import TrainConfig
@@ -53,6 +53,7 @@ class Task:
         val = select(records, d.val_split)[: d.max_val]
         if not train:
             raise DatasetError(f"no records with split {d.train_split!r} in {', '.join(d.manifests)}")
+        train = repeat_datasets(train, d.repeat)
         common = self.dataset_kwargs(modules, device, cache)
         train_ds = CxrDataset(train, task=self.name, size=d.size, augment=self.cfg.augment, seed=self.cfg.run.seed,
                               crop=d.crop, cache=cache, **common)
@@ -94,7 +95,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 
 class SegmentationTask(Task):
     name = "segmentation"
-    monitor = "dice"
+    monitor = "dice_worst_set"
 
     def loss(self, phase, batch, modules, state):  # noqa: ANN001
         logits = modules["model"](batch["image"])
@@ -106,17 +107,26 @@ class SegmentationTask(Task):
 
     @torch.no_grad()
     def validate(self, modules, loader, device):  # noqa: ANN001
+        """Mean Dice/IoU, and Dice per dataset: the best epoch is the one whose WORST dataset is best, since a
+        lung mask must hold on every source, not on average (one set can be outvoted by the others)."""
         from cxrassist.evaluation.metrics import dice, iou
 
         model = modules["model"]
+        records = loader.dataset.records
         d, j = [], []
+        per_set: dict[str, list[float]] = {}
         for batch in loader:
             pred = (model(batch["image"].to(device)).float() > 0).cpu().numpy()
             true = batch["mask"].numpy() > 0.5
-            for p, t in zip(pred, true, strict=True):
+            for p, t, index in zip(pred, true, batch["index"].tolist(), strict=True):
                 d.append(dice(p[0], t[0]))
                 j.append(iou(p[0], t[0]))
-        return {"dice": float(np.mean(d)), "iou": float(np.mean(j)), "n_val": len(d)}
+                per_set.setdefault(records[index].dataset or "data", []).append(d[-1])
+        out = {"dice": float(np.mean(d)), "iou": float(np.mean(j)), "n_val": len(d)}
+        set_means = {name: float(np.mean(v)) for name, v in sorted(per_set.items())}
+        out["dice_worst_set"] = min(set_means.values())
+        out.update({f"dice_{name}": v for name, v in set_means.items()})
+        return out
 
 
 class _BinaryOrMulti(Task):
