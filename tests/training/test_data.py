@@ -255,3 +255,10 @@ def test_config_yaml_and_overrides(tmp_path: Path) -> None:
         load_config(p, ["data.size=big"])
     with pytest.raises(ConfigError, match="task"):
         load_config(p, ["task=detect"])
+    # YAML 1.1 reads "1e-3" (no dot) as a string: as --set or in a file it still means the number (the CLI's own
+    # help shows --set optim.lr=1e-3)
+    assert load_config(p, ["optim.lr=1e-3"]).optim.lr == pytest.approx(1e-3)
+    (tmp_path / "e.yaml").write_text("task: triage\ndata:\n  manifests: [a.csv]\noptim:\n  lr: 5e-4\n")
+    assert load_config(tmp_path / "e.yaml").optim.lr == pytest.approx(5e-4)
+    with pytest.raises(ConfigError, match="number"):
+        load_config(p, ["optim.lr=fast"])
