@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from cxrassist.postprocess import clean_lung_mask
 from cxrassist.preprocess import SpatialRecord, letterbox, normalize
@@ -74,16 +75,27 @@ def _valid_area(rec: SpatialRecord) -> np.ndarray:
 
 
 def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
-    """Lung mask of a [0, 1] radiograph: (model-space mask, its record, original-resolution mask), all bool."""
+    """Lung mask of a [0, 1] radiograph: (model-space mask, its record, original-resolution mask), all bool.
+
+    The original-resolution mask thresholds the probability resized smoothly to the film's size (not the model-space
+    mask blown up), so a 2000 px film gets a smooth outline instead of 8-pixel stair steps.
+    """
     canvas, rec = letterbox(pixels, card_input_size(card, 256))
     logits = _run(model, canvas)
+    valid = _valid_area(rec)
     if logits.shape[0] == 1:
         threshold = card_threshold(card, ("Lung", "lung"), 0.5)
-        mask = 1.0 / (1.0 + np.exp(-logits[0])) >= threshold
+        prob = np.where(valid, 1.0 / (1.0 + np.exp(-logits[0])), 0.0).astype(np.float32)
+        mask = clean_lung_mask(prob >= threshold)
+        # smooth edge from the resized probability, but only in a one-pixel (model space) band around the cleaned
+        # mask: the components it dropped stay dropped and its filled holes stay filled (cheap at 2000 px, unlike
+        # cleaning again at full size)
+        band_outer = rec.to_original(ndimage.binary_dilation(mask).astype(np.float32), nearest=True) > 0.5
+        band_inner = rec.to_original(ndimage.binary_erosion(mask).astype(np.float32), nearest=True) > 0.5
+        original = ((rec.to_original(prob) >= threshold) & band_outer) | band_inner
     else:
-        mask = logits.argmax(0) > 0
-    mask = clean_lung_mask(mask & _valid_area(rec))
-    original = rec.to_original(mask.astype(np.float32), nearest=True) > 0.5
+        mask = clean_lung_mask((logits.argmax(0) > 0) & valid)
+        original = rec.to_original(mask.astype(np.float32), nearest=True) > 0.5
     return mask, rec, original
 
 
