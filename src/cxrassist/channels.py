@@ -6,7 +6,8 @@ inference is the classic silent failure of such systems, so the pipeline (``cxra
 cache (``cxrassist.data.derived``) both call the functions below:
 
 1. ``predict_lung_mask``: letterbox to the lung card's input size, sigmoid >= threshold, keep the image area, clean
-   (two largest components, holes filled), map back to the original pixels (nearest).
+   (two largest components, holes filled); at the original pixels the outline is the probability resized smoothly
+   and thresholded, within a band around the cleaned mask.
 2. ``predict_bone``: letterbox to the bone card's input size, generator output clipped to [0, 1], zero on the
    padding, mapped back to the original pixels (bilinear).
 3. ``classifier_planes``: letterbox the radiograph to the classifier size and bring the original-resolution lung

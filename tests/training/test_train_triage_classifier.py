@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from cxrassist.cli import main as cli_main
@@ -158,3 +159,7 @@ def test_weight_ema_follows_the_warmed_up_average() -> None:
         ema.update(model)
         assert torch.allclose(ema.model.weight, torch.full_like(ema.model.weight, expected))
     assert not ema.model.weight.requires_grad
+    from cxrassist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ema_decay"):
+        WeightEma(model, decay=1.5)

@@ -15,13 +15,15 @@ import copy
 import torch
 from torch import nn
 
+from cxrassist.errors import ConfigError
+
 
 class WeightEma:
     """A frozen copy of ``model`` that follows its weights with an exponential moving average."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise ConfigError(f"run.ema_decay must be between 0 and 1 (e.g. 0.995), got {decay}")
         self.decay = decay
         self.updates = 0
         self.model = copy.deepcopy(model).eval()
