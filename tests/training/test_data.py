@@ -262,3 +262,8 @@ def test_config_yaml_and_overrides(tmp_path: Path) -> None:
     assert load_config(tmp_path / "e.yaml").optim.lr == pytest.approx(5e-4)
     with pytest.raises(ConfigError, match="number"):
         load_config(p, ["optim.lr=fast"])
+    # YAML 1.1 reads off/on as booleans: the documented values of run.amp and model.sync_bn must still work
+    assert load_config(p, ["run.amp=off", "model.sync_bn=on"]).run.amp == "off"
+    assert load_config(p, ["model.sync_bn=off"]).model.sync_bn == "off"
+    with pytest.raises(ConfigError, match="run.amp"):
+        load_config(p, ["run.amp=on"])  # "on" is not one of auto/bf16/off: refused by name, not taken as true

@@ -37,7 +37,7 @@ def _cli(args: list[str]) -> None:
 
 
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["modules"]
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")["modules"]
 
 
 def _assert_same(a: dict, b: dict) -> None:

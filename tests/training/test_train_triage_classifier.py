@@ -30,7 +30,7 @@ def _cfg(task: str, manifest: Path, out: Path, name: str, model: str, tiny, **se
 
 
 def _last(run_dir: Path) -> dict:
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["modules"]["model"]
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")["modules"]["model"]
 
 
 def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
@@ -129,15 +129,15 @@ def test_ema_weights_are_validated_exported_and_resumed_exactly(cls_manifest: Pa
     a = train(_cfg("triage", cls_manifest, tmp_path, "ema-a", "triage-dn121-512", tiny, **sets))
     train(_cfg("triage", cls_manifest, tmp_path, "ema-b", "triage-dn121-512", tiny, **{**sets, "run.max_steps": 3}))
     b = train(_cfg("triage", cls_manifest, tmp_path, "ema-b", "triage-dn121-512", tiny, **sets), resume=True)
-    ckpt_a = torch.load(a.run_dir / "checkpoints" / "last.pt", weights_only=False)
-    ckpt_b = torch.load(b.run_dir / "checkpoints" / "last.pt", weights_only=False)
+    ckpt_a = torch.load(a.run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")
+    ckpt_b = torch.load(b.run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")
     assert ckpt_a["progress"]["ema_updates"] == ckpt_b["progress"]["ema_updates"] == 6
     for k, v in ckpt_a["modules"]["ema"].items():
         assert torch.equal(v, ckpt_b["modules"]["ema"][k]), f"ema {k} differs after resume"
     raw, avg = ckpt_a["modules"]["model"], ckpt_a["modules"]["ema"]
     assert not torch.equal(raw["classifier.weight"], avg["classifier.weight"])
 
-    best = torch.load(a.run_dir / "checkpoints" / "best.pt", weights_only=False)["modules"]["ema"]
+    best = torch.load(a.run_dir / "checkpoints" / "best.pt", weights_only=False, map_location="cpu")["modules"]["ema"]
     exported, _ = load_model(a.export_dir)
     for k, v in exported.state_dict().items():
         assert torch.equal(v, best[k].to(v.dtype)), f"export is not the EMA weights ({k})"

@@ -188,7 +188,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        if isinstance(value, bool):  # YAML 1.1 reads off/on (run.amp=off, model.sync_bn=on) as booleans
+            return "on" if value else "off"
+        if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
     return value

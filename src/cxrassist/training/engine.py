@@ -81,14 +81,16 @@ def _set_train(modules: dict[str, nn.Module], freeze_bn: bool) -> None:
                     sub.eval()
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):  # noqa: ANN202
+def autocast_for(cfg: TrainConfig, device: torch.device):  # noqa: ANN201
+    """The autocast context ``run.amp`` asks for on this device (bf16 on GPU by default, none on CPU)."""
     use = cfg.run.amp == "bf16" or (cfg.run.amp == "auto" and device.type == "cuda")
     if not use:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+def batch_to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    """Move a collated batch; 4-D tensors become channels-last when the modules are (``run.channels_last``)."""
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
@@ -97,6 +99,37 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
                 v = v.contiguous(memory_format=torch.channels_last)
         out[k] = v
     return out
+
+
+def make_optimizers(task: Task, modules: dict[str, nn.Module], cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """One AdamW per phase of the task (the GAN has two: TTUR learning rates)."""
+    groups = task.optim_groups({k: unwrap(m) for k, m in modules.items()})
+    return {ph: torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas)
+            for ph, (p, lr, betas) in groups.items()}
+
+
+def training_step(task: Task, batch: dict[str, Any], modules: dict[str, nn.Module],
+                  optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig, device: torch.device, *,
+                  accum: int = 1, boundary: bool = True, step: int = 0) -> dict[str, float]:
+    """One micro-batch through every phase of the task (forward under ``run.amp``, backward); at an accumulation
+    ``boundary`` also clips and steps each phase's optimizer. The trainer and the throughput benchmark share it,
+    so what the benchmark times is what training runs."""
+    state: dict[str, Any] = {}
+    logs_all: dict[str, float] = {}
+    for phase in task.phases:
+        with autocast_for(cfg, device):
+            loss, logs = task.loss(phase, batch, modules, state)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite {phase} loss at step {step}")
+        (loss / accum).backward()
+        logs_all.update(logs)
+        if boundary:
+            opt = optimizers[phase]
+            if cfg.optim.clip_grad:
+                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.optim.clip_grad)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return logs_all
 
 
 class _CsvLog:
@@ -179,9 +212,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / cfg.data.batch_size) / accum)
     total_steps = max(1, steps_per_epoch * cfg.run.epochs)
     warmup = int(round(cfg.optim.warmup_epochs * steps_per_epoch))
-    groups = task.optim_groups({k: unwrap(m) for k, m in modules.items()})
-    optimizers = {ph: torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas)
-                  for ph, (p, lr, betas) in groups.items()}
+    optimizers = make_optimizers(task, modules, cfg)
     lam = cosine_lambda(total_steps, warmup, cfg.optim.min_lr_ratio)
     schedulers = {ph: torch.optim.lr_scheduler.LambdaLR(o, lam) for ph, o in optimizers.items()}
 
@@ -224,7 +255,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             eval_modules = {k: unwrap(m).eval() for k, m in modules.items()}
             if ema:
                 eval_modules[export_key] = ema.model
-            with torch.no_grad(), _autocast(cfg, device):
+            with torch.no_grad(), autocast_for(cfg, device):
                 metrics = task.validate(eval_modules, val_loader, device)
         metrics = broadcast_object(info, metrics)  # type: ignore[assignment]
         value = metrics.get(task.monitor)
@@ -274,25 +305,15 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         n_images = 0
         it = _progress(loader, cfg, info, epoch)
         for i, batch in enumerate(it):
-            batch = _to_device(batch, device, cfg.run.channels_last)
+            batch = batch_to_device(batch, device, cfg.run.channels_last)
             boundary = (i + 1) % accum == 0 or i + 1 == n_micro
-            state: dict[str, Any] = {}
-            for phase in task.phases:
-                with _autocast(cfg, device):
-                    loss, logs = task.loss(phase, batch, modules, state)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite {phase} loss at step {progress['global_step']}")
-                (loss / accum).backward()
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if boundary:
-                    opt = optimizers[phase]
-                    if cfg.optim.clip_grad:
-                        nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                                 cfg.optim.clip_grad)
-                    opt.step()
-                    schedulers[phase].step()
-                    opt.zero_grad(set_to_none=True)
+            logs = training_step(task, batch, modules, optimizers, cfg, device, accum=accum, boundary=boundary,
+                                 step=progress["global_step"])
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if boundary:
+                for scheduler in schedulers.values():
+                    scheduler.step()
             if boundary and ema:
                 ema.update(unwrap(modules[export_key]))
                 progress["ema_updates"] = ema.updates
