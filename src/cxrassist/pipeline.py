@@ -30,6 +30,7 @@ from cxrassist.channels import (
     predict_lung_mask,
 )
 from cxrassist.preprocess import SpatialRecord, normalize
+from cxrassist.tta import card_zooms, tta_logits
 from cxrassist.types import ChestCheck, XRay
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ class Pipeline:
         lat_n = int(getattr(classifier[0], "lateral_in_chans", 1) or 1)
         self._lat_channels = channel_names(classifier[1], "lateral_channels") or list(_DEFAULT_CHANNELS[:lat_n])
         self._triage_channels = channel_names(triage[1])
+        self._triage_zooms = card_zooms(triage[1])  # a malformed card fails here, not on the first film
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -300,7 +302,7 @@ class Pipeline:
             t0 = time.perf_counter()
             tri_model, tri_card = self.models["triage"]
             xt, _ = self._inputs(frontal.pixels, card_input_size(tri_card), self._triage_channels, derived)
-            logits = tri_model(xt).float().reshape(1, -1)
+            logits = tta_logits(tri_model, xt, self._triage_zooms).float().reshape(1, -1)
             p_abn = float(torch.sigmoid(logits[0, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1)[0, 1])
             timings["triage"] = _ms(t0)
 

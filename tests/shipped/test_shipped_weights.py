@@ -78,6 +78,9 @@ def test_evaluate_reproduces_triage_card(tmp_path: Path) -> None:
     res = _evaluate("triage", manifests, str(shipped_dir() / "triage"), tmp_path,
                     "--bootstrap", "0")
     assert res["auroc"] == pytest.approx(card.metrics["val_pooled"]["auroc"], abs=1e-6)
+    assert res["tta_zooms"] == card.input["tta_zooms"]  # the card's figure is the zoom average analyze uses
+    plain = _evaluate("triage", manifests, str(shipped_dir() / "triage"), tmp_path, "--bootstrap", "0", "--no-tta")
+    assert plain["auroc"] == pytest.approx(card.metrics["val_pooled_single_view"]["auroc"], abs=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,15 @@ def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_pa
     after = json.loads((tri_dir / "card.json").read_text())
     assert after["sha256"] == before["sha256"] and after["validated"]["Abnormal"] is True
     assert "evaluation" in after["metrics"]
+    # test-time zooms come from the card (as `cxr analyze` scores a film); --no-tta scores the plain view alone
+    after["input"]["tta_zooms"] = [1.0, 0.9]
+    (tri_dir / "card.json").write_text(json.dumps(after))
+    for flag, name in ((), "tta.json"), (("--no-tta",), "plain.json"):
+        _cli(["evaluate", "triage", "--manifest", str(cls_manifest), "--weights", str(tri_dir), "--json",
+              str(tmp_path / name), "--bootstrap", "0", *flag])
+    with_tta, plain = (json.loads((tmp_path / n).read_text()) for n in ("tta.json", "plain.json"))
+    assert with_tta["tta_zooms"] == [1.0, 0.9] and plain["tta_zooms"] == [1.0]
+    assert plain["auroc"] == pytest.approx(m["auroc"])  # the plain view is what was measured before
 
     # --- tiny (untrained) lung and bone models provide the derived channels
     from cxrassist.models import create_model

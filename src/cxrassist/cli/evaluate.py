@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Classifier: derived-channel cache folder."),
         threads: int = typer.Option(None, "--threads", help="torch.set_num_threads."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        tta: bool = typer.Option(True, "--tta/--no-tta",
+                                 help="Triage: average over the card's test-time zooms, as `cxr analyze` does "
+                                      "(--no-tta: the plain view alone)."),
     ) -> None:
         """Evaluate saved weights on a manifest; prints a table, optionally writes JSON and ROC PNGs."""
         from cxrassist.errors import ConfigError
@@ -40,7 +43,7 @@ def register(app: typer.Typer) -> None:
             task, [str(m) for m in manifest], weights=str(weights) if weights else model, split=split, limit=limit,
             postprocess=postprocess, roc_dir=roc_dir, bootstrap=bootstrap, write_thresholds=write_thresholds,
             lung_weights=lung_weights, bone_weights=bone_weights, cache_dir=cache_dir, threads=threads,
-            device=device,
+            device=device, tta=tta,
         )
         typer.echo(result.pop("_table"))
         if json_out:

@@ -25,6 +25,7 @@ from cxrassist.evaluation.metrics import (
     youden_threshold,
 )
 from cxrassist.labels import FINDING_CODES, FINDING_NAMES
+from cxrassist.tta import card_zooms, tta_logits
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ def auroc_table(per: dict[str, dict[str, Any]], mean: float) -> str:
 
 
 def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, device: Any, derived: Any,
-            batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(targets [N, K] with NaN, probabilities [N, K]) through the same Dataset as training, no augmentation."""
+            batch_size: int = 16, zooms: Sequence[float] = (1.0,)) -> tuple[np.ndarray, np.ndarray]:
+    """(targets [N, K] with NaN, probabilities [N, K]) through the same Dataset as training, no augmentation;
+    logits averaged over the test-time ``zooms`` (see :mod:`cxrassist.tta`; frontal-only models)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -71,7 +73,10 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
     with torch.no_grad():
         for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate):
             x = batch["image"].to(device)
-            out = model(x, batch["lateral"].to(device), batch["has_lateral"].to(device)) if lateral else model(x)
+            if lateral:
+                out = model(x, batch["lateral"].to(device), batch["has_lateral"].to(device))
+            else:
+                out = tta_logits(model, x, zooms)
             ps.append(torch.sigmoid(out.float()).cpu().numpy())
             ys.append((batch["target"] if task == "triage" else batch["labels"]).numpy())
     return np.concatenate(ys).reshape(len(ds), -1), np.concatenate(ps).reshape(len(ds), -1)
@@ -89,7 +94,7 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
                             device: Any = "cpu", roc_dir: Path | None = None, bootstrap: int = 1000,
                             write_thresholds: str | None = None, lung_weights: str | None = None,
                             bone_weights: str | None = None, cache_dir: Path | None = None,
-                            seed: int = 0) -> tuple[dict[str, Any], str]:
+                            seed: int = 0, tta: bool = True) -> tuple[dict[str, Any], str]:
     from sklearn.metrics import roc_curve
 
     derived = None
@@ -103,7 +108,9 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     wanted = [r for r in records if (r.has_abnormal if task == "triage" else r.has_findings)]
     if not wanted:
         raise DatasetError(f"no records with {task} labels in the evaluation set")
-    y, p = predict(task, model, card, wanted, device=device, derived=derived)
+    # triage: the card's test-time zooms, exactly as `cxr analyze` scores a film (tta=False: the plain view alone)
+    zooms = card_zooms(card) if task == "triage" and tta else (1.0,)
+    y, p = predict(task, model, card, wanted, device=device, derived=derived, zooms=zooms)
     labels = list(card.labels)
     codes = ["abnormal"] if task == "triage" else list(FINDING_CODES)
     names = labels if task == "triage" else list(FINDING_NAMES)
@@ -138,9 +145,10 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
         e = per["abnormal"]
         res = {"task": task, "n_cases": len(y), "auroc": e["auroc"], "auroc_ci95": e["ci95"],
                "threshold": e["threshold"], "sensitivity": e["sensitivity"], "specificity": e["specificity"],
-               "per_label": per}
+               "per_label": per, "tta_zooms": list(zooms)}
+        views = "plain view" if zooms == (1.0,) else f"mean of {len(zooms)} zooms {list(zooms)}"
         table = (f"triage  n={len(y)} (abnormal {e['n_pos']})  AUROC {_fmt(e['auroc'])} "
-                 f"[{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]\n"
+                 f"[{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]  ({views})\n"
                  f"  at threshold {e['threshold']:.3f}: sensitivity {_fmt(e['sensitivity'])}, "
                  f"specificity {_fmt(e['specificity'])}")
         if "new_threshold" in e:

@@ -23,7 +23,8 @@ def _fmt(v: Any, nd: int = 3) -> str:
 def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val", limit: int | None = None,
              postprocess: bool = False, roc_dir: Path | None = None, bootstrap: int = 1000,
              write_thresholds: str | None = None, lung_weights: str | None = None, bone_weights: str | None = None,
-             cache_dir: Path | None = None, threads: int | None = None, device: str = "auto") -> dict[str, Any]:
+             cache_dir: Path | None = None, threads: int | None = None, device: str = "auto",
+             tta: bool = True) -> dict[str, Any]:
     import torch
 
     from cxrassist.training.distributed import pick_device
@@ -60,7 +61,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
         res, table = evaluate_classification(
             task, model, card, records, weights=weights, device=dev, roc_dir=roc_dir, bootstrap=bootstrap,
             write_thresholds=write_thresholds, lung_weights=lung_weights, bone_weights=bone_weights,
-            cache_dir=cache_dir)
+            cache_dir=cache_dir, tta=tta)
     else:
         raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")
     res = jsonable({**res, "model": card.name, "version": card.version, "weights": str(weights),
