@@ -273,7 +273,7 @@ def key_figures(d: dict[str, Any]) -> str:
     if "val_pooled" in m:
         p, n = m["val_pooled"], m.get("val_nih", {})
         return (f"pooled mean AUROC over findings with >=10 positives {p['mean_auroc_min_pos']:.3f}; "
-                f"NIH val mean AUROC {n.get('mean_auroc', float('nan')):.3f}")
+                f"NIH val alone, same rule {n.get('mean_auroc_min_pos', float('nan')):.3f}")
     v = m.get("val", {})
     if "dice" in next(iter(v.values()), {}):
         return "; ".join(f"{ds} Dice {r['dice']:.3f}" for ds, r in v.items())
