@@ -93,22 +93,35 @@ def _grads(modules: dict[str, torch.nn.Module]) -> torch.Tensor:
                       if p.grad is not None])
 
 
+def _setup(row: Row, mode: str, device: torch.device, kwargs: dict[str, Any]):  # noqa: ANN202
+    """(config, task, modules, batch) for one row and mode, as the trainer builds them (same seed: same weights)."""
+    amp, channels_last = MODES[mode]
+    # the manifest is never read: the batches are synthetic
+    sets = [f"task={row.task}", f"model.name={row.model}", f"run.amp={amp}", f"run.channels_last={channels_last}",
+            "data.manifests=[synthetic.csv]"]
+    top: dict[str, Any] = {"model.kwargs": kwargs or None}
+    if row.task == "bone":
+        sets.append(f"model.discriminator={row.model}")
+        top["model.discriminator_kwargs"] = kwargs or None
+    cfg = load_config(None, sets, **top)
+    torch.manual_seed(0)
+    task = make_task(cfg)
+    modules = {k: m.to(device) for k, m in task.build().items()}
+    for m in modules.values():
+        if channels_last:
+            m.to(memory_format=torch.channels_last)
+        m.train()
+    batch = batch_to_device(synthetic_batch(row.task, modules["model"], row.batch, row.size), device, channels_last)
+    return cfg, task, modules, batch
+
+
 def first_step_check(row: Row, mode: str, device: torch.device, kwargs: dict[str, Any]) -> tuple[float, float]:
     """Loss relative difference and gradient cosine of ``mode``'s first step against fp32 (same weights, batch).
 
     For the GAN the discriminator phase is compared (the generator's step depends on the updated D)."""
     results = []
-    for amp, cl in (MODES["fp32"], MODES[mode]):
-        cfg = _config(row, amp, cl, kwargs)
-        torch.manual_seed(0)
-        task = make_task(cfg)
-        modules = {k: m.to(device) for k, m in task.build().items()}
-        if cl:
-            for m in modules.values():
-                m.to(memory_format=torch.channels_last)
-        for m in modules.values():
-            m.train()
-        batch = batch_to_device(synthetic_batch(row.task, modules["model"], row.batch, row.size), device, cl)
+    for m in ("fp32", mode):
+        cfg, task, modules, batch = _setup(row, m, device, kwargs)
         with autocast_for(cfg, device):
             loss, _ = task.loss(task.phases[0], batch, modules, {})
         loss.backward()
@@ -119,31 +132,10 @@ def first_step_check(row: Row, mode: str, device: torch.device, kwargs: dict[str
     return rel, cos
 
 
-def _config(row: Row, amp: str, channels_last: bool, kwargs: dict[str, Any]):  # noqa: ANN202
-    # the manifest is never read: the batches are synthetic
-    sets = [f"task={row.task}", f"model.name={row.model}", f"run.amp={amp}", f"run.channels_last={channels_last}",
-            "data.manifests=[synthetic.csv]"]
-    top: dict[str, Any] = {"model.kwargs": kwargs or None}
-    if row.task == "bone":
-        sets.append(f"model.discriminator={row.model}")
-        top["model.discriminator_kwargs"] = kwargs or None
-    return load_config(None, sets, **top)
-
-
 def time_row(row: Row, mode: str, device: torch.device, warmup: int, steps: int,
              kwargs: dict[str, Any]) -> dict[str, Any]:
-    amp, cl = MODES[mode]
-    cfg = _config(row, amp, cl, kwargs)
-    torch.manual_seed(0)
-    task = make_task(cfg)
-    modules = {k: m.to(device) for k, m in task.build().items()}
-    if cl:
-        for m in modules.values():
-            m.to(memory_format=torch.channels_last)
-    for m in modules.values():
-        m.train()
+    cfg, task, modules, batch = _setup(row, mode, device, kwargs)
     optimizers = make_optimizers(task, modules, cfg)
-    batch = batch_to_device(synthetic_batch(row.task, modules["model"], row.batch, row.size), device, cl)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -156,10 +148,8 @@ def time_row(row: Row, mode: str, device: torch.device, warmup: int, steps: int,
     _sync(device)
     seconds = (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
-    out = {"row": row.label, "model": row.model, "input": f"{row.size}x{row.size}", "batch": row.batch, "mode": mode,
-           "images_per_s": row.batch / seconds, "ms_per_step": seconds * 1e3, "peak_gib": peak}
-    del modules, optimizers, batch
-    return out
+    return {"row": row.label, "model": row.model, "input": f"{row.size}x{row.size}", "batch": row.batch, "mode": mode,
+            "images_per_s": row.batch / seconds, "ms_per_step": seconds * 1e3, "peak_gib": peak}
 
 
 def main() -> None:
