@@ -80,11 +80,6 @@ ROLES: dict[str, dict[str, Any]] = {
 }
 
 
-#: Triage test-time zooms: centred crops spanning the side range of the training crops (augment.scale keeps 80-100 %
-#: of the area = 89-100 % of the side). Fixed from the training recipe, not tuned on val.
-TRIAGE_TTA_ZOOMS = [1.0, 0.95, 0.9]
-
-
 def shared_manifest(name: str) -> str:
     return str(SHARED / name / "manifest.csv")
 
@@ -231,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg["model"].get("init_from"):
             cfg["model"]["init_from"] = "triage"
     if spec["task"] == "triage":
-        card.input = {**card.input, "tta_zooms": TRIAGE_TTA_ZOOMS}
+        from cxrassist.tta import TRAINING_CROP_ZOOMS
+
+        card.input = {**card.input, "tta_zooms": list(TRAINING_CROP_ZOOMS)}
     save_weights(model32, target, card, dtype=torch.float16)
     model16, card = load_model(target)
     size = int(card.input.get("size", 512))

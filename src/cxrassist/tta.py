@@ -15,15 +15,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cxrassist.channels import card_get
 from cxrassist.errors import WeightsError
 
 TTA_KEY = "tta_zooms"
+#: Zooms spanning the side range of the training crops (augment.scale keeps 80-100 % of the area = 89-100 % of the
+#: side): what the shipped triage card names. Fixed from the training recipe, not tuned on val.
+TRAINING_CROP_ZOOMS: tuple[float, ...] = (1.0, 0.95, 0.9)
 
 
 def card_zooms(card: Any) -> tuple[float, ...]:
     """The zooms a model card asks for (side fraction of the film kept, centred); ``(1.0,)`` when it names none."""
-    inp = card.get("input", {}) if isinstance(card, dict) else getattr(card, "input", {}) or {}
-    zooms = inp.get(TTA_KEY) if isinstance(inp, dict) else None
+    zooms = card_get(card_get(card, "input"), TTA_KEY)
     if zooms is None:
         return (1.0,)
     return validate_zooms(zooms)
