@@ -33,6 +33,10 @@ class TruncatedFileError(InputError):
     """The file ends before its pixel data is complete."""
 
 
+class CorruptFileError(TruncatedFileError):
+    """The file's header or pixel data is malformed (a value of the wrong type or length, an unknown VR...)."""
+
+
 class NotAnImageError(InputError):
     """The file is neither a DICOM nor a raster image we can decode."""
 
@@ -71,6 +75,10 @@ class MissingDecoderError(InputError):
 
 class NotChestXRayError(InputError):
     """The image does not look like a frontal chest radiograph (the reason says why)."""
+
+
+class OutOfDistributionError(NotChestXRayError):
+    """The image is unlike the chest films the models were trained on (the out-of-distribution gate refused it)."""
 
 
 class WeightsError(CxrError):

@@ -120,17 +120,33 @@ def test_png_bomb_refused_from_header(tmp_path):
         read_xray(tmp_path / "ok.png", max_pixels=5000)
 
 
-def test_pillow_bomb_check_is_armed(tmp_path, monkeypatch):
-    """Even past our own header check, Pillow's limit is set to ours while decoding."""
+def test_pillow_bomb_error_is_refused_with_our_limit(tmp_path, monkeypatch):
+    """Past our own header check, Pillow's own bomb error is still a one-line refusal quoting OUR limit; reading
+    never touches Pillow's process-wide limit (the service reads on several threads)."""
     from PIL import Image as PILImage
 
     import cxrassist.io.raster as raster
 
     monkeypatch.setattr(raster, "check_dimensions", lambda *a, **k: None)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 4000)
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "p.png")
-    with pytest.raises(DecompressionBombError):
+    with pytest.raises(DecompressionBombError, match=r"10000 pixels, over the 4000 pixels limit") as err:
         read_xray(tmp_path / "p.png", max_pixels=4000)  # 10000 px > 2 x 4000: Pillow's own error
-    assert PILImage.MAX_IMAGE_PIXELS != 4000  # restored afterwards
+    assert "\n" not in str(err.value)
+    assert PILImage.MAX_IMAGE_PIXELS == 4000  # untouched by the read
+
+
+def test_bomb_message_quotes_the_configured_limit(tmp_path):
+    """Issue 15: the message quoted Pillow's 200 MP (twice its own limit) while ours is 100 MP."""
+    from PIL import Image as PILImage
+
+    before = PILImage.MAX_IMAGE_PIXELS
+    _png_with_header_size(tmp_path / "bomb.png", 40000, 40000)
+    with pytest.raises(DecompressionBombError) as err:
+        read_xray(tmp_path / "bomb.png")
+    assert "100 MP limit" in str(err.value) and "1600 MP" in str(err.value)
+    assert "200" not in str(err.value).replace("1600", "")
+    assert PILImage.MAX_IMAGE_PIXELS == before
 
 
 def test_empty_file(tmp_path):

@@ -20,6 +20,8 @@ import numpy as np
 
 from cxrassist.errors import (
     ColourPhotoError,
+    CorruptFileError,
+    InputError,
     MissingDecoderError,
     MultiFrameError,
     NoPixelDataError,
@@ -28,6 +30,7 @@ from cxrassist.errors import (
     UnsupportedModalityError,
 )
 from cxrassist.io.limits import DEFAULT_MAX_PIXELS, check_dimensions
+from cxrassist.io.quiet import ReadNotes, collecting, reduce_message
 from cxrassist.io.raster import gray_from_rgb
 from cxrassist.types import View, XRay
 
@@ -69,7 +72,52 @@ def looks_like_dicom(head: bytes) -> bool:
 
 
 def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False) -> XRay:
-    """Read one single-frame projection radiograph. ``force`` reads files without the Part-10 preamble."""
+    """Read one single-frame projection radiograph. ``force`` reads files without the Part-10 preamble.
+
+    Every failure is an ``InputError``: whatever pydicom or a decoder raises on a malformed file (an unknown VR, a
+    value of the wrong length, a colour space it cannot convert...) becomes a one-line ``CorruptFileError``
+    that names what is wrong, never the value. pydicom's warnings are counted (``quiet.collecting``), not printed:
+    their text quotes header values, which can be the patient's name or ID.
+    """
+    with collecting() as notes:
+        try:
+            xray = _read_dicom(path, apply_voi=apply_voi, max_pixels=max_pixels, force=force, notes=notes)
+        except InputError:
+            raise
+        except RecursionError as exc:
+            raise CorruptFileError(f"{path.name}: the DICOM header is corrupt (sequences nested too deeply)") from exc
+        except MemoryError as exc:
+            raise CorruptFileError(f"{path.name}: the DICOM header is corrupt (it declares more data than "
+                                   "can be held)") from exc
+        except Exception as exc:  # noqa: BLE001 - pydicom and its decoders raise many types on malformed input
+            raise CorruptFileError(f"{path.name}: the DICOM file is corrupt ({_what(exc)})") from exc
+    return xray
+
+
+def _what(exc: BaseException) -> str:
+    """What went wrong, for a one-line refusal: the exception's own words up to the value it quotes."""
+    text = reduce_message(str(exc).splitlines()[0] if str(exc).strip() else "")
+    if len(text.split()) <= 2:  # "Unknown (0028,0004)": the rest of pydicom's sentence quoted the value
+        text = f"{text} holds an invalid value"
+    kind = _EXCEPTION_WORDS.get(type(exc).__name__, type(exc).__name__)
+    return f"{kind}: {text}" if text and text != "malformed value" else kind
+
+
+_EXCEPTION_WORDS = {
+    "BytesLengthException": "a value's length does not fit its VR",
+    "NotImplementedError": "an encoding pydicom cannot read",
+    "TypeError": "a value of the wrong type",
+    "ValueError": "an invalid value",
+    "KeyError": "a required element is missing",
+    "AttributeError": "a required element is missing or unreadable",
+    "IndexError": "an element is shorter than declared",
+    "OverflowError": "a value out of range",
+    "struct.error": "a binary value of the wrong size",
+    "error": "a binary value of the wrong size",
+}
+
+
+def _read_dicom(path: Path, *, apply_voi: bool, max_pixels: int, force: bool, notes: ReadNotes) -> XRay:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -79,7 +127,7 @@ def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_
             fh = _ShortReadWatch(raw_fh)
             ds = pydicom.dcmread(fh, force=force)
     except InvalidDicomError as exc:
-        raise NotAnImageError(f"{name}: not a DICOM file ({exc})") from exc
+        raise NotAnImageError(f"{name}: not a DICOM file ({reduce_message(exc)})") from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
         raise TruncatedFileError(f"{name}: the DICOM header is truncated or corrupt ({type(exc).__name__})") from exc
     if fh.short:  # pydicom stops silently at the end of a cut file; a short read gives it away
@@ -96,6 +144,11 @@ def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_
     raw = _decode(ds, name)
     pixels, window_applied, out_bits = _to_unit_range(raw, ds, apply_voi=apply_voi)
     meta = _metadata(ds)
+    if notes.total:
+        meta["extra"]["header_warnings"] = notes.summary()
+        bad = invalid_value_tags(ds)
+        if bad:
+            meta["extra"]["invalid_value_tags"] = bad
     return XRay(
         pixels=pixels,
         source_path=path,
@@ -104,6 +157,25 @@ def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_
         bits_stored=int(ds.get("BitsStored", out_bits) or out_bits),
         **meta,
     )
+
+
+def invalid_value_tags(ds: Any, limit: int = 8) -> list[str]:
+    """Top-level elements whose value breaks its VR's rules (pydicom's own validation), as "(gggg,eeee) Keyword".
+
+    Says which tag is wrong without its value (the value may be a patient identifier).
+    """
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    out: list[str] = []
+    for elem in ds:
+        try:
+            validate_value(elem.VR, elem.value, config.RAISE)
+        except Exception:  # noqa: BLE001 - any complaint counts as invalid
+            out.append(f"({elem.tag.group:04X},{elem.tag.element:04X}) {elem.keyword or 'private'}")
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _ensure_transfer_syntax(ds: Any) -> None:
@@ -186,18 +258,26 @@ def _check_decoder(ds: Any, name: str) -> None:
 
 
 def _decode(ds: Any, name: str) -> np.ndarray:
-    """Decode the one frame; a truncated or corrupt pixel stream is refused as such."""
+    """Decode the one frame; a truncated or corrupt pixel stream, or one that disagrees with the header, is refused.
+
+    Colour: pydicom already returns YBR_FULL / YBR_FULL_422 as RGB, and the JPEG 2000 decoders undo YBR_RCT /
+    YBR_ICT themselves, so the array is RGB whatever the header says (converting again would tint a grey image).
+    """
     try:
         arr = ds.pixel_array
     except (ValueError, EOFError, OSError, RuntimeError, IndexError, KeyError, AttributeError) as exc:
-        raise TruncatedFileError(f"{name}: pixel data is truncated or corrupt ({_short(exc)})") from exc
+        raise TruncatedFileError(f"{name}: pixel data is truncated or corrupt ({_what(exc)})") from exc
     arr = np.asarray(arr)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    expected_ndim = 2 + (spp > 1) + (frames > 1)
+    if arr.ndim != expected_ndim:  # pydicom reads surplus bytes as extra frames: the header's size is wrong
+        raise CorruptFileError(
+            f"{name}: the pixel data does not match the header (it holds {arr.size} samples, the header's "
+            f"{ds.get('Columns', '?')}x{ds.get('Rows', '?')} image with {spp} sample(s) per pixel needs "
+            f"{int(ds.get('Rows', 0) or 0) * int(ds.get('Columns', 0) or 0) * spp})"
+        )
     if arr.ndim == 3 and arr.shape[-1] == 3:  # colour: accept only if it is grey in RGB clothing
-        photometric = str(ds.get("PhotometricInterpretation", "RGB"))
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            arr = convert_color_space(arr, photometric, "RGB")
         gray = gray_from_rgb(arr)
         if gray is None:
             raise ColourPhotoError(f"{name}: DICOM colour image whose channels differ (a photograph?), not a radiograph")
@@ -205,11 +285,6 @@ def _decode(ds: Any, name: str) -> np.ndarray:
     if arr.ndim != 2:
         raise MultiFrameError(f"{name}: decoded pixel array has shape {arr.shape}; one 2-D frame is needed")
     return arr
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160]
 
 
 # ------------------------------------------------------------------------------------------------------ intensities

@@ -14,8 +14,8 @@ Bit depth of 16-bit files (our choice, documented in ``XRay.extra["bit_depth_sou
 from __future__ import annotations
 
 import logging
+import re
 import struct
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from cxrassist.errors import (
     TruncatedFileError,
 )
 from cxrassist.io.limits import DEFAULT_MAX_PIXELS, check_dimensions
+from cxrassist.io.quiet import collecting, reduce_message
 from cxrassist.types import XRay
 
 log = logging.getLogger(__name__)
@@ -92,41 +93,57 @@ def read_raster(path: Path, fmt: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
 
 # ------------------------------------------------------------------------------------------------------------ Pillow
 def _read_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Header first (our size limit), then the pixels.
+
+    Thread-safe: Pillow's process-wide ``MAX_IMAGE_PIXELS`` is left alone and no ``warnings.catch_warnings`` is
+    used (the service reads on several threads). Our own limit is checked from the header before decoding; Pillow's
+    ``DecompressionBombWarning`` (89-179 MP) is counted by ``quiet.collecting``, not printed, and its
+    ``DecompressionBombError`` (beyond that) is refused with our own message and limit.
+    """
     from PIL import Image, UnidentifiedImageError
 
     name = path.name
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check, as a second line behind ours
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with collecting():
+        try:
+            img = Image.open(path)  # lazy: reads the header only
+        except Image.DecompressionBombError as exc:
+            raise DecompressionBombError(_bomb_message(name, exc, max_pixels)) from exc
+        except UnidentifiedImageError as exc:
+            raise NotAnImageError(f"{name}: not an image Pillow can identify") from exc
+        except (OSError, SyntaxError, ValueError, struct.error) as exc:
+            raise TruncatedFileError(f"{name}: image header is truncated or corrupt ({reduce_message(exc)})") from exc
+        with img:
+            width, height = img.size
+            check_dimensions(name, height, width, max_pixels=max_pixels)
+            if getattr(img, "n_frames", 1) > 1:
+                raise MultiFrameError(f"{name}: {img.n_frames}-frame image; one 2-D radiograph is needed")
+            fmt = (img.format or "unknown").lower()
+            info: dict[str, Any] = {"format": "jpeg" if fmt == "mpo" else fmt, "mode": img.mode}
+            if fmt == "png" and img.mode.startswith("I"):
+                info["significant_bits"] = _png_sbit(path)
             try:
-                img = Image.open(path)  # lazy: reads the header only
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise DecompressionBombError(f"{name}: refused as a decompression bomb ({exc})") from exc
-            except UnidentifiedImageError as exc:
-                raise NotAnImageError(f"{name}: not an image Pillow can identify") from exc
-            except (OSError, SyntaxError, ValueError, struct.error) as exc:
-                raise TruncatedFileError(f"{name}: image header is truncated or corrupt ({exc})") from exc
-            with img:
-                width, height = img.size
-                check_dimensions(name, height, width, max_pixels=max_pixels)
-                if getattr(img, "n_frames", 1) > 1:
-                    raise MultiFrameError(f"{name}: {img.n_frames}-frame image; one 2-D radiograph is needed")
-                fmt = (img.format or "unknown").lower()
-                info: dict[str, Any] = {"format": "jpeg" if fmt == "mpo" else fmt, "mode": img.mode}
-                if fmt == "png" and img.mode.startswith("I"):
-                    info["significant_bits"] = _png_sbit(path)
-                try:
-                    img.load()
-                except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                    raise DecompressionBombError(f"{name}: refused as a decompression bomb ({exc})") from exc
-                except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-                    raise TruncatedFileError(f"{name}: image data is truncated or corrupt ({exc})") from exc
-                arr = _pillow_array(img, name)
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+                img.load()
+            except Image.DecompressionBombError as exc:
+                raise DecompressionBombError(_bomb_message(name, exc, max_pixels)) from exc
+            except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+                raise TruncatedFileError(f"{name}: image data is truncated or corrupt ({reduce_message(exc)})") from exc
+            arr = _pillow_array(img, name)
     return arr, info
+
+
+def _bomb_message(name: str, exc: BaseException, max_pixels: int) -> str:
+    """Our own words and our own limit for Pillow's bomb error (whose text quotes twice Pillow's limit)."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    if match is None:
+        return f"{name}: refused as a decompression bomb (more pixels than Pillow decodes safely)"
+    total = int(match.group(1))
+    if total > max_pixels:
+        return f"{name}: header declares {_mp(total)}, over the {_mp(max_pixels)} limit (decompression bomb?)"
+    return f"{name}: header declares {_mp(total)}, more than Pillow decodes safely (decompression bomb?)"
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 1_000_000 else f"{pixels} pixels"
 
 
 def _pillow_array(img: Any, name: str) -> np.ndarray:
