@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from cxrassist.explain.cam import CamOutput, class_activation_maps, grad_cam, normalize_maps
+from cxrassist.explain.cam import (
+    HEATMAP_MEANING,
+    CamOutput,
+    class_activation_maps,
+    grad_cam,
+    normalize_maps,
+    regrid_map,
+)
 
-__all__ = ["CamOutput", "class_activation_maps", "grad_cam", "normalize_maps"]
+__all__ = ["HEATMAP_MEANING", "CamOutput", "class_activation_maps", "grad_cam", "normalize_maps", "regrid_map"]

@@ -1,16 +1,22 @@
 """Class activation maps for every finding: CAM from the head weights, Grad-CAM per branch, Grad-CAM fallback.
 
-Normalisation (``CamOutput.cams``): per image and per class, ``relu(raw) / max(relu(raw))`` over the map, so every
-map is in [0, 1] and 1 marks where the evidence *for that finding* is strongest in that image. A normalised map says
-nothing about how likely the finding is: show it with the probability. A map with no positive evidence is all zeros.
-The un-normalised maps are kept in ``CamOutput.raw`` (CAM: ``w_k . f(i, j)``, the per-cell contribution to logit k
-minus the bias, whose mean over cells is exactly ``logit_k - b_k``).
+Normalisation (``CamOutput.cams``, :func:`normalize_maps`): per image and per class, ``(raw - min) / (max - min)``
+over the map, so 0 is the cell with the least evidence for that finding in that image and 1 the cell with the most
+(:data:`HEATMAP_MEANING` is the sentence reports and the viewer show). It is relative to the map's own range: it
+says *where* in this film the evidence for the finding is strongest, never *how likely* the finding is, and it is
+not comparable between findings or films (show it with the probability). It used to be ``relu(raw) / max``, which
+left every map with no positive cell all zero: a finding called positive at a threshold below 0.5 (negative logit,
+bias ~ 0) got an empty map and a peak "at" pixel (0, 0). Only a map that is constant over the image (no spatial
+preference at all) is all zero now. The un-normalised maps are kept in ``CamOutput.raw`` (CAM: ``w_k . f(i, j)``,
+the per-cell contribution to logit k minus the bias, whose mean over the aligned cells is ``logit_k - b_k``).
 
 Resolution. Single-view classifiers: CAM on the final map made denser by ``dense_levels`` (see
 ``cxrassist.models.densenet``): 512 input -> 4x4 (0: 1.85 GFLOPs), 8x8 (1: 2.06), 16x16 (2, default: 4.15 GFLOPs for
 the one pass that gives logits and maps), 32x32 (3: 14.1); benchmarks/bench_models.py prints the trade-off; the
 logits are the normal ones (``forward_features_dense``'s every 2**levels-th cell is the normal map, exactly; the
-CAM is then re-gridded by :func:`regrid_map` so that cell q covers model pixels [q*stride, (q+1)*stride)). Dual-branch
+CAM is then re-gridded by :func:`regrid_map` so that cell q covers model pixels [q*stride, (q+1)*stride); cells
+whose centre lies outside the span the dense samples cover fade to the map's minimum instead of copying the edge
+value). Dual-branch
 classifiers: Grad-CAM at each branch's output (16x16 at 512), keyed "frontal" and "lateral".
 
 Maps are in model space (the letterboxed square); ``SpatialRecord.to_original`` maps them onto the original pixels.
@@ -41,11 +47,25 @@ class CamOutput:
         return F.interpolate(cam, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+#: What the colours of a heatmap mean (reports and the viewer print it next to the colour bar).
+HEATMAP_MEANING = (
+    "Relative to this map's own range in this film: the warmest colour (1) marks where the model found the most "
+    "evidence for this finding, the coldest (0) where it found the least. The colours show where, not how likely "
+    "(read the probability), and cannot be compared between findings or films."
+)
+
+
 def normalize_maps(raw: torch.Tensor) -> torch.Tensor:
-    """Per image and class: ``relu(raw) / max``; all-zero where there is no positive evidence."""
-    pos = raw.clamp(min=0)
-    peak = pos.flatten(2).amax(dim=2)[..., None, None]
-    return torch.where(peak > 0, pos / peak.clamp(min=1e-12), torch.zeros_like(pos))
+    """Per image and class: ``(raw - min) / (max - min)`` over the map (see the module docstring for why).
+
+    Never empty unless the map is constant (no spatial preference), which gives all zeros.
+    """
+    flat = raw.flatten(2)
+    lo = flat.amin(dim=2)[..., None, None]
+    span = flat.amax(dim=2)[..., None, None] - lo
+    # A span at float noise level relative to the values is a constant map, not a localisation.
+    tiny = 1e-6 * flat.abs().amax(dim=2)[..., None, None] + 1e-12
+    return torch.where(span > tiny, ((raw - lo) / span.clamp(min=1e-12)).clamp(0, 1), torch.zeros_like(raw))
 
 
 def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0.0) -> torch.Tensor:
@@ -54,7 +74,13 @@ def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0
     Dense cell p is the network evaluated with its pooling grid shifted by p fine cells: its receptive field is
     centred ``(2**levels - 1) / 2`` cells further bottom-right than an aligned cell, plus the network's own
     ``offset_px`` (the odd-kernel stride-2 layers of stem, conv0 and pool0 shift the grid by -7.5 input pixels).
-    Bilinear resampling with edge replication; a no-op shift returns the map unchanged.
+    Bilinear resampling; a no-op shift returns the map unchanged.
+
+    Beyond the first/last dense sample there is no measurement, so those cells fade to the map's own minimum (the
+    value outside is taken as the minimum). Edge replication, used before, gave the first ~1.3 rows and columns
+    an exact copy of the edge samples while interior peaks were blended with their neighbours, so a border cell
+    could out-rank the true peak (Lung Opacity's peak moved from cell (4, 4) to (0, 0)). With the fade a border
+    cell can never exceed the edge sample it borders, and an interior peak stays where it is plus the shift.
     """
     shift = (2**levels - 1) / 2 + offset_px / stride  # in cells; value at cell q = dense value at q - shift
     if abs(shift) < 1e-6:
@@ -63,7 +89,9 @@ def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0
     ys = (torch.arange(h, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / h - 1
     xs = (torch.arange(w, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / w - 1
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).expand(b, h, w, 2)
-    return F.grid_sample(cam, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    floor = cam.flatten(2).amin(dim=2)[..., None, None]
+    shifted = F.grid_sample(cam - floor, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return shifted + floor
 
 
 def _cam(features: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
