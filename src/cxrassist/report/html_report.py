@@ -22,6 +22,7 @@ figure{margin:0;flex:1 1 300px;max-width:560px} figure img{width:100%;background
 figcaption{font-size:.85rem;color:#bbb;margin-top:.2rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem} td,th{border-bottom:1px solid #333;padding:.3rem .4rem;text-align:left;vertical-align:top}
 .tag{display:inline-block;padding:0 .4rem;border-radius:4px;font-size:.75rem;font-weight:700;margin-left:.3rem}
+.small{font-size:.8rem;color:inherit;opacity:.85}
 .nv{background:#ff9800;color:#000} .crit{background:#d32f2f;color:#fff} .pos{background:#1976d2;color:#fff}
 .bar{background:#333;width:120px;height:10px;display:inline-block;vertical-align:middle;margin-right:.4rem}
 .bar span{display:block;height:10px;background:#4fc3f7}
@@ -29,6 +30,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem} td,th{border-bottom:1
 .prio-critical{color:#ff5252} .prio-high{color:#ffb74d} .prio-routine{color:#81c784}
 .thumb{width:160px} details summary{cursor:pointer;color:#90caf9} details img{width:100%;max-width:900px}
 code{font-size:.8rem;color:#bbb}
+.legend{display:inline-block;width:200px;height:12px;vertical-align:middle;border:1px solid #666;background-color:#555}
 """
 
 
@@ -64,6 +66,38 @@ def _metrics(metrics: dict[str, Any]) -> str:
     return f"<ul>{shown}{more}</ul>"
 
 
+def _measured_cell(m: Any) -> str:
+    """AUROC with its CI, sensitivity/specificity at the threshold and the counts behind them, or a plain 'never'."""
+    if not m:
+        return "<em>never measured</em>"
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    ci = m.get("auroc_ci95") or [None, None]
+    text = (f"AUROC {num(m.get('auroc'))} (95% CI {num(ci[0])}–{num(ci[1])}); sens {num(m.get('sensitivity'))}, "
+            f"spec {num(m.get('specificity'))} at the threshold; {m.get('n_pos')} positives / {m.get('n')} films "
+            f"({escape(str(m.get('measured_on') or ''))})")
+    if m.get("teacher_auroc") is not None:
+        text += f"; reference CheXNet on {escape(str(m.get('teacher_set')))}: {num(m.get('teacher_auroc'))}"
+    return f'<span class="small">{text}</span>'
+
+
+def _heatmap_legend(legend: dict[str, Any] | None) -> str:
+    """The colour bar and the sentence that says what the heatmap colours mean (from report.json)."""
+    if not legend:
+        return "<p>Heatmaps show where the model found evidence for each finding, not how likely it is.</p>"
+    floor = float(legend["transparent_below"])
+    colors = legend["colors"]
+    stops = ", ".join(f"{c} {100 * (floor + (1 - floor) * i / (len(colors) - 1)):.0f}%"
+                      for i, c in enumerate(colors))
+    bar = (f'<span class="legend" style="background-image:linear-gradient(to right, transparent 0%, '
+           f'transparent {100 * floor:.0f}%, {stops})"></span>')
+    return (f'<p class="legend-row"><b>Heatmap colours</b> &nbsp; 0 {bar} 1 &nbsp; '
+            f'<small>(0 = {escape(legend["zero"])}; 1 = {escape(legend["one"])}; '
+            f'below {floor:g} not coloured)</small><br>{escape(legend["meaning"])} Click a heatmap to enlarge.</p>')
+
+
 def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
     """The page for one report dict (see json_report.build_report) and its image previews."""
     r = report
@@ -85,6 +119,8 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         f'<h2>Triage</h2><p><span class="prio prio-{escape(t["priority"])}">{escape(t["priority"])}</span> '
         f'&nbsp; abnormal probability {t["abnormal_probability"]:.3f} (threshold {t["threshold"]:.3f})'
         + (f' &nbsp; critical findings: <b>{escape(crit)}</b>' if crit else "") + "</p>"
+        + (f'<p class="small">Triage model measured: {_measured_cell(t.get("measured"))}</p>'
+           if t.get("measured") else "")
     )
 
     parts.append('<h2>Radiograph</h2><div class="grid">')
@@ -112,12 +148,12 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         rows.append(
             f"<tr><td><b>{escape(f['name'])}</b> <code>{escape(f['code'])}</code>{tags}</td>"
             f'<td><span class="bar"><span style="width:{pct:.1f}%"></span></span>{f["probability"]:.3f}</td>'
-            f"<td>{f['threshold']:.3f}</td><td>{cell}</td></tr>"
+            f"<td>{f['threshold']:.3f}</td><td>{_measured_cell(f.get('measured'))}</td><td>{cell}</td></tr>"
         )
     parts.append(
-        "<h2>Findings (sorted by probability)</h2><p>Heatmaps show where the model looked for each finding "
-        "(normalised per finding), not how likely it is. Click a heatmap to enlarge.</p>"
-        "<table><tr><th>Finding</th><th>Probability</th><th>Threshold</th><th>Heatmap</th></tr>"
+        "<h2>Findings (sorted by probability)</h2>" + _heatmap_legend(r.get("heatmap_legend"))
+        + "<table><tr><th>Finding</th><th>Probability</th><th>Threshold</th><th>How well it was measured</th>"
+          "<th>Heatmap</th></tr>"
         + "".join(rows) + "</table>"
     )
 

@@ -17,11 +17,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrassist.explain.cam import HEATMAP_MEANING
 from cxrassist.labels import FINDINGS
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.postprocess import as_uint8, overlay_contour, overlay_heatmap
+from cxrassist.postprocess import as_uint8, colormap, overlay_contour, overlay_heatmap
 
 PREVIEW_SIDE = 768
+#: Heatmap drawing, shared by the PNGs, the HTML legend and the viewer (study.js draws with the same numbers): the
+#: colour's weight in the blend is HEATMAP_OPACITY x (heat - floor) / (1 - floor), nothing below the floor.
+HEATMAP_OPACITY = 0.5
+HEATMAP_FLOOR = 0.2
 _SAVE_THREADS = max(1, min(4, os.cpu_count() or 1))
 PNG_COMPRESS_LEVEL = 1  # fast zlib: full-resolution PNGs dominate report time otherwise
 
@@ -48,6 +53,18 @@ def data_uri(image: Image.Image, *, max_side: int = PREVIEW_SIDE, fmt: str = "PN
         preview.save(buf, format="PNG", optimize=False)
         mime = "image/png"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+def heatmap_legend() -> dict[str, object]:
+    """What the heatmap colours mean and how they are drawn (``report.json``'s ``heatmap_legend``)."""
+    return {
+        "meaning": HEATMAP_MEANING,
+        "zero": "the lowest value of this finding's map in this film",
+        "one": "the highest value of this finding's map in this film",
+        "transparent_below": HEATMAP_FLOOR,
+        "opacity": HEATMAP_OPACITY,
+        "colors": ["#{:02x}{:02x}{:02x}".format(*c) for c in as_uint8(colormap(np.linspace(0, 1, 7)))],
+    }
 
 
 @dataclass
@@ -145,11 +162,12 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
                 if write_png:
                     if view == "frontal":
                         emit(pool, f"heatmap_map:{f.code}", heat8)
-                    emit(pool, key, overlay_heatmap(base, heat8))
+                    emit(pool, key, overlay_heatmap(base, heat8, alpha=HEATMAP_OPACITY, floor=HEATMAP_FLOOR))
                 if previews and base_small is not None:
                     heat_small = np.asarray(Image.fromarray(heat8).resize(
                         (base_small.shape[1], base_small.shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
-                    preview(key, overlay_heatmap(base_small, heat_small))
+                    preview(key, overlay_heatmap(base_small, heat_small, alpha=HEATMAP_OPACITY,
+                                                  floor=HEATMAP_FLOOR))
         for fut in pending:
             fut.result()
     return rendered

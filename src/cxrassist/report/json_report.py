@@ -11,6 +11,7 @@ from typing import Any
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.labels import CRITICAL_CODES
 from cxrassist.pipeline import AnalysisResult
+from cxrassist.report.images import heatmap_legend
 from cxrassist.report.schema import SCHEMA_VERSION
 
 SIDE_CONVENTION = (
@@ -21,6 +22,25 @@ SIDE_CONVENTION = (
 
 def _round(x: float, digits: int = 4) -> float:
     return round(float(x), digits) if math.isfinite(x) else 0.0
+
+
+MEASURED_KEYS = ("auroc", "auroc_ci95", "sensitivity", "specificity", "n_pos", "n", "measured_on", "threshold_rule",
+                 "chosen_on", "ece_raw", "ece_calibrated", "teacher_auroc", "teacher_set")
+
+
+def measured_figures(measured: Any) -> dict[str, Any] | None:
+    """How well a label was measured (from its model card), so the reader sees it beside every call."""
+    if not measured:
+        return None
+    out: dict[str, Any] = {}
+    for key in MEASURED_KEYS:
+        v = measured.get(key)
+        if isinstance(v, float):
+            v = None if v != v else round(v, 4)
+        elif isinstance(v, (list, tuple)):
+            v = [None if (x is None or x != x) else round(float(x), 4) for x in v]
+        out[key] = v
+    return out
 
 
 def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: str | None = None,
@@ -37,6 +57,7 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "threshold": _round(f.threshold),
             "positive": f.positive,
             "validated": f.validated,
+            "measured": measured_figures(f.measured),
             "critical": f.code in CRITICAL_CODES,
             "heatmap": files.get(f"heatmap:{f.code}"),
             "heatmap_map": files.get(f"heatmap_map:{f.code}"),
@@ -63,8 +84,10 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "priority": t.priority,
             "priority_score": _round(t.priority_score),
             "critical_findings": list(t.critical_findings),
+            "measured": measured_figures(t.measured),
         },
         "findings": findings,
+        "heatmap_legend": heatmap_legend(),
         "lung": {
             "mask": files.get("lung_mask"),
             "segmented": files.get("lung_segmented"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.2"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -29,6 +29,23 @@ _SUMMARY = {
     },
 }
 
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_MEASURED = {  # 1.2: how well a label was measured (its model card's operating point), null when never measured
+    "anyOf": [{"type": "null"}, {
+        "type": "object",
+        "required": ["auroc", "auroc_ci95", "sensitivity", "specificity", "n_pos", "n", "measured_on"],
+        "properties": {
+            "auroc": _NUM_OR_NULL, "auroc_ci95": {"type": ["array", "null"], "items": _NUM_OR_NULL},
+            "sensitivity": _NUM_OR_NULL, "specificity": _NUM_OR_NULL,
+            "n_pos": {"type": ["integer", "null"]}, "n": {"type": ["integer", "null"]},
+            "measured_on": _STR_OR_NULL, "threshold_rule": _STR_OR_NULL, "chosen_on": _STR_OR_NULL,
+            "ece_raw": _NUM_OR_NULL, "ece_calibrated": _NUM_OR_NULL,
+            "teacher_auroc": _NUM_OR_NULL, "teacher_set": _STR_OR_NULL,
+        },
+        "additionalProperties": False,
+    }],
+}
+
 _FINDING = {
     "type": "object",
     "required": ["code", "name", "probability", "threshold", "positive", "validated", "heatmap", "heatmap_map"],
@@ -39,6 +56,7 @@ _FINDING = {
         "threshold": _PROB,
         "positive": {"type": "boolean"},
         "validated": {"type": "boolean"},
+        "measured": _MEASURED,
         "critical": {"type": "boolean"},
         "heatmap": _PATH,
         "heatmap_map": _PATH,
@@ -103,9 +121,21 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "priority": {"type": "string", "enum": ["critical", "high", "routine"]},
                 "priority_score": {"type": "number", "minimum": 0, "maximum": 3},
                 "critical_findings": {"type": "array", "items": {"type": "string"}},
+                "measured": _MEASURED,
             },
         },
         "findings": {"type": "array", "minItems": 13, "maxItems": 13, "items": _FINDING},
+        "heatmap_legend": {  # 1.1: what the heatmap colours mean and how they are drawn
+            "type": "object", "required": ["meaning", "zero", "one", "transparent_below", "opacity", "colors"],
+            "properties": {
+                "meaning": {"type": "string", "minLength": 1},
+                "zero": {"type": "string", "minLength": 1},
+                "one": {"type": "string", "minLength": 1},
+                "transparent_below": {"type": "number", "minimum": 0, "maximum": 1},
+                "opacity": {"type": "number", "minimum": 0, "maximum": 1},
+                "colors": {"type": "array", "minItems": 2, "items": {"type": "string"}},
+            },
+        },
         "lung": {
             "type": "object", "required": ["mask", "segmented", "contour", "area", "side_convention"],
             "properties": {

@@ -40,14 +40,40 @@
     return S.cache.get(key);
   }
 
-  // A grey heat map (0..255) -> RGBA canvas, jet colours, alpha grows with the value.
-  function jet(t) {
-    const r = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 3)));
-    const g = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 2)));
-    const b = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * t - 1)));
-    return [255 * r, 255 * g, 255 * b];
+  // A grey heat map (0..255) -> RGBA canvas drawn like the report's PNGs (report/images.py): the report's
+  // heatmap_legend colours interpolated linearly (these anchors are the same, for reports without a legend), and a
+  // per-pixel alpha that is 0 below the legend's floor and grows to 1 at the map's maximum; the opacity slider
+  // (default = the legend's opacity, 50 %) scales it, as the PNG blend does.
+  const HEAT_ANCHORS = ["#30123b", "#2978ed", "#1ad9bf", "#8cfc4d", "#facc2e", "#eb540d", "#7a0503"];
+  const HEAT_FLOOR = 0.2;
+  function heatLut(legend) {
+    const hex = (legend && legend.colors && legend.colors.length > 1) ? legend.colors : HEAT_ANCHORS;
+    const floor = legend && typeof legend.transparent_below === "number" ? legend.transparent_below : HEAT_FLOOR;
+    const rgb = hex.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+    return Array.from({ length: 256 }, (_, v) => {
+      const t = v / 255, pos = t * (rgb.length - 1), lo = Math.floor(pos), hi = Math.min(lo + 1, rgb.length - 1);
+      const f = pos - lo;
+      const c = rgb[lo].map((x, k) => x * (1 - f) + rgb[hi][k] * f);
+      return [c[0], c[1], c[2], 255 * Math.min(1, Math.max(0, (t - floor) / Math.max(1e-6, 1 - floor)))];
+    });
   }
-  const JET = Array.from({ length: 256 }, (_, i) => jet(i / 255));
+
+  function renderLegend(legend) {
+    const box = document.getElementById("heatmap-legend");
+    if (!box) return;
+    const lut = heatLut(legend);
+    const bar = document.createElement("canvas");
+    bar.width = 256; bar.height = 1; bar.className = "legend-bar";
+    const ctx = bar.getContext("2d");
+    const img = ctx.createImageData(256, 1);
+    lut.forEach(([r, g, b, a], i) => img.data.set([r, g, b, a], 4 * i));
+    ctx.putImageData(img, 0, 0);
+    const floor = legend && typeof legend.transparent_below === "number" ? legend.transparent_below : HEAT_FLOOR;
+    const meaning = (legend && legend.meaning) ||
+      "Where the model found evidence for the finding, relative to this map; not how likely it is.";
+    box.replaceChildren(el("div", { class: "legend-scale" }, el("span", { text: "0" }), bar, el("span", { text: "1" })),
+      el("div", { text: `${meaning} Below ${floor} not coloured.` }));
+  }
 
   async function loadOverlay(kind, name) {
     const key = `${kind}:${name}`;
@@ -58,9 +84,10 @@
           const cc = c.getContext("2d");
           const id = cc.getImageData(0, 0, c.width, c.height);
           const d = id.data;
+          const lut = heatLut(S.detail && S.detail.heatmap_legend);
           for (let i = 0; i < d.length; i += 4) {
-            const v = d[i]; const [r, g, b] = JET[v];
-            d[i] = r; d[i + 1] = g; d[i + 2] = b; d[i + 3] = Math.min(255, v * 1.4);
+            const [r, g, b, a] = lut[d[i]];
+            d[i] = r; d[i + 1] = g; d[i + 2] = b; d[i + 3] = a;
           }
           cc.putImageData(id, 0, 0);
         }
@@ -288,6 +315,7 @@
     document.getElementById("triage").replaceChildren(...triageLines);
     document.getElementById("warnings").replaceChildren(...(d.warnings || []).map((w) => el("li", { text: w })));
     document.querySelector("#findings tbody").replaceChildren(...(d.findings || []).map(findingRow));
+    renderLegend(d.heatmap_legend);
     const bone = d.bone || {};
     if (bone.subtracted && bone.suppressed) {
       document.getElementById("bones-card").classList.remove("hidden");
