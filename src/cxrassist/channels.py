@@ -44,6 +44,16 @@ def card_input_size(card: Any, default: int = 512) -> int:
     return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
+def card_effective_size(card: Any) -> int | None:
+    """The card's ``input.effective_size`` (films reduced to this long side before the letterbox), or None."""
+    value = card_get(card_get(card, "input"), "effective_size")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
+        raise ValueError(f"card {card_get(card, 'name')!r}: input.effective_size must be an integer >= 8, got {value!r}")
+    return value
+
+
 def card_threshold(card: Any, keys: Sequence[str], default: float) -> float:
     """The operating threshold stored under the first of ``keys`` (or the only one) in the card."""
     table = card_get(card, "thresholds")
@@ -118,13 +128,15 @@ def to_model_space(rec: SpatialRecord, *, lung_mask: np.ndarray | None = None,
 
 
 def classifier_planes(pixels: np.ndarray, size: int, channels: Sequence[str], *,
-                      lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None) -> tuple[np.ndarray, SpatialRecord]:
+                      lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None,
+                      detail: int | None = None) -> tuple[np.ndarray, SpatialRecord]:
     """The [C, size, size] input planes in [0, 1] (not yet normalized) and the radiograph's record.
 
     ``lung_mask`` and ``bone`` are at the radiograph's original resolution; a channel whose source is None is zeros
-    (the lateral view, whose lung and bone are not computed).
+    (the lateral view, whose lung and bone are not computed). ``detail``: the card's effective size (the radiograph
+    is reduced to it first, as in training; see ``preprocess.letterbox``).
     """
-    canvas, rec = letterbox(pixels, size)
+    canvas, rec = letterbox(pixels, size, detail=detail)
     lung_m, bone_m = to_model_space(rec, lung_mask=lung_mask, bone=bone)
     zeros = np.zeros_like(canvas)
     planes = []

@@ -116,3 +116,8 @@ def map_labels(source: Mapping[str, float | int | None], mapping: Mapping[str, t
 def chestxray14_to_findings(row: Mapping[str, float | int | None]) -> list[float]:
     """NIH ChestX-ray14 14-label row -> our 13 findings (NaN where NIH says nothing)."""
     return map_labels(row, CHESTXRAY14_MAP)
+
+
+# Data sets of ../shared/data whose films are NIH ChestX-ray14 films (the NIH sample and the RSNA-read NIH films):
+# "validated" and the headline figures are measured on these (one source, so no set-telling can lift them).
+NIH_SOURCE_DATASETS: frozenset[str] = frozenset({"nih_cxr14_sample", "rsna_normal", "rsna_lung_opacity"})

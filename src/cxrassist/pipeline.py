@@ -24,11 +24,13 @@ from cxrassist.postprocess import LungAreas, lung_areas, normalize_heatmap
 from cxrassist.channels import (
     card_get,
     card_input_size,
+    card_effective_size,
     card_threshold,
     classifier_planes,
     predict_bone,
     predict_lung_mask,
 )
+from cxrassist.calibration import calibrated
 from cxrassist.preprocess import SpatialRecord, normalize
 from cxrassist.tta import card_zooms, tta_logits
 from cxrassist.types import ChestCheck, XRay
@@ -100,6 +102,9 @@ class FindingResult:
     threshold: float
     positive: bool
     validated: bool
+    # how well this finding was measured (the card's operating_points entry: AUROC + CI, sensitivity and
+    # specificity at the threshold, positives/n, where); None when the card has none (e.g. an untrained model)
+    measured: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,11 @@ class TriageResult:
     priority: str  # "critical" | "high" | "routine"
     priority_score: float
     critical_findings: tuple[str, ...]
+    measured: Mapping[str, Any] | None = None  # the triage card's operating point figures
 
 
-def triage_priority(abnormal_probability: float, threshold: float, findings: list[FindingResult]) -> TriageResult:
+def triage_priority(abnormal_probability: float, threshold: float, findings: list[FindingResult],
+                    measured: Mapping[str, Any] | None = None) -> TriageResult:
     """The documented worklist priority.
 
     - ``critical`` when a critical finding (``labels.CRITICAL_CODES``: pneumothorax, edema) is positive (positive
@@ -125,10 +132,10 @@ def triage_priority(abnormal_probability: float, threshold: float, findings: lis
     p = float(abnormal_probability)
     if critical:
         return TriageResult(p, threshold, "critical", 2.0 + max(f.probability for f in critical),
-                            tuple(f.code for f in critical))
+                            tuple(f.code for f in critical), measured)
     if p >= threshold:
-        return TriageResult(p, threshold, "high", 1.0 + min(p, 0.999999), ())
-    return TriageResult(p, threshold, "routine", min(p, 0.999999), ())
+        return TriageResult(p, threshold, "high", 1.0 + min(p, 0.999999), (), measured)
+    return TriageResult(p, threshold, "routine", min(p, 0.999999), (), measured)
 
 
 @dataclass
@@ -211,6 +218,8 @@ class Pipeline:
         self._lat_channels = channel_names(classifier[1], "lateral_channels") or list(_DEFAULT_CHANNELS[:lat_n])
         self._triage_channels = channel_names(triage[1])
         self._triage_zooms = card_zooms(triage[1])  # a malformed card fails here, not on the first film
+        self._cls_detail = card_effective_size(classifier[1])
+        self._triage_detail = card_effective_size(triage[1])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -282,10 +291,10 @@ class Pipeline:
         derived = {"lung_mask": lung_mask, "bone": bone}
         cls_model, cls_card = self.models["classifier"]
         size = card_input_size(cls_card)
-        x, rec = self._inputs(frontal.pixels, size, self._cls_channels, derived)
+        x, rec = self._inputs(frontal.pixels, size, self._cls_channels, derived, self._cls_detail)
         x_lat, rec_lat = (None, None)
         if lateral is not None and self.takes_lateral:
-            x_lat, rec_lat = self._inputs(lateral.pixels, size, self._lat_channels, {})
+            x_lat, rec_lat = self._inputs(lateral.pixels, size, self._lat_channels, {}, self._cls_detail)
         elif lateral is not None:
             warnings.append("the classifier is frontal-only: the lateral view was not used")
         from cxrassist.explain.cam import class_activation_maps
@@ -301,14 +310,18 @@ class Pipeline:
         with torch.inference_mode():
             t0 = time.perf_counter()
             tri_model, tri_card = self.models["triage"]
-            xt, _ = self._inputs(frontal.pixels, card_input_size(tri_card), self._triage_channels, derived)
+            xt, _ = self._inputs(frontal.pixels, card_input_size(tri_card), self._triage_channels, derived,
+                                 self._triage_detail)
             logits = tta_logits(tri_model, xt, self._triage_zooms).float().reshape(1, -1)
             p_abn = float(torch.sigmoid(logits[0, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1)[0, 1])
             timings["triage"] = _ms(t0)
 
         findings = self._findings(probs)
+        tri_label = (card_get(tri_card, "labels") or ["Abnormal"])[0]
+        p_abn = calibrated(tri_card, tri_label, p_abn)
         tri_threshold = card_threshold(tri_card, ("abnormal", "Abnormal", "triage"), 0.5)
-        triage = triage_priority(p_abn, tri_threshold, findings)
+        tri_measured = (card_get(tri_card, "operating_points") or {}).get(tri_label)
+        triage = triage_priority(p_abn, tri_threshold, findings, tri_measured)
         models = [model_summary(role, card) for role, (_, card) in self.models.items()]
         untrained = [m["role"] for m in models if m["status"] != "trained"]
         if untrained:
@@ -323,26 +336,29 @@ class Pipeline:
             lateral_record=rec_lat, lateral_check=lateral_check, models=models, timings_ms=timings, warnings=warnings,
         )
 
-    def _inputs(self, pixels: np.ndarray, size: int, channels: list[str],
-                derived: Mapping[str, np.ndarray]) -> tuple[Any, SpatialRecord]:
+    def _inputs(self, pixels: np.ndarray, size: int, channels: list[str], derived: Mapping[str, np.ndarray],
+                detail: int | None) -> tuple[Any, SpatialRecord]:
         """The [1, C, S, S] normalized input (``channels.classifier_planes``, shared with training)."""
         import torch
 
-        planes, rec = classifier_planes(pixels, size, channels, **derived)
+        planes, rec = classifier_planes(pixels, size, channels, detail=detail, **derived)
         return torch.from_numpy(normalize(planes))[None].to(self.device), rec
 
     def _findings(self, probs: np.ndarray) -> list[FindingResult]:
         card = self.models["classifier"][1]
         thresholds = card_get(card, "thresholds") or {}
         validated = card_get(card, "validated") or {}
+        measured = card_get(card, "operating_points") or {}
         untrained = is_untrained(card)
         out = []
         for f, p in zip(FINDINGS, probs):
             thr = float(_lookup(thresholds, f, 0.5))
             is_validated = bool(_lookup(validated, f, False)) and not untrained
+            p = calibrated(card, f.name, float(p))  # thresholds are on the calibrated probability
             # Only a validated finding is ever called positive (and so can raise the worklist priority): a finding
             # without measured accuracy shows its probability with a "not validated" tag, never a verdict.
-            out.append(FindingResult(f.code, f.name, float(p), thr, is_validated and bool(p >= thr), is_validated))
+            out.append(FindingResult(f.code, f.name, p, thr, is_validated and bool(p >= thr), is_validated,
+                                     _lookup(measured, f, None)))
         return out
 
 

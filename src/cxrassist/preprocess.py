@@ -93,12 +93,37 @@ def resize(arr: np.ndarray, shape: tuple[int, int], *, nearest: bool = False) ->
     return np.asarray(out, dtype=np.float32)
 
 
-def letterbox(pixels: np.ndarray, size: int = MODEL_SIZE, *, nearest: bool = False) -> tuple[np.ndarray, SpatialRecord]:
-    """Aspect-preserving resize to ``size`` x ``size`` with zero padding; returns the canvas and its record."""
+def letterbox(pixels: np.ndarray, size: int = MODEL_SIZE, *, nearest: bool = False,
+              detail: int | None = None) -> tuple[np.ndarray, SpatialRecord]:
+    """Aspect-preserving resize to ``size`` x ``size`` with zero padding; returns the canvas and its record.
+
+    ``detail`` (a model card's ``input.effective_size``): the image is first reduced so its long side is at most
+    ``detail`` pixels, then brought to the canvas. Films stored at 224 px and at 512 px then carry the same detail, so
+    a model cannot tell the sources apart by resolution (a shortcut: the 224-px sets are mostly normal). The record
+    is the original's either way, so maps still go back onto the original pixels.
+    """
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {pixels.shape}")
     record = SpatialRecord.for_shape(int(pixels.shape[0]), int(pixels.shape[1]), size)
-    return record.to_model(pixels, nearest=nearest), record
+    small = reduce_detail(pixels, detail)
+    if small is pixels:
+        return record.to_model(pixels, nearest=nearest), record
+    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas[record.top : record.top + record.new_h, record.left : record.left + record.new_w] = resize(
+        small, (record.new_h, record.new_w), nearest=nearest)
+    return canvas, record
+
+
+def reduce_detail(pixels: np.ndarray, detail: int | None) -> np.ndarray:
+    """``pixels`` with the long side reduced to ``detail`` (antialiased); the same array when ``detail`` is None or
+    the image is already that small."""
+    h, w = pixels.shape
+    if detail is None or max(h, w) <= detail:
+        return pixels
+    if detail < 8:
+        raise ValueError(f"effective size must be >= 8 px, got {detail}")
+    s = detail / max(h, w)
+    return resize(pixels, (max(1, round(h * s)), max(1, round(w * s))), nearest=False)
 
 
 def normalize(x: Any) -> Any:

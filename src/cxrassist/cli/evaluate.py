@@ -23,7 +23,13 @@ def register(app: typer.Typer) -> None:
         bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the AUROC 95% CI (0 = off)."),
         write_thresholds: str = typer.Option(
             None, "--write-thresholds",
-            help="Write operating thresholds into the model card: 'youden' or 'sens=0.9'."),
+            help="Write operating points, calibration and validated flags into the card beside --weights: "
+                 "'operating' (findings spec=0.90, triage sens=0.95, chosen on NIH-source films by 2-fold "
+                 "cross-fitting), or a rule 'spec=0.9' / 'sens=0.95' / 'youden'."),
+        teacher: Path = typer.Option(
+            None, "--teacher",
+            help="Classifier: a reference model's probabilities (id + prob_<NIH label> columns, e.g. "
+                 "nih_cxr14_sample/teacher_chexnet_preds.csv), reported beside the model on the same films."),
         lung_weights: str = typer.Option(None, "--lung-weights", help="Classifier: lung model for derived channels."),
         bone_weights: str = typer.Option(None, "--bone-weights", help="Classifier: bone model for derived channels."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Classifier: derived-channel cache folder."),
@@ -43,7 +49,7 @@ def register(app: typer.Typer) -> None:
             task, [str(m) for m in manifest], weights=str(weights) if weights else model, split=split, limit=limit,
             postprocess=postprocess, roc_dir=roc_dir, bootstrap=bootstrap, write_thresholds=write_thresholds,
             lung_weights=lung_weights, bone_weights=bone_weights, cache_dir=cache_dir, threads=threads,
-            device=device, tta=tta,
+            device=device, tta=tta, teacher=str(teacher) if teacher else None,
         )
         typer.echo(result.pop("_table"))
         if json_out:

@@ -45,8 +45,10 @@ class ImageCache:
         os.replace(tmp, f)  # atomic: parallel workers/ranks never read half a file
         return q.astype(np.float32) / np.float32(255.0)  # exactly what a later cache hit returns
 
-    def image(self, path: Path, size: int) -> np.ndarray:
-        return self._cached(Path(path), size, "image", lambda: letterbox(load_image01(path), size)[0])
+    def image(self, path: Path, size: int, detail: int | None = None) -> np.ndarray:
+        """The letterboxed radiograph; ``detail`` = the card's effective size (see ``preprocess.letterbox``)."""
+        kind = "image" if detail is None else f"image-d{int(detail)}"
+        return self._cached(Path(path), size, kind, lambda: letterbox(load_image01(path), size, detail=detail)[0])
 
     def mask(self, path: Path | tuple[Path, ...], size: int) -> np.ndarray:
         """A mask letterboxed with the geometry of its own shape (same as its image's when aspect ratios agree).

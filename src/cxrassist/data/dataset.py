@@ -47,6 +47,7 @@ class CxrDataset(Dataset):
         derived: Any | None = None,
         channels: int = 1,
         lateral: bool = False,
+        detail: int | None = None,
     ) -> None:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -62,6 +63,7 @@ class CxrDataset(Dataset):
         self.derived = derived
         self.channels = int(channels)
         self.lateral = lateral
+        self.detail = detail  # effective size of radiograph channels (preprocess.letterbox); targets are exact
         self.epoch = 0
         if channels > 1 and derived is None:
             raise DatasetError(f"{channels} input channels need derived lung/bone channels (lung and bone weights)")
@@ -78,7 +80,8 @@ class CxrDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         rng = self.rng(index)
-        x = torch.from_numpy(self.cache.image(rec.image, self.size))[None]
+        detail = self.detail if self.task in ("triage", "classifier") else None
+        x = torch.from_numpy(self.cache.image(rec.image, self.size, detail))[None]
         item: dict[str, Any] = {"index": index}
         if self.task == "segmentation":
             m = torch.from_numpy(self.cache.mask(rec.mask, self.size))[None]  # type: ignore[arg-type]
@@ -100,9 +103,11 @@ class CxrDataset(Dataset):
                 item["target"] = torch.tensor([rec.abnormal], dtype=torch.float32)
             else:
                 item["labels"] = torch.tensor(rec.findings, dtype=torch.float32)
+                item["teacher"] = torch.tensor(rec.extra.get("teacher", (math.nan,) * len(rec.findings)),
+                                               dtype=torch.float32)
             if self.lateral:
                 if rec.lateral is not None:
-                    lat = torch.from_numpy(self.cache.image(rec.lateral, self.size))[None]
+                    lat = torch.from_numpy(self.cache.image(rec.lateral, self.size, detail))[None]
                     if self.augment:
                         lat = self.augment(rng, lat)["image"]
                     item["lateral"] = normalize(lat).float()

@@ -22,6 +22,23 @@ log = logging.getLogger(__name__)
 _EXTRA_KEEP = ("label", "finding", "sex", "age", "nodule")
 
 
+# Sets that hold the same patients under the same case ids, and the set whose split decides for them: `jsrt` and
+# `bse_jsrt` are the same JSRT cases, split separately upstream (21 `jsrt` val cases are `bse_jsrt` train cases, so the
+# bone channel had seen them). The bone-pair set decides, so the bone model never saw a case that any model is
+# validated on, and each patient sits on one side everywhere.
+SPLIT_AUTHORITY: dict[str, str] = {"jsrt": "bse_jsrt"}
+
+
+def _authority_splits(base: Path, name: str) -> dict[str, str]:
+    """case id -> split in the authority set next to ``base`` (empty when there is none)."""
+    other = SPLIT_AUTHORITY.get(name)
+    path = base.parent / other / "manifest.csv" if other else None
+    if path is None or not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {(r.get("id") or "").strip(): (r.get("split") or "").strip() for r in csv.DictReader(fh)}
+
+
 def _path(base: Path, value: str | None) -> Path | None:
     value = (value or "").strip()
     if not value:
@@ -38,6 +55,8 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
     base = path.parent
     name = dataset or base.name
     records: list[Record] = []
+    authority = _authority_splits(base, name)
+    moved = 0
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or ())
@@ -50,12 +69,15 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
                 continue
             findings, abnormal = findings_and_triage(row)
             rid = (row.get("id") or "").strip() or image.stem
+            split = (row.get("split") or "").strip()
+            if authority.get(rid) and authority[rid] != split:
+                split, moved = authority[rid], moved + 1
             records.append(
                 Record(
                     id=rid,
                     image=image,
                     dataset=name,
-                    split=(row.get("split") or "").strip(),
+                    split=split,
                     patient_id=(row.get("patient_id") or "").strip() or None,
                     mask=_path(base, row.get("mask")),
                     bone_suppressed=_path(base, row.get("bone_suppressed")),
@@ -72,6 +94,9 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
         missing = [r.image for r in records[:50] if not r.image.is_file()]
         if missing:
             raise DatasetError(f"manifest {path}: image file missing, e.g. {missing[0]}")
+    if moved:
+        log.info("manifest %s: %d cases take their split from %s (same patients)", path, moved,
+                 SPLIT_AUTHORITY[name])
     log.info("manifest %s: %d records", path, len(records))
     return records
 

@@ -17,43 +17,32 @@ import numpy as np
 from cxrassist.data.dataset import CxrDataset, collate
 from cxrassist.data.records import Record
 from cxrassist.errors import ConfigError, DatasetError
-from cxrassist.evaluation.metrics import (
-    auroc,
-    bootstrap_auroc_ci,
-    sensitivity_specificity,
-    threshold_at_sensitivity,
-    youden_threshold,
+from cxrassist.evaluation.metrics import auroc, bootstrap_auroc_ci, sensitivity_specificity
+from cxrassist.evaluation.operating import (
+    FINDING_RULE,
+    TRIAGE_RULE,
+    VALIDATION_RULE,
+    call_figures,
+    cross_fit,
+    ece,
+    fold_of,
+    group_masks,
+    is_validated,
+    per_group,
 )
-from cxrassist.labels import FINDING_CODES, FINDING_NAMES
+from cxrassist.labels import FINDING_CODES, FINDING_NAMES, NIH_SOURCE_DATASETS
 from cxrassist.tta import card_zooms, tta_logits
 
 log = logging.getLogger(__name__)
 
 
 MIN_POSITIVES = 10  # findings with fewer positives in the evaluation set are reported but not averaged
+REFERENCE_MIN_POSITIVES = 5  # the model-vs-teacher mean on nih_cxr14_sample counts findings with this many positives
+REFERENCE_SET = "nih_cxr14_sample"
 
 
 def _fmt(v: float) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
-
-
-def auroc_table(per: dict[str, dict[str, Any]], mean: float) -> str:
-    """Two rows (AUROC, 95% CI) under the code header, fixed column order."""
-    codes = [*FINDING_CODES, "AVG"]
-    head = " ".join(f"{c:>13}" for c in codes)
-    vals = [_fmt(per[c]["auroc"]) for c in FINDING_CODES] + [_fmt(mean)]
-    cis = []
-    for c in FINDING_CODES:
-        lo, hi = per[c]["ci95"]
-        cis.append("n/a" if lo is None or lo != lo else f"{lo:.2f}-{hi:.2f}")
-    cis.append("")
-    ns = [f"{per[c]['n_pos']}/{per[c]['n']}" for c in FINDING_CODES] + [""]
-    return "\n".join([
-        "AUROC   " + head,
-        "value   " + " ".join(f"{v:>13}" for v in vals),
-        "95% CI  " + " ".join(f"{v:>13}" for v in cis),
-        "pos/n   " + " ".join(f"{v:>13}" for v in ns),
-    ])
 
 
 def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, device: Any, derived: Any,
@@ -66,7 +55,7 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
     chans = int(getattr(model, "in_chans", 1))
     lateral = hasattr(model, "lateral_in_chans") and any(r.lateral is not None for r in records)
     ds = CxrDataset(records, task=task, size=int(card.input.get("size", 512)), augment=None, derived=derived,
-                    channels=chans, lateral=lateral)
+                    channels=chans, lateral=lateral, detail=card.input.get("effective_size"))
     if derived is not None:
         derived.prepare(ds.records, ds.size)
     ys, ps = [], []
@@ -82,19 +71,34 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
     return np.concatenate(ys).reshape(len(ds), -1), np.concatenate(ps).reshape(len(ds), -1)
 
 
-def _threshold(rule: str, y: np.ndarray, p: np.ndarray) -> float:
-    if rule == "youden":
-        return youden_threshold(y, p)
-    if rule.startswith("sens="):
-        return threshold_at_sensitivity(y, p, float(rule.split("=", 1)[1]))
-    raise ConfigError(f"--write-thresholds must be 'youden' or 'sens=<0..1>', got {rule!r}")
+def _auc_entry(bootstrap: int, seed: int) -> Any:
+    def fn(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+        keep = ~np.isnan(np.asarray(y, float))
+        y, p = np.asarray(y, float)[keep], np.asarray(p, float)[keep]
+        a = auroc(y, p)
+        ci = bootstrap_auroc_ci(y, p, n=bootstrap, seed=seed) if bootstrap and a == a else (math.nan, math.nan)
+        return {"auroc": a, "ci95": list(ci), "n": int(y.size), "n_pos": int((y == 1).sum())}
+    return fn
+
+
+def _mean(values: Sequence[float]) -> float:
+    vals = [v for v in values if v == v]
+    return float(np.mean(vals)) if vals else math.nan
 
 
 def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[Record], *, weights: str,
                             device: Any = "cpu", roc_dir: Path | None = None, bootstrap: int = 1000,
                             write_thresholds: str | None = None, lung_weights: str | None = None,
                             bone_weights: str | None = None, cache_dir: Path | None = None,
-                            seed: int = 0, tta: bool = True) -> tuple[dict[str, Any], str]:
+                            seed: int = 0, tta: bool = True, teacher: str | Path | None = None,
+                            ) -> tuple[dict[str, Any], str]:
+    """Per-source AUROCs with CIs, cross-fitted operating points and calibration, the validated rule, and the
+    teacher beside the model (see :mod:`cxrassist.evaluation.operating` for the method).
+
+    ``write_thresholds``: a threshold rule (``operating`` = the documented default: findings ``spec=0.90``,
+    triage ``sens=0.95``; or ``spec=X``/``sens=X``/``youden``): the shipped points, calibration, validated flags and
+    measured figures are written into the card beside ``weights``.
+    """
     from sklearn.metrics import roc_curve
 
     derived = None
@@ -108,79 +112,207 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     wanted = [r for r in records if (r.has_abnormal if task == "triage" else r.has_findings)]
     if not wanted:
         raise DatasetError(f"no records with {task} labels in the evaluation set")
+    rule = (TRIAGE_RULE if task == "triage" else FINDING_RULE) if write_thresholds in (None, "operating") \
+        else write_thresholds
     # triage: the card's test-time zooms, exactly as `cxr analyze` scores a film (tta=False: the plain view alone)
     zooms = card_zooms(card) if task == "triage" and tta else (1.0,)
     y, p = predict(task, model, card, wanted, device=device, derived=derived, zooms=zooms)
-    labels = list(card.labels)
+    datasets = [r.dataset for r in wanted]
+    masks = group_masks(datasets, NIH_SOURCE_DATASETS)
+    folds = np.array([fold_of(r.group) for r in wanted])
+    ref = _teacher_matrix(wanted, teacher) if task == "classifier" else None
     codes = ["abnormal"] if task == "triage" else list(FINDING_CODES)
-    names = labels if task == "triage" else list(FINDING_NAMES)
+    names = list(card.labels) if task == "triage" else list(FINDING_NAMES)
+    auc = _auc_entry(bootstrap, seed)
     per: dict[str, dict[str, Any]] = {}
-    new_thresholds: dict[str, float] = {}
+    calls = np.zeros_like(p, dtype=bool)
     for i, (code, name) in enumerate(zip(codes, names, strict=True)):
         yi, pi = y[:, i], p[:, i]
-        keep = ~np.isnan(yi)
-        yi, pi = yi[keep], pi[keep]
-        a = auroc(yi, pi)
-        ci = bootstrap_auroc_ci(yi, pi, n=bootstrap, seed=seed) if bootstrap and a == a else (math.nan, math.nan)
-        thr = float(card.thresholds.get(name, 0.5))
-        sens, spec = sensitivity_specificity(yi, pi, thr) if yi.size else (math.nan, math.nan)
-        entry = {"auroc": a, "ci95": list(ci), "n": int(yi.size), "n_pos": int((yi == 1).sum()), "threshold": thr,
-                 "sensitivity": sens, "specificity": spec}
-        if a == a and write_thresholds:
-            new_thresholds[name] = _threshold(write_thresholds, yi, pi)
-            entry["new_threshold"] = new_thresholds[name]
-            entry["new_sensitivity"], entry["new_specificity"] = sensitivity_specificity(yi, pi, new_thresholds[name])
-        if roc_dir is not None and a == a:
+        pooled = auc(yi, pi)
+        by_source = per_group(yi, pi, masks, auc)
+        # The fitting/validation population: the NIH-source films when the evaluation set has labelled ones (one
+        # source: no set-telling), else every film (a site evaluating on its own single-source data).
+        fit_mask = masks["nih_source"] if (masks["nih_source"] & ~np.isnan(yi)).any() else np.ones(len(yi), bool)
+        measured_on = "NIH-source val films" if fit_mask is masks["nih_source"] else "all evaluation films"
+        nih = by_source.get("nih_source") if fit_mask is masks["nih_source"] else pooled
+        nih = nih or {"auroc": math.nan, "ci95": [math.nan, math.nan], "n": 0, "n_pos": 0}
+        op = cross_fit(yi, pi, fit_mask, folds, rule)
+        calls[:, i] = op.calls
+        fit_known = fit_mask & ~np.isnan(yi)
+        entry: dict[str, Any] = {
+            **pooled, "pooled_note": "pooled over sources: flattered by telling the sources apart",
+            "by_source": by_source, "validation": nih,
+            "validated": is_validated(nih["n_pos"], nih["ci95"][0]),
+            "operating": {
+                "rule": rule, "threshold": op.threshold, "calibration": op.to_card(),
+                "chosen_on": f"{measured_on}: Platt calibration + threshold, 2-fold patient-wise cross-fitting",
+                "measured_on": measured_on,
+                "cross_fitted": {**per_group(yi, op.calls, masks, call_figures),
+                                 "fitting_population": call_figures(yi[fit_mask], op.calls[fit_mask])},
+                "ece_raw": ece(yi[fit_known], pi[fit_known]),
+                "ece_calibrated": ece(yi[fit_known], op.calibrated[fit_known]),
+            },
+            "card_threshold": float(card.thresholds.get(name, 0.5)),
+        }
+        if ref is not None and not np.isnan(ref[:, i]).all():
+            m = (np.asarray(datasets) == REFERENCE_SET) & ~np.isnan(ref[:, i]) & ~np.isnan(yi)
+            entry["reference"] = {"set": REFERENCE_SET, "n": int(m.sum()), "n_pos": int((yi[m] == 1).sum()),
+                                  "model_auroc": auroc(yi[m], pi[m]), "teacher_auroc": auroc(yi[m], ref[m, i])}
+        if roc_dir is not None and nih["auroc"] == nih["auroc"]:
             from cxrassist.evaluation.roc_plot import draw_roc
 
-            fpr, tpr, _ = roc_curve(yi, pi)
-            point = None if sens != sens else (1 - spec, sens)
-            draw_roc(fpr, tpr, Path(roc_dir) / f"roc_{code}.png", title=name, auc=a, ci=ci, point=point)
+            fm = fit_known
+            fpr, tpr, _ = roc_curve(yi[fm], pi[fm])
+            cf = entry["operating"]["cross_fitted"]["fitting_population"]
+            point = None if cf.get("sensitivity") is None or cf["sensitivity"] != cf["sensitivity"] else (
+                1 - cf["specificity"], cf["sensitivity"])
+            draw_roc(fpr, tpr, Path(roc_dir) / f"roc_{code}.png", title=f"{name} ({measured_on})", auc=nih["auroc"],
+                     ci=tuple(nih["ci95"]), point=point)
         per[code] = entry
-    if write_thresholds and new_thresholds:
-        _write_card_thresholds(weights, card, new_thresholds, write_thresholds,
-                               {names[codes.index(c)]: {k: per[c][k] for k in ("auroc", "ci95", "n", "n_pos")}
-                                for c in codes})
+    validated = {names[codes.index(c)]: per[c]["validated"] for c in codes}
+    res: dict[str, Any] = {"task": task, "n_cases": len(y), "per_label": per, "validation_rule": VALIDATION_RULE,
+                           "threshold_rule": rule, "tta_zooms": list(zooms),
+                           "n_by_source": {k: int(m.sum()) for k, m in masks.items()}}
     if task == "triage":
         e = per["abnormal"]
-        res = {"task": task, "n_cases": len(y), "auroc": e["auroc"], "auroc_ci95": e["ci95"],
-               "threshold": e["threshold"], "sensitivity": e["sensitivity"], "specificity": e["specificity"],
-               "per_label": per, "tta_zooms": list(zooms)}
-        views = "plain view" if zooms == (1.0,) else f"mean of {len(zooms)} zooms {list(zooms)}"
-        table = (f"triage  n={len(y)} (abnormal {e['n_pos']})  AUROC {_fmt(e['auroc'])} "
-                 f"[{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]  ({views})\n"
-                 f"  at threshold {e['threshold']:.3f}: sensitivity {_fmt(e['sensitivity'])}, "
-                 f"specificity {_fmt(e['specificity'])}")
-        if "new_threshold" in e:
-            table += (f"\n  new threshold ({write_thresholds}) {e['new_threshold']:.3f}: sensitivity "
-                      f"{_fmt(e['new_sensitivity'])}, specificity {_fmt(e['new_specificity'])} (written to card)")
-        return res, table
-    vals = [e["auroc"] for e in per.values() if e["auroc"] == e["auroc"]]
-    mean = float(np.mean(vals)) if vals else math.nan
-    # The figure to judge a model by: findings with too few positives give AUROCs that are mostly noise.
-    solid = [e["auroc"] for e in per.values() if e["auroc"] == e["auroc"] and e["n_pos"] >= MIN_POSITIVES]
-    mean_solid = float(np.mean(solid)) if solid else math.nan
-    res = {"task": task, "n_cases": len(y), "mean_auroc": mean, "mean_auroc_min_pos": mean_solid,
-           "min_positives": MIN_POSITIVES, "auroc": {code: per[code]["auroc"] for code in codes}, "per_finding": per}
-    table = (f"classifier  n={len(y)}\n" + auroc_table(per, mean)
-             + f"\nmean AUROC over the {len(solid)} findings with >= {MIN_POSITIVES} positives: {_fmt(mean_solid)}")
-    if new_thresholds:
-        table += f"\nthresholds ({write_thresholds}) written to the model card for {len(new_thresholds)} findings"
-    return res, table
+        known = ~np.isnan(y[:, 0])
+        sens, spec = sensitivity_specificity(y[known, 0], _card_scale(card, names[0], p[known, 0]),
+                                             e["card_threshold"])
+        res.update({"auroc": e["auroc"], "auroc_ci95": e["ci95"], "auroc_by_source": _auc_by_source(e),
+                    "threshold": e["card_threshold"], "sensitivity": sens, "specificity": spec,
+                    "at_threshold_note": "sensitivity/specificity at the card's current threshold, on every film"})
+    else:
+        res.update(_finding_summary(per, y, calls, datasets, validated))
+    if write_thresholds:
+        _write_operating_points(weights, card, per, codes, names, rule)
+    return res, _table(task, res, per, codes, zooms)
 
 
-def _write_card_thresholds(weights: str, card: Any, thresholds: dict[str, float], rule: str,
-                           measured: dict[str, Any]) -> None:
-    """Update ``card.json`` beside the weights (the weights' sha256 is unchanged: only the card changes)."""
+def _card_scale(card: Any, label: str, p: np.ndarray) -> np.ndarray:
+    """Probabilities on the scale the card's threshold is on (calibrated where the card has a calibration)."""
+    from cxrassist.calibration import label_calibration, platt
+
+    ab = label_calibration(card, label)
+    return p if ab is None else np.asarray(platt(p, *ab), float)
+
+
+def _auc_by_source(e: dict[str, Any]) -> dict[str, float]:
+    return {k: v["auroc"] for k, v in e["by_source"].items()}
+
+
+def _finding_summary(per: dict[str, dict[str, Any]], y: np.ndarray, calls: np.ndarray, datasets: list[str],
+                     validated: dict[str, bool]) -> dict[str, Any]:
+    """Means per source, model vs teacher on the reference set, and how many calls normal films get."""
+    sources = sorted({s for e in per.values() for s in e["by_source"]})
+    mean_by_source = {}
+    for s in sources:
+        vals = [e["by_source"][s]["auroc"] for e in per.values()
+                if s in e["by_source"] and e["by_source"][s]["n_pos"] >= MIN_POSITIVES]
+        mean_by_source[s] = {"mean_auroc_min_pos": _mean(vals), "n_findings": len([v for v in vals if v == v])}
+    refs = {c: e["reference"] for c, e in per.items() if "reference" in e}
+    counted = {c: r for c, r in refs.items() if r["n_pos"] >= REFERENCE_MIN_POSITIVES}
+    reference = {"set": REFERENCE_SET, "min_positives": REFERENCE_MIN_POSITIVES, "findings": sorted(counted),
+                 "model_mean_auroc": _mean([r["model_auroc"] for r in counted.values()]),
+                 "teacher_mean_auroc": _mean([r["teacher_auroc"] for r in counted.values()])} if refs else None
+    # positive calls of VALIDATED findings (the only ones ever called) on films known to be normal
+    vidx = [i for i, c in enumerate(FINDING_CODES) if validated[FINDING_NAMES[i]]]
+    normal = np.all(np.nan_to_num(y[:, :12], nan=1.0) == 0, axis=1)  # every non-device finding known negative
+    names = np.asarray(datasets)
+    calls_normal = {}
+    for s in sorted(set(datasets)):
+        m = normal & (names == s)
+        if m.any():
+            n_calls = calls[m][:, vidx].sum(axis=1) if vidx else np.zeros(int(m.sum()))
+            calls_normal[s] = {"n_films": int(m.sum()), "mean_calls": float(n_calls.mean()),
+                               "share_with_any_call": float((n_calls > 0).mean())}
+    nih = [e["validation"]["auroc"] for e in per.values() if e["validation"]["n_pos"] >= MIN_POSITIVES]
+    pooled = [e["auroc"] for e in per.values() if e["n_pos"] >= MIN_POSITIVES]
+    return {"auroc": {c: e["auroc"] for c, e in per.items()},
+            "mean_auroc": _mean([e["auroc"] for e in per.values()]),
+            "auroc_validation": {c: e["validation"]["auroc"] for c, e in per.items()},
+            "mean_auroc_validation": _mean(nih), "mean_auroc_pooled_min_pos": _mean(pooled),
+            "mean_auroc_by_source": mean_by_source, "reference": reference,
+            "calls_per_normal_film": calls_normal, "validated": validated, "min_positives": MIN_POSITIVES}
+
+
+def _teacher_matrix(records: Sequence[Record], teacher: str | Path | None) -> np.ndarray | None:
+    """[N, 13] teacher probabilities (NaN where none) for the records of the reference set."""
+    if teacher is None:
+        return None
+    from cxrassist.data.teacher import read_teacher
+
+    table = read_teacher(teacher)
+    nan = (math.nan,) * len(FINDING_CODES)
+    return np.array([table.get(r.id, nan) if r.dataset == REFERENCE_SET else nan for r in records], float)
+
+
+def _table(task: str, res: dict[str, Any], per: dict[str, dict[str, Any]], codes: list[str],
+           zooms: Sequence[float]) -> str:
+    lines = [f"{task}  n={res['n_cases']}  ({', '.join(f'{k} {v}' for k, v in res['n_by_source'].items())})"]
+    if task == "triage":
+        views = "plain view" if tuple(zooms) == (1.0,) else f"mean of {len(zooms)} zooms {list(zooms)}"
+        lines.append(f"  ({views})")
+    lines.append(f"{'':>4} {'AUROC by source (95% CI for NIH-source)':<60} {'thr':>6} "
+                 f"{'NIH-src sens/spec (cross-fitted)':>34} {'ECE raw->cal':>13} valid")
+    for c in codes:
+        e = per[c]
+        src = " ".join(f"{k[:8]}={_fmt(v['auroc'])}" for k, v in e["by_source"].items() if k != "nih_source")
+        n = e["validation"]
+        ci = n["ci95"]
+        where = "NIH-src" if e["operating"]["measured_on"].startswith("NIH") else "all"
+        nih = f"{where} {_fmt(n['auroc'])} [{_fmt(ci[0])}-{_fmt(ci[1])}] {n['n_pos']}/{n['n']}"
+        cf = e["operating"]["cross_fitted"]["fitting_population"]
+        ref = e.get("reference")
+        teacher = f"  | {REFERENCE_SET}: model {_fmt(ref['model_auroc'])} teacher {_fmt(ref['teacher_auroc'])} " \
+                  f"({ref['n_pos']}/{ref['n']})" if ref else ""
+        lines.append(f"{c:>4} {nih:<60} {_fmt(e['operating']['threshold']):>6} "
+                     f"{_fmt(cf.get('sensitivity')):>16}/{_fmt(cf.get('specificity')):<17} "
+                     f"{_fmt(e['operating']['ece_raw'])}->{_fmt(e['operating']['ece_calibrated'])}"
+                     f" {'yes' if e['validated'] else 'no'}")
+        lines.append(f"{'':>4}   {src}{teacher}")
+    if task == "classifier":
+        ref = res.get("reference")
+        lines.append(f"mean AUROC, NIH-source, findings with >= {MIN_POSITIVES} positives: "
+                     f"{_fmt(res['mean_auroc_validation'])}")
+        if ref:
+            lines.append(f"mean AUROC on {REFERENCE_SET} over {', '.join(ref['findings'])} (>= {ref['min_positives']} "
+                         f"positives): model {_fmt(ref['model_mean_auroc'])}, teacher {_fmt(ref['teacher_mean_auroc'])}")
+        for s, v in res["calls_per_normal_film"].items():
+            lines.append(f"normal films of {s}: {v['mean_calls']:.2f} positive calls per film "
+                         f"({v['share_with_any_call']:.0%} with any), n={v['n_films']}")
+    lines.append(f"validated = {VALIDATION_RULE}")
+    return "\n".join(lines)
+
+
+def _write_operating_points(weights: str, card: Any, per: dict[str, dict[str, Any]], codes: list[str],
+                            names: list[str], rule: str) -> None:
+    """Write the shipped operating points, calibration, validated flags and measured figures into ``card.json``
+    beside the weights (the weights' sha256 is unchanged: only the card changes)."""
     from cxrassist.weights import CARD_FILE
 
     directory = Path(weights)
     if not directory.is_dir():
         raise ConfigError("--write-thresholds needs --weights DIR (shipped cards are read-only)")
-    card.thresholds.update(thresholds)
-    for name in thresholds:
-        card.validated[name] = True
-    card.metrics["evaluation"] = {"rule": rule, "per_label": measured}
-    card.notes = (card.notes + f" | thresholds: {rule} on evaluation data").strip(" |")
+    for code, name in zip(codes, names, strict=True):
+        e = per[code]
+        op = e["operating"]
+        cf = op["cross_fitted"]["fitting_population"]
+        thr = op["threshold"]
+        card.validated[name] = bool(e["validated"] and thr == thr)
+        if thr == thr:
+            card.thresholds[name] = float(thr)
+            card.calibration[name] = dict(op["calibration"])
+        else:
+            card.calibration.pop(name, None)
+        card.operating_points[name] = {
+            "validated": card.validated[name], "threshold_rule": rule, "chosen_on": op["chosen_on"],
+            "auroc": e["validation"]["auroc"], "auroc_ci95": e["validation"]["ci95"],
+            "n_pos": e["validation"]["n_pos"], "n": e["validation"]["n"], "measured_on": op["measured_on"],
+            "sensitivity": cf.get("sensitivity"), "specificity": cf.get("specificity"),
+            "ece_raw": op["ece_raw"], "ece_calibrated": op["ece_calibrated"],
+            **({"teacher_auroc": e["reference"]["teacher_auroc"], "teacher_set": e["reference"]["set"]}
+               if "reference" in e else {}),
+        }
+    card.extra["validation_rule"] = VALIDATION_RULE
     card.write(directory / CARD_FILE)
-    log.info("wrote %d thresholds into %s", len(thresholds), directory / CARD_FILE)
+    log.info("wrote operating points (%s) into %s", rule, directory / CARD_FILE)

@@ -24,7 +24,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
              postprocess: bool = False, roc_dir: Path | None = None, bootstrap: int = 1000,
              write_thresholds: str | None = None, lung_weights: str | None = None, bone_weights: str | None = None,
              cache_dir: Path | None = None, threads: int | None = None, device: str = "auto",
-             tta: bool = True) -> dict[str, Any]:
+             tta: bool = True, teacher: str | None = None) -> dict[str, Any]:
     import torch
 
     from cxrassist.training.distributed import pick_device
@@ -61,7 +61,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
         res, table = evaluate_classification(
             task, model, card, records, weights=weights, device=dev, roc_dir=roc_dir, bootstrap=bootstrap,
             write_thresholds=write_thresholds, lung_weights=lung_weights, bone_weights=bone_weights,
-            cache_dir=cache_dir, tta=tta)
+            cache_dir=cache_dir, tta=tta, teacher=teacher)
     else:
         raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")
     res = jsonable({**res, "model": card.name, "version": card.version, "weights": str(weights),

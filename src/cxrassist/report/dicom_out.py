@@ -139,6 +139,13 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
     for f in result.findings:
         note = (f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
                 f"{'validated' if f.validated else 'NOT VALIDATED'}")
+        m = f.measured or {}
+        if m.get("auroc") is not None:
+            ci = m.get("auroc_ci95") or [None, None]
+            fmt = (lambda v: "n/a" if v is None or v != v else f"{v:.2f}")  # noqa: E731
+            note += (f"; measured AUROC {fmt(m['auroc'])} (95% CI {fmt(ci[0])}-{fmt(ci[1])}), sensitivity "
+                     f"{fmt(m.get('sensitivity'))}, specificity {fmt(m.get('specificity'))}, "
+                     f"{m.get('n_pos')} positives of {m.get('n')} {m.get('measured_on') or ''}")
         num = NumContentItem(name=CodedConcept(f.code, _SCHEME, f.name), value=round(f.probability, 4),
                              unit=codes.UCUM.NoUnits, relationship_type=contains)
         num.ContentSequence = ContentSequence([TextContentItem(

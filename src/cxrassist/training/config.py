@@ -52,6 +52,13 @@ class DataConfig:
     # channels 2 and 3 are computed once by these models and cached (data.cache_dir or runs/<name>/derived).
     lung_weights: str | None = None  # lung model weights (name or directory)
     bone_weights: str | None = None
+    # Effective resolution of the radiograph (triage/classifier): every film is first reduced so its long side is at
+    # most this many pixels, then letterboxed to `size` (preprocess.letterbox). Sources stored at 224 px and at
+    # 512 px then look alike; written into the card (input.effective_size) so inference does the same.
+    effective_size: int | None = None
+    # Soft targets of a reference model, per dataset: {nih_cxr14_sample: path/to/teacher_chexnet_preds.csv}
+    # (columns id + prob_<NIH label>; see cxrassist.data.teacher). Used with loss.distill_weight.
+    teacher: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class LossConfig:
     adv_weight: float = 1.0
     l1_weight: float = 100.0
     fm_weight: float = 10.0
+    # classifier: where a teacher probability is known, the BCE target is (1 - w) * label + w * teacher
+    # (= (1 - w) * BCE(label) + w * BCE(teacher); a label that is unknown takes the teacher alone)
+    distill_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -285,6 +295,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"run.amp must be auto, bf16 or off, got {cfg.run.amp!r}")
     if not 0.0 <= cfg.loss.label_smoothing < 1.0:
         raise ConfigError("loss.label_smoothing must be in [0, 1)")
+    if not 0.0 <= cfg.loss.distill_weight <= 1.0:
+        raise ConfigError(f"loss.distill_weight must be in [0, 1], got {cfg.loss.distill_weight}")
+    if cfg.loss.distill_weight > 0 and not cfg.data.teacher:
+        raise ConfigError("loss.distill_weight > 0 needs data.teacher ({dataset: teacher predictions CSV})")
+    if cfg.data.effective_size is not None and cfg.data.effective_size < 8:
+        raise ConfigError(f"data.effective_size must be >= 8 px, got {cfg.data.effective_size}")
 
 
 def dump_config(cfg: TrainConfig, path: Path, extra: Mapping[str, Any] | None = None) -> None:

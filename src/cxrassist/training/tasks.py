@@ -19,6 +19,7 @@ from torch import nn
 from cxrassist.data.cache import ImageCache
 from cxrassist.data.dataset import CxrDataset
 from cxrassist.data.records import Record, repeat_datasets, select
+from cxrassist.data.teacher import attach_teacher
 from cxrassist.errors import DatasetError
 from cxrassist.labels import FINDING_CODES
 from cxrassist.training.config import TrainConfig
@@ -54,6 +55,8 @@ class Task:
         if not train:
             raise DatasetError(f"no records with split {d.train_split!r} in {', '.join(d.manifests)}")
         train = repeat_datasets(train, d.repeat)
+        if d.teacher:
+            train = attach_teacher(train, d.teacher)
         common = self.dataset_kwargs(modules, device, cache)
         train_ds = CxrDataset(train, task=self.name, size=d.size, augment=self.cfg.augment, seed=self.cfg.run.seed,
                               crop=d.crop, cache=cache, **common)
@@ -135,7 +138,7 @@ class _BinaryOrMulti(Task):
     def dataset_kwargs(self, modules, device, cache):  # noqa: ANN001
         model = modules["model"]
         chans = int(getattr(model, "in_chans", 1))
-        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral}
+        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral, "detail": self.cfg.data.effective_size}
         if chans > 1:
             from cxrassist.data.derived import DerivedChannels
 
@@ -156,6 +159,11 @@ class _BinaryOrMulti(Task):
     def loss(self, phase, batch, modules, state):  # noqa: ANN001
         logits = self.forward(modules["model"], batch).float()
         y = self.targets(batch).to(logits.dtype).reshape(logits.shape)
+        w = self.cfg.loss.distill_weight
+        if w > 0 and "teacher" in batch:  # soft targets: (1 - w) * label + w * teacher, the teacher alone if unknown
+            soft = batch["teacher"].to(y.device, y.dtype).reshape(y.shape)
+            mix = torch.where(torch.isnan(y), soft, (1 - w) * y + w * soft)
+            y = torch.where(torch.isnan(soft), y, mix)
         known = ~torch.isnan(y)
         s = self.cfg.loss.label_smoothing
         t = torch.where(known, y, torch.zeros_like(y)) * (1 - s) + s / 2
@@ -178,6 +186,17 @@ class TriageTask(_BinaryOrMulti):
     name = "triage"
     monitor = "auroc"
 
+    def build(self):  # noqa: ANN201
+        """``model.init_from``: continue from earlier triage weights of the same architecture (a warm start)."""
+        modules = super().build()
+        if self.cfg.model.init_from:
+            from cxrassist.weights import load_model
+
+            previous, _ = load_model(self.cfg.model.init_from)
+            modules["model"].load_state_dict(previous.state_dict())
+            log.info("triage initialised from %s", self.cfg.model.init_from)
+        return modules
+
     def targets(self, batch):  # noqa: ANN001
         return batch["target"]
 
@@ -186,7 +205,8 @@ class TriageTask(_BinaryOrMulti):
         from cxrassist.evaluation.metrics import auroc
 
         y, p = self.predict(modules["model"], loader, device)
-        return {"auroc": auroc(y[:, 0], p[:, 0]), "n_val": len(y)}
+        return {"auroc": auroc(y[:, 0], p[:, 0]), "n_val": len(y),
+                **per_source_auroc(loader.dataset.records, y[:, 0], p[:, 0])}
 
 
 class ClassifierTask(_BinaryOrMulti):
@@ -215,6 +235,20 @@ class ClassifierTask(_BinaryOrMulti):
         per = {f"auroc_{c}": auroc(y[:, i], p[:, i]) for i, c in enumerate(FINDING_CODES)}
         vals = [v for v in per.values() if not math.isnan(v)]
         return {"mean_auroc": float(np.mean(vals)) if vals else float("nan"), **per, "n_val": len(y)}
+
+
+def per_source_auroc(records: list[Record], y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Triage AUROC per data set, and over the NIH-source sets together (a pooled figure across sources rewards
+    telling the sources apart; these are the ones to watch)."""
+    from cxrassist.evaluation.metrics import auroc
+    from cxrassist.labels import NIH_SOURCE_DATASETS
+
+    names = np.array([r.dataset for r in records])
+    out = {f"auroc_{n}": auroc(y[names == n], p[names == n]) for n in sorted(set(names))}
+    nih = np.isin(names, list(NIH_SOURCE_DATASETS))
+    if nih.any():
+        out["auroc_nih_source"] = auroc(y[nih], p[nih])
+    return out
 
 
 def make_task(cfg: TrainConfig) -> Task:

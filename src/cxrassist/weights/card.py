@@ -46,6 +46,12 @@ class ModelCard:
     labels: list[str] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
     validated: dict[str, bool] = field(default_factory=dict)
+    # per label {"a": slope, "b": intercept}: calibrated p = sigmoid(a * logit(p) + b) (cxrassist.calibration);
+    # thresholds are on the calibrated probability when a label has an entry here
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per label: the measured figures a reader sees with every result (AUROC + CI, sensitivity/specificity at the
+    # threshold, positives/n, how the threshold was chosen); written by `cxr evaluate --write-thresholds`
+    operating_points: dict[str, dict[str, Any]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=_default_training)
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None
