@@ -205,12 +205,19 @@ def test_measurement_on_a_synthetic_film() -> None:
     assert points["LL"]["hit"] and points["LL"]["positive"]  # LL peaks at (70, 50)
     assert not points["PE"]["hit"] and not points["PE"]["positive"]  # scored although not called
     assert points["PE"]["chance"] == pytest.approx(100 / 6400, abs=1e-4)
-    summary = summarize([scored, {**scored, "source": "other", "pointing": []}])
+    assert calls["AO"]["lung_distance"] == pytest.approx((150 - 69.5) / 160, abs=0.01)
+    assert calls["LL"]["lung_distance"] == 0
+    summary = summarize([scored, {**scored, "source": "other", "pointing": []},
+                         {**scored, "source": "boxes_only"}], pointing_only=["boxes_only"])
     assert summary["synthetic"]["lung_calls"] == 4 and summary["synthetic"]["in_lung"] == 2
     assert summary["synthetic"]["in_lung_share"] == 0.5  # PN's empty map points nowhere useful: (0, 0) is outside
     assert summary["synthetic"]["empty_maps"] == 1 and summary["synthetic"]["empty_share"] == 0.2
     assert summary["synthetic"]["pointing_share"] == 0.5
-    assert summary["all"]["films"] == 2 and summary["all"]["positive_calls"] == 10 and summary["all"]["pointing_n"] == 2
+    pn = np.hypot(40.5 - 10, 20.5 - 10) / 160  # PN's empty map "peaks" at cell (0, 0): (10, 10)
+    assert summary["synthetic"]["out_of_lung_median_distance"] == pytest.approx((80.5 / 160 + pn) / 2, abs=0.002)
+    # "all": calls of the first two films only, pointing of all three
+    assert summary["all"]["films"] == 2 and summary["all"]["positive_calls"] == 10 and summary["all"]["pointing_n"] == 4
+    assert summary["boxes_only"]["positive_calls"] == 5
 
 
 def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film() -> None:

@@ -7,6 +7,7 @@ the original pixels with the film's ``SpatialRecord`` (the same mapping the repo
 - **in lung**: for every *positive call* of a lung finding (:data:`LUNG_CODES`), whether the peak lies inside the
   pipeline's own lung mask dilated by ``dilate`` x sqrt(lung area) (10 % by default: ~5 % of the image side on a
   typical film, a sixth of a map cell at 256 px). A peak in the letterbox padding is outside.
+  Peaks outside carry their distance to the (undilated) mask as a share of the film's longer side.
 - **empty**: a positive call whose map is all zero (must never happen; any finding, not only the lung ones).
 - **pointing game** (NIH boxes, ``bbox_2017.csv``): for each boxed image and each boxed finding, whether that
   finding's peak is inside one of its boxes, *whether or not the finding is called positive*; ``chance`` is the
@@ -85,19 +86,25 @@ def map_peak(cam: np.ndarray, record: SpatialRecord) -> tuple[float, float]:
             (col_model - record.left) * record.orig_w / record.new_w)
 
 
-def near_mask(mask: np.ndarray, row: float, col: float, dilate: float = 0.10) -> bool:
-    """Whether (row, col) is inside ``mask`` dilated by ``dilate`` x sqrt(mask area) pixels (False off the image)."""
+def mask_distance(mask: np.ndarray, row: float, col: float) -> float:
+    """Pixels from (row, col) to the nearest pixel of ``mask``: 0 inside, inf for an empty mask."""
     from cxrassist.postprocess import mask_contour
 
     h, w = mask.shape
-    if not (0 <= row < h and 0 <= col < w) or not mask.any():
-        return False
-    if mask[int(row), int(col)]:
-        return True
-    radius = dilate * math.sqrt(float(mask.sum()))
+    if not mask.any():
+        return math.inf
+    if 0 <= row < h and 0 <= col < w and mask[int(row), int(col)]:
+        return 0.0
     edge = np.argwhere(mask_contour(mask, 1))
-    d2 = (edge[:, 0] + 0.5 - row) ** 2 + (edge[:, 1] + 0.5 - col) ** 2
-    return bool(d2.min() <= radius**2)
+    return float(np.sqrt(((edge[:, 0] + 0.5 - row) ** 2 + (edge[:, 1] + 0.5 - col) ** 2).min()))
+
+
+def near_mask(mask: np.ndarray, row: float, col: float, dilate: float = 0.10) -> bool:
+    """Whether (row, col) is inside ``mask`` dilated by ``dilate`` x sqrt(mask area) pixels (False off the image)."""
+    h, w = mask.shape
+    if not (0 <= row < h and 0 <= col < w):
+        return False
+    return mask_distance(mask, row, col) <= dilate * math.sqrt(float(mask.sum()))
 
 
 def score_result(result: Any, *, source: str, image_id: str, boxes: Sequence[Box] = (),
@@ -114,10 +121,13 @@ def score_result(result: Any, *, source: str, image_id: str, boxes: Sequence[Box
             continue
         cam = np.asarray(result.cams[_CODES.index(f.code)])
         row, col = map_peak(cam, result.cam_record)
+        lung = f.code in LUNG_CODES
         calls.append({"code": f.code, "probability": round(float(f.probability), 4), "empty": bool(cam.max() <= 0),
-                      "peak_row": round(row, 1), "peak_col": round(col, 1),
-                      "lung_finding": f.code in LUNG_CODES,
-                      "in_lung": near_mask(result.lung_mask, row, col, dilate) if f.code in LUNG_CODES else None})
+                      "peak_row": round(row, 1), "peak_col": round(col, 1), "lung_finding": lung,
+                      "in_lung": near_mask(result.lung_mask, row, col, dilate) if lung else None,
+                      # how far out, as a share of the film's longer side (0 inside the undilated mask)
+                      "lung_distance": round(min(1.0, mask_distance(result.lung_mask, row, col) / max(shape)), 4)
+                      if lung else None})
     positive = {f.code: f.positive for f in result.findings}
     for code in sorted({b.code for b in boxes}):
         mine = [b for b in boxes if b.code == code]
@@ -134,15 +144,23 @@ def _share(k: int, n: int) -> float | None:
     return round(k / n, 3) if n else None
 
 
-def summarize(films: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per source (and "all"): films, positive calls, empty maps, lung calls with the peak in the lung, pointing."""
+def summarize(films: Iterable[Mapping[str, Any]], *, pointing_only: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Per source (and "all"): films, positive calls, empty maps, lung calls with the peak in the lung, pointing.
+
+    Sources in ``pointing_only`` (e.g. boxed films from the training split) keep their own row but add only their
+    pointing game to "all", whose films and calls are then the other sources' alone.
+    """
     out: dict[str, dict[str, Any]] = {}
     films = list(films)
+    skip = set(pointing_only)
     for source in sorted({f["source"] for f in films}) + ["all"]:
         mine = [f for f in films if source in ("all", f["source"])]
+        points = [p for f in mine for p in f["pointing"]]
+        if source == "all":
+            mine = [f for f in mine if f["source"] not in skip]
         calls = [c for f in mine for c in f["calls"]]
         lung = [c for c in calls if c["lung_finding"]]
-        points = [p for f in mine for p in f["pointing"]]
+        out_of_lung = [c["lung_distance"] for c in lung if not c["in_lung"]]
         per_code = {}
         for code in LUNG_CODES:
             cc = [c for c in lung if c["code"] == code]
@@ -157,6 +175,8 @@ def summarize(films: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             "in_lung": sum(bool(c["in_lung"]) for c in lung),
             "in_lung_share": _share(sum(bool(c["in_lung"]) for c in lung), len(lung)),
             "lung_calls_per_code": per_code,
+            # the peaks outside the dilated lungs: median distance to the lung mask, share of the film's long side
+            "out_of_lung_median_distance": round(float(np.median(out_of_lung)), 3) if out_of_lung else None,
             "pointing_n": len(points),
             "pointing_hits": sum(p["hit"] for p in points),
             "pointing_share": _share(sum(p["hit"] for p in points), len(points)),
@@ -171,21 +191,24 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
         return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
     head = (f"{'source':<18} {'films':>5} {'pos calls':>9} {'empty':>5} {'empty %':>7} {'lung calls':>10} "
-            f"{'in lung':>7} {'in-lung share':>13} {'pointing':>8} {'hit share':>9} {'chance':>6}")
+            f"{'in lung':>7} {'in-lung share':>13} {'out: median dist':>16} {'pointing':>8} {'hit share':>9} "
+            f"{'chance':>6}")
     lines = [head, "-" * len(head)]
     for source, r in summary.items():
         lines.append(
             f"{source:<18} {r['films']:>5} {r['positive_calls']:>9} {r['empty_maps']:>5} {s(r['empty_share']):>7} "
             f"{r['lung_calls']:>10} {r['in_lung']:>7} {s(r['in_lung_share']):>13} "
+            f"{s(r['out_of_lung_median_distance']):>16} "
             f"{r['pointing_hits']:>3}/{r['pointing_n']:<4} {s(r['pointing_share']):>9} {s(r['pointing_chance']):>6}")
     return "\n".join(lines)
 
 
 def measure(pipeline: Any, films: Sequence[tuple[str, str, Path]], *, boxes: Mapping[str, Sequence[Box]] | None = None,
-            dilate: float = 0.10, progress: bool = True) -> dict[str, Any]:
+            dilate: float = 0.10, pointing_only: Iterable[str] = (), progress: bool = True) -> dict[str, Any]:
     """Analyse each (source, id, path) with ``pipeline`` like ``cxr analyze`` and score its maps.
 
     Films the chest check refuses are counted, not forced (``cxr analyze`` would refuse them too).
+    ``pointing_only``: sources that count in "all" for the pointing game only (see :func:`summarize`).
     """
     from cxrassist.errors import InputError
     from cxrassist.evaluation.common import progress as bar
@@ -202,4 +225,6 @@ def measure(pipeline: Any, films: Sequence[tuple[str, str, Path]], *, boxes: Map
             continue
         scored.append(score_result(result, source=source, image_id=image_id, boxes=boxes.get(image_id, ()),
                                    dilate=dilate))
-    return {"summary": summarize(scored), "films": scored, "refused": refused, "dilate": dilate}
+    pointing_only = list(pointing_only)
+    return {"summary": summarize(scored, pointing_only=pointing_only), "films": scored, "refused": refused,
+            "dilate": dilate, "pointing_only": pointing_only}

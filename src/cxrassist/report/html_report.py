@@ -89,10 +89,16 @@ def _heatmap_legend(legend: dict[str, Any] | None) -> str:
         return "<p>Heatmaps show where the model found evidence for each finding, not how likely it is.</p>"
     floor = float(legend["transparent_below"])
     colors = legend["colors"]
-    stops = ", ".join(f"{c} {100 * (floor + (1 - floor) * i / (len(colors) - 1)):.0f}%"
-                      for i, c in enumerate(colors))
+    # colour at heat v is the anchors interpolated at v (anchor i at i / (n - 1)); below the floor nothing is drawn
+    rgb = [tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in colors]
+    pos = floor * (len(rgb) - 1)
+    lo = min(int(pos), len(rgb) - 1)
+    hi, frac = min(lo + 1, len(rgb) - 1), pos - int(pos)
+    at_floor = "#" + "".join(f"{round(a * (1 - frac) + b * frac):02x}" for a, b in zip(rgb[lo], rgb[hi]))
+    stops = [f"transparent {100 * floor:.1f}%", f"{at_floor} {100 * floor:.1f}%"]
+    stops += [f"{c} {100 * i / (len(colors) - 1):.1f}%" for i, c in enumerate(colors) if i / (len(colors) - 1) > floor]
     bar = (f'<span class="legend" style="background-image:linear-gradient(to right, transparent 0%, '
-           f'transparent {100 * floor:.0f}%, {stops})"></span>')
+           f'{", ".join(stops)})"></span>')
     return (f'<p class="legend-row"><b>Heatmap colours</b> &nbsp; 0 {bar} 1 &nbsp; '
             f'<small>(0 = {escape(legend["zero"])}; 1 = {escape(legend["one"])}; '
             f'below {floor:g} not coloured)</small><br>{escape(legend["meaning"])} Click a heatmap to enlarge.</p>')
