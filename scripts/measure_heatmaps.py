@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     models = {m["role"]: f"{m['name']} {m['version']}" for m in pipeline_models(pipeline)}
     print(f"models: {models}; split {args.split}; lung mask dilated by {args.dilate:g} x sqrt(area)")
     print(format_table(result["summary"]))
+    per_code = result["summary"]["all"]["lung_calls_per_code"]
+    print("in-lung share per finding ('all'): " + ", ".join(
+        f"{code} {v['in_lung']:.2f} (n={v['calls']})" for code, v in per_code.items()))
     print("in lung: peak of a positive lung-finding call (AT CO ED PN PX LL AO) inside the dilated lung mask; out: "
           "median distance of the others to the mask (share of the film's long side); pointing: peak inside a box of "
           "that finding, called or not (nih_boxes: train films, pointing only; 'all' = the val films + the boxes)")
