@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cxrassist._jsonsafe import jsonable
-from cxrassist.errors import NotChestXRayError, WeightsError
+from cxrassist.errors import NotChestXRayError, OutOfDistributionError, WeightsError
 from cxrassist.labels import CRITICAL_CODES, FINDINGS
 from cxrassist.postprocess import LungAreas, lung_areas, normalize_heatmap
 from cxrassist.channels import (
@@ -160,6 +160,7 @@ class AnalysisResult:
     models: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    ood: dict[str, Any] | None = None  # the out-of-distribution gate's verdict (cxrassist.ood); None without a gate
 
     @property
     def untrained(self) -> bool:
@@ -198,6 +199,7 @@ class Pipeline:
 
         self.device = torch.device(device)
         self.spec: dict[str, Any] | None = None  # set by load(): the arguments that rebuild this pipeline
+        self.ood_gate: Any = None  # cxrassist.ood.OodGate, set by load() when the weights folder has one
         self.models: dict[str, LoadedModel] = {}
         for role, (model, card) in zip(ROLES, (lung, bone, classifier, triage)):
             model.eval().to(self.device)
@@ -249,6 +251,9 @@ class Pipeline:
                     "folder holding them, or pass --allow-untrained to try the program with meaningless random models)"
                 )
         pipe = cls(**loaded, device=device)
+        from cxrassist.ood import load_gate
+
+        pipe.ood_gate = load_gate(base, loaded["triage"][1])  # None without <weights>/ood; refuses a stale gate
         # How to load it again (worker processes cannot receive the models themselves: spectral-norm
         # parametrisations do not pickle).
         pipe.spec = {"weights_dir": str(base), "names": dict(chosen), "allow_untrained": allow_untrained,
@@ -274,6 +279,10 @@ class Pipeline:
         if lateral_check is not None and not lateral_check.is_chest:
             warnings.append(f"the lateral view may not be a chest radiograph: {lateral_check.reason}")
         timings["check"] = _ms(t0)
+        t0 = time.perf_counter()
+        ood = self._ood(frontal, force, warnings)
+        refused = refused or (ood is not None and not ood["passed"])
+        timings["ood"] = _ms(t0)
 
         with torch.inference_mode():
             t0 = time.perf_counter()
@@ -334,7 +343,23 @@ class Pipeline:
             lung_areas=lung_areas(lung_mask, frontal.pixel_spacing_mm), bone=bone, bone_suppressed=suppressed,
             findings=findings, triage=triage, cams=cams, cam_record=rec, lateral_cams=lat_cams,
             lateral_record=rec_lat, lateral_check=lateral_check, models=models, timings_ms=timings, warnings=warnings,
+            ood=ood,
         )
+
+    def _ood(self, frontal: XRay, force: bool, warnings: list[str]) -> dict[str, Any] | None:
+        """The out-of-distribution gate's verdict (report.json's ``ood``); over its threshold the study is refused
+        (``OutOfDistributionError``) unless ``force``, which analyses it and marks it."""
+        if self.ood_gate is None:
+            if not is_untrained(self.models["triage"][1]):
+                warnings.append("no out-of-distribution gate with these weights: images unlike the training films "
+                                "are not refused")
+            return None
+        verdict = self.ood_gate.check(self.models["triage"][0], frontal.pixels, self.device)
+        if not verdict.passed and not force:
+            raise OutOfDistributionError(f"refused: {verdict.reason} (--force analyses it anyway, marked)")
+        if not verdict.passed:
+            warnings.append(f"FORCED: analysed although the out-of-distribution gate refused it ({verdict.reason})")
+        return verdict.to_dict(self.ood_gate.card)
 
     def _inputs(self, pixels: np.ndarray, size: int, channels: list[str], derived: Mapping[str, np.ndarray],
                 detail: int | None) -> tuple[Any, SpatialRecord]:

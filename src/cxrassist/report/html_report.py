@@ -118,6 +118,11 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
                      f'({escape(r["chest_check"]["reason"])}). Results are unreliable.</div>')
     if r["warnings"]:
         parts.append("<ul>" + "".join(f'<li class="warn">{escape(w)}</li>' for w in r["warnings"]) + "</ul>")
+    ood = r.get("ood")
+    if ood:
+        verdict = "like the training films" if ood["passed"] else "OVER the threshold: unlike the training films"
+        parts.append(f'<p class="small">Input check: out-of-distribution score {ood["score"]:.2f} (threshold '
+                     f'{ood["threshold"]:.2f}): {verdict}.</p>')
 
     t = r["triage"]
     crit = ", ".join(t["critical_findings"])

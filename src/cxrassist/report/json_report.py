@@ -71,6 +71,7 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
         "disclaimer": DISCLAIMER,
         "untrained": result.untrained,
         "forced": result.forced,
+        "ood": getattr(result, "ood", None),
         "warnings": list(result.warnings),
         "chest_check": {
             "is_chest": bool(result.chest_check.is_chest),

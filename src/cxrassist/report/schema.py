@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -101,6 +101,20 @@ REPORT_SCHEMA: dict[str, Any] = {
         "untrained": {"type": "boolean"},
         "forced": {"type": "boolean"},
         "warnings": {"type": "array", "items": {"type": "string"}},
+        "ood": {  # 1.3: the out-of-distribution gate's verdict (null when the weights have no gate)
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object", "required": ["score", "threshold", "passed"],
+                    "properties": {
+                        "score": {"type": "number", "minimum": 0},
+                        "threshold": {"type": "number", "minimum": 0},
+                        "passed": {"type": "boolean"},
+                        "gate": {"type": "object"},
+                    },
+                },
+            ],
+        },
         "chest_check": {
             "type": "object", "required": ["is_chest", "is_frontal", "reason"],
             "properties": {

@@ -312,6 +312,12 @@
     if ((t.critical_findings || []).length) {
       triageLines.push(el("div", { class: "pos", text: `Critical: ${t.critical_findings.join(", ")}` }));
     }
+    if (d.ood) {
+      const o = d.ood;
+      triageLines.push(el("div", { class: o.passed ? "muted" : "pos", text:
+        `Out-of-distribution score ${Number(o.score).toFixed(2)} (threshold ${Number(o.threshold).toFixed(2)}): ` +
+        (o.passed ? "like the training films" : "OVER the threshold, analysed only because forced") }));
+    }
     document.getElementById("triage").replaceChildren(...triageLines);
     document.getElementById("warnings").replaceChildren(...(d.warnings || []).map((w) => el("li", { text: w })));
     document.querySelector("#findings tbody").replaceChildren(...(d.findings || []).map(findingRow));

@@ -1,0 +1,412 @@
+"""Fit the out-of-distribution gate (cxrassist.ood) on the triage weights, set its threshold, measure it, write it.
+
+    python scripts/fit_ood_gate.py                       # shipped triage -> src/cxrassist/weights/shipped/ood/
+    python scripts/fit_ood_gate.py --weights DIR         # a weights folder with triage/ -> DIR/ood/
+
+Run it again whenever the triage weights change: the gate records their sha256 and the pipeline refuses a gate
+fitted on other weights. What it does (a few minutes on 2 CPU cores):
+1. pooled triage features of the chest films of ``--data`` (../shared/data), split ``train`` (at most
+   ``--per-set`` films per set, a fixed random subset) -> mean + Ledoit-Wolf covariance;
+2. the threshold: the smallest distance under which >= 99 % of the ``val`` chest films pass;
+3. the rejection table: RG3 (tibia) and every other non-chest image of pydicom / pydicom-data, natural photos
+   (scikit-learn's and, when installed, scikit-image's sample images), noise, blank, inverted, lateral views fed as
+   frontal, heavily cropped and rotated val films: share refused by the gate alone, and by the whole input path
+   (reader + pixel/chest check + gate);
+4. writes ``ood/stats.safetensors``, ``ood/gate.json`` (threshold, triage sha256, data, table) and
+   ``ood/MODEL_CARD.md``, and prints the table (Markdown) for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from cxrassist import ood  # noqa: E402
+
+#: Frontal chest sets of ../shared/data and the manifest column holding the frontal image (bse_jsrt repeats jsrt).
+CHEST_SETS: dict[str, str] = {
+    "montgomery": "image", "shenzhen": "image", "jsrt": "image", "covid19_gb_seg": "image",
+    "nih_cxr14_sample": "image", "covid_radiography": "image", "rsna_lung_opacity": "image",
+    "rsna_normal": "image", "covid_chestxray": "frontal",
+}
+EFFECTIVE_SIZE = 224
+PASS_FRACTION = 0.99
+#: The layers read and their pooling: an early block's mean + std (texture, contrast, noise) and the last block's
+#: mean (content). Chosen on a 1626-film subset against inverted/cropped/rotated films, photos and pydicom images.
+LAYERS: tuple[tuple[str, str], ...] = (("denseblock1", "mean+std"), ("norm5", "mean"))
+
+
+def chest_files(data: Path, split: str, per_set: int | None, seed: int = 0) -> list[tuple[str, Path]]:
+    """(set, path) of the frontal films of one split; at most ``per_set`` per set (a fixed random subset)."""
+    out: list[tuple[str, Path]] = []
+    for name, column in CHEST_SETS.items():
+        manifest = data / name / "manifest.csv"
+        if not manifest.is_file():
+            continue
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("split") == split and r.get(column)]
+        rows.sort(key=lambda r: r[column])
+        random.Random(seed).shuffle(rows)
+        out += [(name, data / name / r[column]) for r in rows[: per_set or None]]
+    return out
+
+
+class Scorer:
+    """Pooled features of images (per layer) with the triage model, in batches."""
+
+    def __init__(self, model: Any, gate: ood.OodGate, batch: int = 32) -> None:
+        self.model, self.gate, self.batch = model, gate, batch
+
+    def features(self, images: Iterable[np.ndarray]) -> list[np.ndarray]:
+        chunks: list[list[np.ndarray]] = []
+        planes: list[np.ndarray] = []
+        for img in images:
+            planes.append(self.gate.planes(img))
+            if len(planes) == self.batch:
+                chunks.append(self.gate.features(self.model, np.stack(planes)))
+                planes = []
+        if planes:
+            chunks.append(self.gate.features(self.model, np.stack(planes)))
+        return [np.concatenate([c[i] for c in chunks]) for i in range(len(self.gate.layers))]
+
+    def scores(self, images: Iterable[np.ndarray]) -> np.ndarray:
+        return self.gate.scores(self.features(images))
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    from cxrassist.io import read_xray
+
+    return read_xray(path).pixels
+
+
+def progress(items: list[Any], label: str) -> Iterable[Any]:
+    t0 = time.time()
+    for i, item in enumerate(items):
+        if i and i % 500 == 0:
+            print(f"  {label}: {i}/{len(items)} ({time.time() - t0:.0f} s)", file=sys.stderr)
+        yield item
+
+
+# ------------------------------------------------------------------------------------------- out-of-distribution
+def any_pixels(path: Path) -> np.ndarray | None:
+    """Grey pixels in [0, 1] of any image pydicom or Pillow decodes (first frame, channel mean), or None."""
+    try:
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"):
+            from PIL import Image
+
+            arr = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+        else:
+            import pydicom
+
+            ds = pydicom.dcmread(path)
+            arr = np.asarray(ds.pixel_array, dtype=np.float64)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            if frames > 1:
+                arr = arr[frames // 2]
+            if arr.ndim == 3:
+                arr = arr.mean(axis=-1)
+    except Exception:  # noqa: BLE001 - a test file that does not decode is simply not in the table
+        return None
+    if arr.ndim != 2 or min(arr.shape) < 32:
+        return None
+    lo, hi = np.percentile(arr, [0.5, 99.5])
+    return np.clip((arr - lo) / max(hi - lo, 1e-9), 0, 1).astype(np.float32)
+
+
+def pydicom_test_images() -> tuple[list[Path], list[Path]]:
+    """(RG3 tibia files, every other non-chest image) shipped with pydicom and pydicom-data, one per distinct image."""
+    import pydicom
+
+    roots = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    try:
+        import data_store  # pydicom-data
+
+        roots.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    rg3, others, seen = [], [], set()
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if path.name.startswith("RG1_"):
+                continue  # the one chest film
+            pixels = any_pixels(path)
+            if pixels is None:
+                continue
+            from cxrassist.preprocess import resize
+
+            key = hashlib.sha1(np.round(resize(pixels, (16, 16)) * 8).astype(np.uint8).tobytes()).hexdigest()
+            if key in seen:
+                continue  # the same image in another encoding
+            seen.add(key)
+            (rg3 if path.name.startswith("RG3_") else others).append(path)
+    return rg3, others
+
+
+def natural_photos() -> list[np.ndarray]:
+    out = []
+    try:
+        from sklearn.datasets import load_sample_images
+
+        out += [img.mean(axis=-1) / 255.0 for img in load_sample_images().images]
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import skimage.data as skd
+
+        for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "moon", "page", "text", "brick", "grass",
+                     "gravel", "coins", "horse", "hubble_deep_field", "immunohistochemistry", "retina", "clock"):
+            try:
+                img = np.asarray(getattr(skd, name)(), dtype=np.float64)
+            except Exception:  # noqa: BLE001 - some need a download
+                continue
+            img = img.mean(axis=-1) if img.ndim == 3 else img
+            out.append((img - img.min()) / max(img.max() - img.min(), 1e-9))
+    except ImportError:
+        pass
+    return [np.asarray(o, dtype=np.float32) for o in out]
+
+
+def synthetic(n: int, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    uniform = [rng.random((512, 512)).astype(np.float32) for _ in range(n)]
+    smooth = []
+    for _ in range(n):
+        g = gaussian_filter(rng.standard_normal((512, 512)), sigma=float(rng.uniform(2, 24)))
+        smooth.append(((g - g.min()) / max(np.ptp(g), 1e-9)).astype(np.float32))
+    blank = [np.full((512, 512), v, np.float32) for v in np.linspace(0, 1, n)]
+    return {"noise (uniform)": uniform, "noise (smoothed)": smooth, "blank / constant": blank}
+
+
+def crop(img: np.ndarray, frac: float, rng: random.Random) -> np.ndarray:
+    h, w = img.shape
+    ch, cw = max(32, int(h * frac)), max(32, int(w * frac))
+    y, x = rng.randrange(0, h - ch + 1), rng.randrange(0, w - cw + 1)
+    return img[y : y + ch, x : x + cw]
+
+
+def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    from scipy.ndimage import rotate as nd_rotate
+
+    if degrees % 90 == 0:
+        return np.rot90(img, int(degrees // 90)).copy()
+    return nd_rotate(img, degrees, reshape=False, order=1, mode="constant", cval=0.0).astype(np.float32)
+
+
+def whole_path_refuses(pixels: np.ndarray, gate_refused: bool) -> bool:
+    """Refused by the pixel/chest check (image statistics: these arrays carry no metadata) or by the gate."""
+    from cxrassist.io import check_chest
+    from cxrassist.types import XRay
+
+    check = check_chest(XRay(pixels=np.clip(pixels, 0, 1).astype(np.float32), source_format="png"))
+    return gate_refused or not check.is_chest or check.is_frontal is False
+
+
+def file_path_refuses(path: Path, gate: ood.OodGate, model: Any) -> tuple[bool, bool]:
+    """(refused by the gate alone, refused by reader + check + gate) for a file."""
+    from cxrassist.errors import InputError
+    from cxrassist.io import check_chest, read_xray
+
+    pixels = any_pixels(path)
+    gate_refused = pixels is not None and not gate.check(model, pixels).passed
+    try:
+        xray = read_xray(path)
+    except InputError:
+        return gate_refused, True
+    check = check_chest(xray)
+    refused = not check.is_chest or check.is_frontal is False or not gate.check(model, xray.pixels).passed
+    return gate_refused, refused
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--weights", type=Path, default=None, help="folder with triage/ (default: the shipped weights)")
+    ap.add_argument("--out", type=Path, default=None, help="gate folder (default: <weights>/ood)")
+    ap.add_argument("--per-set", type=int, default=1000, help="most train films per data set (default 1000)")
+    ap.add_argument("--transform", choices=ood.TRANSFORMS, default="sqrt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-synthetic", type=int, default=40)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from cxrassist.channels import card_input_size
+    from cxrassist.pipeline import channel_names
+    from cxrassist.weights import load_model, shipped_dir
+
+    torch.set_num_threads(args.threads)
+    weights = args.weights or shipped_dir()
+    out = args.out or weights / ood.GATE_DIR
+    model, card = load_model(weights / "triage")
+    model.eval()
+    if channel_names(card) != ["radiograph"]:
+        raise SystemExit("the gate needs a triage model whose only input channel is the radiograph")
+    size = card_input_size(card)
+    dim = int(getattr(model, "num_features", 0)) or None
+    t0 = time.time()
+
+    probe = ood.OodGate([ood.LayerStats(n, p, np.zeros(1), np.eye(1)) for n, p in LAYERS], 0.0, EFFECTIVE_SIZE,
+                        size, args.transform)
+    scorer = Scorer(model, probe)
+    train = chest_files(args.data, "train", args.per_set)
+    val = chest_files(args.data, "val", None)
+    if not train or not val:
+        raise SystemExit(f"no chest films with split train/val under {args.data}")
+    print(f"features of {len(train)} train and {len(val)} val films ...", file=sys.stderr)
+    f_train = scorer.features(read_pixels(p) for _, p in progress(train, "train"))
+    f_val = scorer.features(read_pixels(p) for _, p in progress(val, "val"))
+    layers, shrinkage = [], {}
+    for (name, pool), ft, fv in zip(LAYERS, f_train, f_val):
+        mean, precision, shrink = ood.fit_statistics(ft)
+        layer = ood.LayerStats(name, pool, mean, precision)
+        layer.scale = float(np.median(layer.distances(fv)))
+        layers.append(layer)
+        shrinkage[name] = round(shrink, 5)
+    gate = ood.OodGate(layers, 0.0, EFFECTIVE_SIZE, size, args.transform)
+    d_train, d_val = gate.scores(f_train), gate.scores(f_val)
+    threshold = ood.threshold_for(d_val, PASS_FRACTION)
+    gate.threshold = threshold
+    scorer.gate = gate
+
+    val_sets = [s for s, _ in val]
+    per_set = {}
+    for name in dict.fromkeys(val_sets):
+        idx = [i for i, s in enumerate(val_sets) if s == name]
+        per_set[name] = {"n": len(idx), "passed": round(float(np.mean(d_val[idx] <= threshold)), 4)}
+    print(f"threshold {threshold:.3f}; val pass {np.mean(d_val <= threshold):.4f}; train pass "
+          f"{np.mean(d_train <= threshold):.4f}", file=sys.stderr)
+
+    # ---- rejection table
+    rng = random.Random(0)
+    rows: list[dict[str, Any]] = []
+
+    def add_arrays(what: str, images: list[np.ndarray]) -> None:
+        if not images:
+            return
+        d = scorer.scores(images)
+        gate_ref = d > threshold
+        whole = [whole_path_refuses(img, bool(g)) for img, g in zip(images, gate_ref)]
+        rows.append({"input": what, "n": len(images), "gate_refused": round(float(np.mean(gate_ref)), 4),
+                     "refused": round(float(np.mean(whole)), 4), "median_score": round(float(np.median(d)), 2)})
+
+    def add_files(what: str, paths: list[Path]) -> None:
+        results = [file_path_refuses(p, gate, model) for p in paths]
+        results = [r for r in results if r is not None]
+        if not results:
+            return
+        pix = [px for px in (any_pixels(p) for p in paths) if px is not None]
+        d = scorer.scores(pix) if pix else np.zeros(0)
+        rows.append({"input": what, "n": len(results), "gate_refused": round(float(np.mean([r[0] for r in results])), 4),
+                     "refused": round(float(np.mean([r[1] for r in results])), 4),
+                     "median_score": round(float(np.median(d)), 2) if d.size else None})
+
+    rg3, others = pydicom_test_images()
+    add_files("RG3 (tibia CR, pydicom-data)", rg3)
+    add_files("other pydicom / pydicom-data images (CT, MR, US, NM, OT, SC)", others)
+    add_arrays("natural photos (scikit-learn / scikit-image samples)", natural_photos())
+    for what, images in synthetic(args.n_synthetic).items():
+        add_arrays(what, images)
+    sample = [read_pixels(p) for _, p in rng.sample(val, min(200, len(val)))]
+    add_arrays("val films inverted (negative)", [1.0 - img for img in sample])
+    lat_manifest = args.data / "covid_chestxray" / "manifest.csv"
+    if lat_manifest.is_file():
+        with open(lat_manifest, newline="", encoding="utf-8") as fh:
+            lats = [args.data / "covid_chestxray" / r["lateral"] for r in csv.DictReader(fh) if r.get("lateral")]
+        add_arrays("lateral views fed as frontal (covid_chestxray)", [read_pixels(p) for p in lats])
+    add_arrays("val films cropped to 40 % of the side", [crop(img, 0.4, rng) for img in sample])
+    add_arrays("val films cropped to 60 % of the side", [crop(img, 0.6, rng) for img in sample])
+    add_arrays("val films rotated 90 degrees", [rotate(img, 90) for img in sample])
+    add_arrays("val films upside down (180 degrees)", [rotate(img, 180) for img in sample])
+    add_arrays("val films rotated 30 degrees", [rotate(img, 30) for img in sample])
+    # the chest films themselves, for reference
+    rows.append({"input": "val chest films (threshold set here)", "n": int(d_val.size),
+                 "gate_refused": round(float(np.mean(d_val > threshold)), 4), "refused": None,
+                 "median_score": round(float(np.median(d_val)), 2)})
+
+    gate_card = {
+        "name": "cxrassist-ood",
+        "version": "1.0.0",
+        "method": "largest over layers (" + ", ".join(f"{n} pooled {p}" for n, p in LAYERS) + ") of the "
+                  "Mahalanobis distance / sqrt(D) of the triage network's pooled features (signed square root) to "
+                  "the train films' mean under their Ledoit-Wolf covariance, divided by its median on the val films",
+        "shrinkage": shrinkage,
+        "transform": args.transform,
+        "effective_size": EFFECTIVE_SIZE,
+        "input_size": size,
+        "threshold": threshold,
+        "threshold_rule": f"smallest distance under which >= {PASS_FRACTION:.0%} of the val chest films pass",
+        "triage": {"name": str(card.name), "version": str(card.version), "sha256": card.sha256},
+        "training": {"data": {name: sum(1 for s, _ in train if s == name) for name in CHEST_SETS},
+                     "split": "train", "per_set_max": args.per_set,
+                     "command": "python scripts/fit_ood_gate.py" + (f" --weights {args.weights}" if args.weights else "")},
+        "validation": {"split": "val", "n": int(d_val.size), "passed": round(float(np.mean(d_val <= threshold)), 4),
+                       "per_set": per_set},
+        "rejection": rows,
+        "date": time.strftime("%Y-%m-%d"),
+        "seconds": round(time.time() - t0, 1),
+    }
+    written = ood.save_gate(out, layers, gate_card)
+    (out / "MODEL_CARD.md").write_text(model_card_md(written), encoding="utf-8")
+    print(table_md(rows))
+    print(f"\nwrote {out} in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def table_md(rows: list[dict[str, Any]]) -> str:
+    pct: Callable[[Any], str] = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    lines = ["| input | n | refused by the gate | refused overall (reader + checks + gate) | median score |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['input']} | {r['n']} | {pct(r['gate_refused'])} | {pct(r['refused'])} | "
+                     f"{r['median_score'] if r['median_score'] is not None else '—'} |")
+    return "\n".join(lines)
+
+
+def model_card_md(card: dict[str, Any]) -> str:
+    v = card["validation"]
+    per_set = ", ".join(f"{k} {100 * s['passed']:.1f} % of {s['n']}" for k, s in v["per_set"].items())
+    train = ", ".join(f"{k} {n}" for k, n in card["training"]["data"].items() if n)
+    return f"""# {card['name']} {card['version']} — out-of-distribution gate
+
+**What it is.** {card['method']}; films reduced to a long side of {card['effective_size']} px, letterboxed to
+{card['input_size']} px like the triage input. Score ~1 for a typical training film; over the threshold
+**{card['threshold']:.3f}** a study is refused (`cxr analyze --force` analyses it anyway and marks the report).
+
+**Bound to** triage `{card['triage']['name']}` {card['triage']['version']}, weights sha256
+`{card['triage']['sha256']}`. The pipeline refuses this gate with any other triage weights; refit with
+`{card['training']['command']}`.
+
+**Fitted on** the `train` split of the chest sets of `../shared/data` ({train}; at most
+{card['training']['per_set_max']} per set).
+
+**Threshold rule:** {card['threshold_rule']}. Val pass rate {100 * v['passed']:.1f} % of {v['n']} films
+({per_set}).
+
+**Measured rejection** (`scripts/fit_ood_gate.py`, {card['date']}):
+
+{table_md(card['rejection'])}
+
+"Refused overall" is what a user sees: the reader's refusals (modality, colour, size...), the pixel and chest
+checks (these arrays carry no metadata, so the image statistics decide), then this gate.
+Stats file sha256 `{card['sha256']}`.
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

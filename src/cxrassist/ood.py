@@ -1,0 +1,240 @@
+"""The out-of-distribution gate: is this film like the chest films the models were trained on?
+
+Why: the chest check reads metadata and a few image statistics; it cannot tell a chest film from anything else
+that happens to look like one to those statistics, and a network scores whatever it is given. The gate measures
+how far the film's features lie from the training films' features, in the triage network's own feature space: for
+a few layers (an early dense block pooled to mean + standard deviation: texture and contrast; the last block pooled
+to its mean: content), the Mahalanobis distance to the training films' mean under their Ledoit-Wolf shrunk
+covariance (the feature-space detector of Lee et al., NeurIPS 2018), each divided by its median on the val films;
+the score is the largest of them.
+
+The statistics live in a folder next to the weights (``<weights>/ood/``: ``stats.safetensors`` + ``gate.json``
++ ``MODEL_CARD.md``), written by ``scripts/fit_ood_gate.py``. They only make sense with the triage weights they
+were fitted on: ``gate.json`` records that file's sha256 and :func:`load_gate` refuses any other.
+
+Films are first reduced to the gate's effective size (long side 224 px: the resolution of the smallest training
+sets), so that a film's sharpness does not count as "unlike training". Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrassist.errors import WeightsError
+
+GATE_DIR = "ood"
+GATE_CARD = "gate.json"  # not card.json: the gate is not a model the weights catalogue should list
+STATS_FILE = "stats.safetensors"
+REFIT_COMMAND = "python scripts/fit_ood_gate.py"
+TRANSFORMS = ("none", "sqrt")
+
+
+@dataclass(frozen=True)
+class OodResult:
+    """One film's verdict: its distance, the threshold, and whether it passed."""
+
+    score: float
+    threshold: float
+    passed: bool
+
+    @property
+    def reason(self) -> str:
+        return (f"out-of-distribution score {self.score:.2f} is over the gate's threshold {self.threshold:.2f}: the "
+                "image is unlike the chest films the models were trained on")
+
+    def to_dict(self, card: Mapping[str, Any]) -> dict[str, Any]:
+        """What report.json says (see docs/report-schema.md)."""
+        return {
+            "score": round(min(self.score, 1e6), 4),  # JSON has no infinity
+            "threshold": round(self.threshold, 4),
+            "passed": self.passed,
+            "gate": {"name": str(card.get("name", "")), "version": str(card.get("version", "")),
+                     "sha256": card.get("sha256")},
+        }
+
+
+@dataclass
+class LayerStats:
+    """One layer's pooled-feature statistics: which layer, how it is pooled, mean, precision, and its scale."""
+
+    name: str  # a child of the DenseNet's ``features`` ("denseblock1", ..., "norm5")
+    pool: str  # "mean" or "mean+std" over the spatial positions
+    mean: np.ndarray  # (D,)
+    precision: np.ndarray  # (D, D)
+    scale: float = 1.0  # median distance of the val chest films: layers become comparable
+
+    def distances(self, feats: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row, divided by sqrt(D), then by the layer's scale."""
+        diff = np.asarray(feats, dtype=np.float64) - self.mean
+        d2 = np.einsum("bi,ij,bj->b", diff, self.precision, diff)
+        return np.sqrt(np.maximum(d2, 0.0) / self.mean.size) / self.scale
+
+
+@dataclass
+class OodGate:
+    """The layers' statistics and the threshold on the score (the largest scaled layer distance)."""
+
+    layers: list[LayerStats]
+    threshold: float
+    effective_size: int
+    input_size: int
+    transform: str = "sqrt"
+    card: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ features
+    def planes(self, pixels: np.ndarray) -> np.ndarray:
+        """[1, S, S] in [0, 1]: the film reduced to the effective size, then letterboxed like the triage input."""
+        from cxrassist.preprocess import letterbox, resize
+
+        h, w = pixels.shape
+        if max(h, w) > self.effective_size:
+            s = self.effective_size / max(h, w)
+            pixels = resize(pixels, (max(1, round(h * s)), max(1, round(w * s))))
+        canvas, _ = letterbox(np.asarray(pixels, dtype=np.float32), self.input_size)
+        return canvas[None]
+
+    def features(self, model: Any, batch: np.ndarray, device: Any = "cpu") -> list[np.ndarray]:
+        """Pooled features of planes [B, 1, S, S] (see :meth:`planes`), one [B, D] array per layer."""
+        return pooled_features(model, batch, [(lay.name, lay.pool) for lay in self.layers], device, self.transform)
+
+    # ------------------------------------------------------------------ scores
+    def scores(self, feats: Sequence[np.ndarray]) -> np.ndarray:
+        """The score of each row: the largest of the layers' scaled distances (~1 for a typical val film)."""
+        return np.max([lay.distances(f) for lay, f in zip(self.layers, feats)], axis=0)
+
+    def check(self, model: Any, pixels: np.ndarray, device: Any = "cpu") -> OodResult:
+        """Score one film (float [0, 1], 1 = bone white) with the triage network ``model``."""
+        score = float(self.scores(self.features(model, self.planes(pixels)[None], device))[0])
+        if not math.isfinite(score):
+            score = float("inf")
+        return OodResult(score, self.threshold, score <= self.threshold)
+
+
+def pooled_features(model: Any, batch: np.ndarray, layers: Sequence[tuple[str, str]], device: Any = "cpu",
+                    transform: str = "sqrt") -> list[np.ndarray]:
+    """Spatially pooled activations of the named DenseNet layers for planes in [0, 1] (normalised here).
+
+    ``norm5`` is taken after the ReLU the classifier head applies; "mean+std" concatenates the two poolings.
+    """
+    import torch
+
+    from cxrassist.preprocess import normalize
+
+    wanted = dict(layers)
+    out: dict[str, np.ndarray] = {}
+    x = torch.from_numpy(normalize(np.asarray(batch, dtype=np.float32))).to(device)
+    with torch.inference_mode():
+        h = model.stem(x)
+        for name, module in model.features.named_children():
+            h = module(h)
+            if name in wanted:
+                a = torch.relu(h) if name == "norm5" else h
+                parts = [a.mean(dim=(2, 3))] + ([a.std(dim=(2, 3))] if wanted[name] == "mean+std" else [])
+                out[name] = torch.cat(parts, 1).float().cpu().numpy().astype(np.float64)
+            if len(out) == len(wanted):
+                break
+    missing = [n for n in wanted if n not in out]
+    if missing:
+        raise WeightsError(f"the triage network has no layer {missing[0]!r} the out-of-distribution gate reads")
+    feats = [out[name] for name, _ in layers]
+    if transform == "sqrt":  # pooled activations are skewed; a signed square root makes them closer to Gaussian
+        feats = [np.sign(f) * np.sqrt(np.abs(f)) for f in feats]
+    return feats
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def triage_sha(triage_card: Any) -> str | None:
+    from cxrassist.channels import card_get
+
+    value = card_get(triage_card, "sha256")
+    return str(value) if value else None
+
+
+def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[str, Any]) -> dict[str, Any]:
+    """Write stats.safetensors and gate.json (layers, and the stats file's sha256); returns the card written."""
+    from safetensors.numpy import save_file
+
+    from cxrassist.weights.catalog import sha256_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for i, lay in enumerate(layers):
+        tensors[f"mean.{i}"] = np.ascontiguousarray(lay.mean, dtype=np.float32)
+        tensors[f"precision.{i}"] = np.ascontiguousarray(lay.precision, dtype=np.float32)
+    save_file(tensors, str(out / STATS_FILE))
+    card = dict(card, layers=[{"name": lay.name, "pool": lay.pool, "scale": lay.scale, "dim": int(lay.mean.size)}
+                              for lay in layers], sha256=sha256_file(out / STATS_FILE))
+    (out / GATE_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def load_gate(weights_dir: Path | str, triage_card: Any) -> OodGate | None:
+    """The gate in ``<weights_dir>/ood/``, or None when there is none.
+
+    Refuses (``WeightsError``, one line) a gate whose stats file does not match its card, or one fitted on other
+    triage weights than ``triage_card``'s: distances in another network's feature space mean nothing.
+    """
+    from safetensors.numpy import load_file
+
+    from cxrassist.weights.catalog import sha256_file
+
+    folder = Path(weights_dir) / GATE_DIR
+    card_path, stats_path = folder / GATE_CARD, folder / STATS_FILE
+    if not card_path.is_file():
+        return None
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        expected_triage = str(card["triage"]["sha256"])
+        threshold = float(card["threshold"])
+        effective, size = int(card["effective_size"]), int(card["input_size"])
+        transform = str(card.get("transform", "sqrt"))
+        specs = [(str(lay["name"]), str(lay["pool"]), float(lay["scale"])) for lay in card["layers"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WeightsError(f"out-of-distribution gate {card_path} is unreadable ({type(exc).__name__}); refit it "
+                           f"with: {REFIT_COMMAND}") from exc
+    if transform not in TRANSFORMS or not specs:
+        raise WeightsError(f"out-of-distribution gate {card_path}: unknown transform or no layers; refit it with: "
+                           f"{REFIT_COMMAND}")
+    loaded_triage = triage_sha(triage_card)
+    if loaded_triage != expected_triage:
+        raise WeightsError(
+            f"the out-of-distribution gate in {folder} was fitted on triage weights {expected_triage[:12]}, but the "
+            f"loaded triage weights are {(loaded_triage or 'untrained')[:12]}: refit it with: {REFIT_COMMAND}"
+        )
+    if not stats_path.is_file() or sha256_file(stats_path) != card.get("sha256"):
+        raise WeightsError(f"out-of-distribution gate {stats_path} is missing or does not match the sha256 in "
+                           f"{GATE_CARD}; refit it with: {REFIT_COMMAND}")
+    tensors = load_file(str(stats_path))
+    layers = []
+    for i, (name, pool, scale) in enumerate(specs):
+        mean, precision = tensors[f"mean.{i}"].astype(np.float64), tensors[f"precision.{i}"].astype(np.float64)
+        if precision.shape != (mean.size, mean.size) or scale <= 0:
+            raise WeightsError(f"out-of-distribution gate {stats_path}: layer {name} is malformed; refit it with: "
+                               f"{REFIT_COMMAND}")
+        layers.append(LayerStats(name, pool, mean, precision, scale))
+    return OodGate(layers, threshold, effective, size, transform, card)
+
+
+def fit_statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean, precision and shrinkage of training features [N, D] (scikit-learn's Ledoit-Wolf estimate)."""
+    from sklearn.covariance import LedoitWolf
+
+    lw = LedoitWolf(assume_centered=False).fit(np.asarray(feats, dtype=np.float64))
+    return lw.location_, lw.precision_, float(lw.shrinkage_)
+
+
+def threshold_for(scores: Sequence[float], pass_fraction: float = 0.99) -> float:
+    """The smallest threshold under which at least ``pass_fraction`` of ``scores`` pass (score <= threshold)."""
+    values = np.sort(np.asarray(scores, dtype=np.float64))
+    if values.size == 0:
+        raise ValueError("no scores to set a threshold on")
+    k = max(0, math.ceil(pass_fraction * values.size) - 1)
+    return float(values[k])
