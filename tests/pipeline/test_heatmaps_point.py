@@ -4,7 +4,6 @@ and the measurement (peak in lung, empty maps, pointing game) on synthetic cases
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from html import escape
 from pathlib import Path
@@ -22,17 +21,7 @@ from cxrassist.labels import FINDINGS
 from cxrassist.preprocess import SpatialRecord
 
 CODES = [f.code for f in FINDINGS]
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 STATIC = Path(__file__).resolve().parents[2] / "src" / "cxrassist" / "serve" / "static"
-
-
-def _shared_data() -> Path:
-    """../shared/data, skipping when absent, except under CI=true where its absence is a failure."""
-    if SHARED.is_dir():
-        return SHARED
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("../shared/data is required when CI=true")
-    pytest.skip("../shared/data is not present")
 
 
 def _legacy_regrid(cam: torch.Tensor, levels: int, stride: int, offset_px: float) -> torch.Tensor:
@@ -220,9 +209,10 @@ def test_measurement_on_a_synthetic_film() -> None:
     assert summary["boxes_only"]["positive_calls"] == 5
 
 
-def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film() -> None:
-    """The real bbox_2017.csv (stored 512 px coordinates) and one boxed NIH film through the shipped pipeline."""
-    data = _shared_data()
+def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film(shared_data: Path) -> None:
+    """The real bbox_2017.csv (stored 512 px coordinates) and one boxed NIH film through the shipped pipeline
+    (skipped without ../shared/data, except under CI=true: the conftest fixture)."""
+    data = shared_data
     from cxrassist.data.manifest import load_manifest
     from cxrassist.evaluation.heatmaps import measure
     from cxrassist.pipeline import Pipeline
