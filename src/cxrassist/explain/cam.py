@@ -81,6 +81,9 @@ def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0
     an exact copy of the edge samples while interior peaks were blended with their neighbours, so a border cell
     could out-rank the true peak (Lung Opacity's peak moved from cell (4, 4) to (0, 0)). With the fade a border
     cell can never exceed the edge sample it borders, and an interior peak stays where it is plus the shift.
+    The price: the dense samples only shift one way, so no sample is centred in the top and left ~1.3 cells (at 256
+    px with level 2: the first 56 px, where the lung apices can lie); the heat drawn there is a fade from the
+    nearest sample, weaker than that sample. Sampling symmetric shifts (in ``models.densenet``) would remove it.
     """
     shift = (2**levels - 1) / 2 + offset_px / stride  # in cells; value at cell q = dense value at q - shift
     if abs(shift) < 1e-6:
