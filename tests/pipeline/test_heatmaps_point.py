@@ -228,3 +228,19 @@ def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film(shared_data: Path) -
     film = res["films"][0]
     assert [p["code"] for p in film["pointing"]] == ["LL"] and film["shape"] == [512, 512]
     assert res["summary"]["all"]["empty_maps"] == 0
+
+
+def test_shipped_maps_on_rg1_point_into_the_lungs(rg1_file: Path) -> None:
+    """RG1 (several lung masses): every positive call has a map, and the Lung Lesion / Lung Opacity maps peak in the
+    (dilated) lungs, whether called or not. With the shipped 1.2.0 findings model both are called and peak in the
+    left lower zone; a new model that moves them out of the lungs misses issue 12's target and fails here."""
+    from cxrassist.io import read_xray
+    from cxrassist.pipeline import Pipeline
+
+    torch.set_num_threads(1)
+    result = Pipeline.load().analyze(read_xray(rg1_file))
+    scored = score_result(result, source="rg1", image_id="RG1")
+    assert not any(c["empty"] for c in scored["calls"])
+    for code in ("LL", "AO"):
+        row, col = map_peak(result.cams[CODES.index(code)], result.cam_record)
+        assert near_mask(result.lung_mask, row, col), f"{code} peaks at ({row:.0f}, {col:.0f}), outside the lungs"
