@@ -208,3 +208,58 @@ def cxr_main(capsys: pytest.CaptureFixture) -> Callable[[list[str]], tuple[int, 
         return code, out, err
 
     return run
+
+
+# ------------------------------------------------------------------------------------------------ issue 15 helpers
+@pytest.fixture(scope="session")
+def rg1_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, int, tuple[str, ...]]:
+    """RG1's real header over its image reduced 8x (fast to decode): (file bytes, offset of the PixelData element,
+    the patient identifiers of its header: name and its parts, ID, birth date, accession number)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(_testdata("RG1_UNCI.dcm"))
+    small = np.ascontiguousarray(ds.pixel_array[::8, ::8])
+    ds.Rows, ds.Columns = small.shape
+    ds.PixelData = small.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    name = str(ds.PatientName)
+    ids = tuple(v for v in (name, *name.split("^"), str(ds.PatientID), str(ds.PatientBirthDate),
+                            str(ds.AccessionNumber)) if len(v) >= 4)
+    return data, data.index(b"\xe0\x7f\x10\x00"), ids
+
+
+def byte_flip(data: bytes, seed: int, start: int, stop: int, max_flips: int = 8) -> bytes:
+    """``data`` with 1..max_flips random bytes of [start, stop) XOR-ed with a random non-zero byte (seeded)."""
+    import random
+
+    rng = random.Random(seed)
+    out = bytearray(data)
+    for _ in range(rng.randint(1, max_flips)):
+        i = rng.randrange(start, stop)
+        out[i] ^= rng.randint(1, 255)
+    return bytes(out)
+
+
+@pytest.fixture
+def real_warnings() -> Callable[[], Any]:
+    """``with real_warnings():`` warnings behave as in production (pytest otherwise records them): shown with the
+    default filter, through the hook ``cxrassist.io.quiet`` installs."""
+    import contextlib
+    import warnings
+
+    from cxrassist.io import quiet
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        hook = quiet.showwarning_hook()
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            warnings.showwarning = hook
+            yield
+
+    return ctx

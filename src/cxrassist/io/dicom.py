@@ -146,9 +146,9 @@ def _read_dicom(path: Path, *, apply_voi: bool, max_pixels: int, force: bool, no
     meta = _metadata(ds)
     if notes.total:
         meta["extra"]["header_warnings"] = notes.summary()
-        bad = invalid_value_tags(ds)
-        if bad:
-            meta["extra"]["invalid_value_tags"] = bad
+    bad = invalid_value_tags(ds)
+    if bad:
+        meta["extra"]["invalid_value_tags"] = bad
     return XRay(
         pixels=pixels,
         source_path=path,
@@ -169,13 +169,23 @@ def invalid_value_tags(ds: Any, limit: int = 8) -> list[str]:
 
     out: list[str] = []
     for elem in ds:
+        if elem.VR not in _TEXT_VRS or elem.value is None:
+            continue
+        values = elem.value if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue" \
+            else [elem.value]
         try:
-            validate_value(elem.VR, elem.value, config.RAISE)
+            for value in values:
+                validate_value(elem.VR, str(value), config.RAISE)
         except Exception:  # noqa: BLE001 - any complaint counts as invalid
             out.append(f"({elem.tag.group:04X},{elem.tag.element:04X}) {elem.keyword or 'private'}")
             if len(out) >= limit:
                 break
     return out
+
+
+#: VRs whose values are text that pydicom validates (numbers and bytes are checked by their own decoding).
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
+                       "UR", "UT"})
 
 
 def _ensure_transfer_syntax(ds: Any) -> None:
