@@ -263,3 +263,9 @@ def real_warnings() -> Callable[[], Any]:
             yield
 
     return ctx
+
+
+@pytest.fixture(scope="session")
+def byte_flipper() -> Callable[..., bytes]:
+    """:func:`byte_flip` for test folders with their own conftest (which shadows ``from conftest import``)."""
+    return byte_flip

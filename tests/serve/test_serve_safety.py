@@ -65,7 +65,10 @@ def test_bearer_token_is_required_when_configured(start_server, tmp_path: Path):
         ok = c.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200 and ok.json()["token_required"] is True
         assert c.get("/", headers={}).status_code == 200  # the viewer's static files ask for the token themselves
-        assert c.get("/openapi.json").status_code == 200
+        assert c.get("/openapi.json").status_code == 401 and c.get("/docs").status_code == 401  # issue 15
+        authed = {"Authorization": f"Bearer {TOKEN}"}
+        assert c.get("/openapi.json", headers=authed).json()["info"]["title"]
+        assert c.get("/docs", headers=authed).status_code == 200
 
 
 def test_upload_size_limit(start_server, tmp_path: Path, small_chest_png: Path, rg1: Path):

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.serve.errors import ApiError, UploadTooLarge, error_json, install_error_handlers, too_large_detail
 from cxrassist.serve.settings import Settings
-from cxrassist.serve.store import StudyStore
+from cxrassist.serve.store import MAX_ATTEMPTS, StudyStore
 from cxrassist.serve.worker import AnalysisWorker, AnalyzeFn
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,15 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 #: Room for the multipart boundaries and headers on top of the file bytes.
 _MULTIPART_OVERHEAD = 64 * 1024
-# The viewer loads nothing from elsewhere; /docs (swagger from a CDN) is left out of this policy.
+# The viewer loads nothing from elsewhere. The API docs pages (/docs, /redoc) load Swagger UI / ReDoc from the CDN
+# FastAPI names and run one inline script each: their own policy allows exactly that (the script by its hash).
 _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+_DOCS_CDN = "https://cdn.jsdelivr.net"
+#: API answers carry sex, age and findings: no cache (browser or proxy) may keep them.
+_NO_STORE = b"no-store"
 
 
 def default_pipeline_factory(settings: Settings) -> Callable[[], Any]:
@@ -78,7 +82,10 @@ class _BodyLimit:
 
 
 class _SecurityHeaders:
-    """No sniffing, no framing, and a content policy that keeps the viewer from loading anything external."""
+    """No sniffing, no framing, a content policy on every page, and no caching of API answers.
+
+    A response that set its own Content-Security-Policy (the docs pages) or Cache-Control (images) keeps it.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -88,19 +95,62 @@ class _SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        docs = path.startswith(("/docs", "/redoc"))
+        api = path.startswith("/api/") or path == "/api" or path == "/openapi.json"
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
                 headers.append((b"x-content-type-options", b"nosniff"))
                 headers.append((b"referrer-policy", b"no-referrer"))
-                if not docs:
+                if b"content-security-policy" not in names:
                     headers.append((b"content-security-policy", _CSP.encode()))
+                if api and b"cache-control" not in names:
+                    headers.append((b"cache-control", _NO_STORE))
                 message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def docs_csp(html: str) -> str:
+    """The policy of one API docs page: its CDN, its inline scripts by sha256, nothing else."""
+    import base64
+    import hashlib
+    import re
+
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    )
+    return (
+        f"default-src 'none'; script-src {_DOCS_CDN} {hashes}; style-src {_DOCS_CDN} https://fonts.googleapis.com "
+        "'unsafe-inline'; img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+        "font-src https://fonts.gstatic.com; connect-src 'self'; worker-src blob:; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def _docs_routes(app: FastAPI, auth: list[Any]) -> None:
+    """/openapi.json, /docs and /redoc behind the same token as the API (FastAPI's own routes take no dependency)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=auth)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    def page(response: HTMLResponse) -> HTMLResponse:
+        html = bytes(response.body).decode()
+        return HTMLResponse(html, headers={"Content-Security-Policy": docs_csp(html)})
+
+    @app.get("/docs", include_in_schema=False, dependencies=auth)
+    def docs() -> HTMLResponse:
+        return page(get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API docs"))
+
+    @app.get("/redoc", include_in_schema=False, dependencies=auth)
+    def redoc() -> HTMLResponse:
+        return page(get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API docs"))
 
 
 def _token_dependency(settings: Settings) -> Callable[[Request], None]:
@@ -137,6 +187,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = StudyStore(settings.data_dir)
+        given_up = store.fail_exhausted()
+        if given_up:
+            log.warning("%d studies interrupted %d times are marked failed, not retried: %s", len(given_up),
+                        MAX_ATTEMPTS, ", ".join(given_up))
+        leftovers = store.remove_partial_outputs()
+        if leftovers:
+            log.info("%d partial report folders of interrupted analyses removed", leftovers)
         requeued = store.requeue_interrupted()
         if requeued:
             log.info("%d interrupted studies queued again", len(requeued))
@@ -156,6 +213,9 @@ def create_app(
         version=__version__,
         description=f"Chest X-ray decision support: worklist, reports and images. {DISCLAIMER}",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.worker = None
@@ -163,6 +223,7 @@ def create_app(
     auth = [Depends(_token_dependency(settings))]
     app.include_router(system.router, dependencies=auth)
     app.include_router(studies.router, dependencies=auth)
+    _docs_routes(app, auth)
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(_SecurityHeaders)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="viewer")

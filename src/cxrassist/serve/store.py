@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("queued", "running", "done", "refused", "failed")
+#: Analyses a study may start before it is given up: a study that brings the server down every time (a crash, an
+#: out-of-memory kill) would otherwise be requeued at every restart, forever.
+MAX_ATTEMPTS = 3
 FINAL_STATUSES = frozenset({"done", "refused", "failed"})
 
 _SCHEMA = """
@@ -202,6 +205,41 @@ class StudyStore:
                     study_id,
                 ),
             )
+
+    def fail_exhausted(self, max_attempts: int = MAX_ATTEMPTS) -> list[str]:
+        """Mark ``failed`` the studies left ``running`` that already started ``max_attempts`` analyses; their ids.
+
+        Run at start-up before :meth:`requeue_interrupted`: each of those attempts ended with the process gone.
+        """
+        with self._lock:
+            rows = self._db().execute(
+                "UPDATE studies SET status = 'failed', finished_at = ?, reason = 'the analysis was interrupted ' || "
+                "attempts || ' times (the server stopped or crashed while analysing this study); not retried' "
+                "WHERE status = 'running' AND attempts >= ? RETURNING id",
+                (time.time(), max_attempts),
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def remove_partial_outputs(self) -> int:
+        """Delete the temporary folders of report writes that a killed process left in study folders.
+
+        The report writer builds ``.out.tmp-*`` next to ``out/`` and swaps it in (``.out.old-*`` is the previous
+        report during the swap): after a kill -9 they hold a half report (tens of MB of images) nothing else removes.
+        Run at start-up, before the worker starts.
+        """
+        removed = 0
+        for study in self.studies_dir.iterdir():
+            if not study.is_dir():
+                continue
+            for leftover in study.glob(".out.*-*"):
+                if not leftover.name.startswith((".out.tmp-", ".out.old-")):
+                    continue
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def requeue_interrupted(self) -> list[str]:
         """Put studies left ``running`` by a stopped process back in the queue; returns their ids."""
