@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         mean, precision, shrink = ood.fit_statistics(ft)
         layer = ood.LayerStats(name, pool, mean, precision)
         layer.scale = float(np.median(layer.distances(fv)))
+        if not layer.scale > 1e-9:
+            raise SystemExit(f"layer {name} is constant on the val films: it cannot tell films apart")
         layers.append(layer)
         shrinkage[name] = round(shrink, 5)
     gate = ood.OodGate(layers, 0.0, EFFECTIVE_SIZE, size, args.transform)

@@ -15,6 +15,8 @@ import csv
 import json
 import logging
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -119,6 +121,9 @@ def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = Non
         raise InputError(f"{root}: not a folder")
     fmts = parse_formats(formats)
     out_root.mkdir(parents=True, exist_ok=True)
+    leftovers = remove_partial_outputs(out_root)
+    if leftovers:
+        log.info("removed %d partial report folder(s) of an interrupted run", leftovers)
     studies = [s for s in discover_studies(root) if not _inside(s.files[0], out_root)]
     summary = BatchSummary()
     t0 = time.perf_counter()
@@ -167,6 +172,25 @@ def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = Non
     summary.seconds = time.perf_counter() - t0
     summary.worklist = write_worklist(summary.outcomes, out_root)
     return summary
+
+
+_PARTIAL = re.compile(r"\..+\.(tmp|old)-[^/]+")
+
+
+def remove_partial_outputs(out_root: Path) -> int:
+    """Delete what an interrupted run left half-written in ``out_root``: the report writer's ``.<study>.tmp-*``
+    folders (a half report, tens of MB of images), its ``.<study>.old-*`` swap backups and the worklist's
+    ``.worklist.csv.tmp-*`` files. One batch per output folder at a time: a concurrent run's are removed too."""
+    removed = 0
+    for path in out_root.glob(".*"):
+        if not _PARTIAL.fullmatch(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -26,9 +26,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Analyse one chest X-ray study. Decision support for a qualified reader, not a diagnosis."""
         from cxrassist.analysis import analyze_paths
-        from cxrassist.report import parse_formats
+        from cxrassist.report import check_output_dir, parse_formats
 
         formats = parse_formats(fmt)
+        check_output_dir(out)  # before any model runs: a lost 40-s analysis helps no one
         if threads:
             import torch
 

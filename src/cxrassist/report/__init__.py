@@ -43,6 +43,28 @@ def _check_target(out_dir: Path) -> None:
                               "choose a new or empty folder (a previous report folder is replaced)")
 
 
+def check_output_dir(out_dir: Path | str) -> Path:
+    """Refuse, before any model runs, a report folder that could not be written (one line naming the problem).
+
+    Why: the analysis takes tens of seconds and its result would be lost at the end (``--out /proc/x``). Checks
+    that the target is ours or new and that the nearest existing folder above it accepts a new folder (probed by
+    creating and removing one: permission bits alone say nothing for root or read-only mounts). Creates nothing.
+    """
+    target = Path(out_dir).absolute()
+    _check_target(target)
+    anchor = target.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise OutputError(f"cannot write the report to {target}: {anchor} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".cxr-write-probe-", dir=anchor))
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {target}: {anchor} is not writable "
+                          f"({exc.strerror or type(exc).__name__})") from None
+    return target
+
+
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     backup = None
     if out_dir.exists():
@@ -69,9 +91,12 @@ def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str
     fmts = parse_formats(formats)
     out_dir = Path(out_dir).absolute()
     _check_target(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {out_dir} ({exc.strerror or type(exc).__name__})") from None
     try:
         rendered = render_images(result, tmp, write_png="png" in fmts, previews="html" in fmts)
         dicom_entries = []
@@ -96,4 +121,4 @@ def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str
     return report
 
 
-__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "parse_formats", "write_outputs"]
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "check_output_dir", "parse_formats", "write_outputs"]
