@@ -66,7 +66,8 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
                 out = model(x, batch["lateral"].to(device), batch["has_lateral"].to(device))
             else:
                 out = tta_logits(model, x, zooms)
-            ps.append(torch.sigmoid(out.float()).cpu().numpy())
+            # float64: a confident model saturates float32's sigmoid at exactly 1.0, and ties would blur AUROC
+            ps.append(torch.sigmoid(out.double()).cpu().numpy())
             ys.append((batch["target"] if task == "triage" else batch["labels"]).numpy())
     return np.concatenate(ys).reshape(len(ds), -1), np.concatenate(ps).reshape(len(ds), -1)
 

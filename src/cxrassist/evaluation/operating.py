@@ -165,6 +165,11 @@ def group_masks(datasets: Sequence[str], nih_sources: frozenset[str]) -> dict[st
     names = np.asarray(datasets)
     masks = {str(n): names == n for n in sorted(set(names.tolist()))}
     masks["nih_source"] = np.isin(names, list(nih_sources))
+    # the two RSNA-read sets went through the same 1024 -> 299 -> 224 px chain: their comparison cannot lean on
+    # processing differences (the NIH sample came 1024 -> 512 px, another look)
+    rsna = np.isin(names, ["rsna_normal", "rsna_lung_opacity"])
+    if rsna.any():
+        masks["rsna_matched"] = rsna
     return masks
 
 

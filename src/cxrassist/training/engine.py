@@ -102,10 +102,19 @@ def batch_to_device(batch: dict[str, Any], device: torch.device, channels_last: 
 
 
 def make_optimizers(task: Task, modules: dict[str, nn.Module], cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    """One AdamW per phase of the task (the GAN has two: TTUR learning rates)."""
+    """One AdamW per phase of the task (the GAN has two: TTUR learning rates).
+
+    The fused implementation where the parameters live on a CPU or CUDA device: on a CPU the default falls back to
+    a Python loop over the ~360 parameter tensors of a DenseNet-121, which took more time than the backward pass
+    (measured with py-spy on 2 cores); the fused kernel does the same arithmetic in one call per group.
+    """
     groups = task.optim_groups({k: unwrap(m) for k, m in modules.items()})
-    return {ph: torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas)
-            for ph, (p, lr, betas) in groups.items()}
+    out = {}
+    for ph, (p, lr, betas) in groups.items():
+        devices = {q.device.type for q in p}
+        fused = devices <= {"cpu", "cuda"} and all(q.dtype == torch.float32 for q in p) or None
+        out[ph] = torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas, fused=fused)
+    return out
 
 
 def training_step(task: Task, batch: dict[str, Any], modules: dict[str, nn.Module],

@@ -177,7 +177,7 @@ class _BinaryOrMulti(Task):
         ys, ps = [], []
         for batch in loader:
             b = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            ps.append(torch.sigmoid(self.forward(model, b).float()).cpu().numpy())
+            ps.append(torch.sigmoid(self.forward(model, b).double()).cpu().numpy())  # no float32 saturation ties
             ys.append(self.targets(batch).numpy())
         return np.concatenate(ys).reshape(len(loader.dataset), -1), np.concatenate(ps).reshape(len(loader.dataset), -1)
 
@@ -248,6 +248,9 @@ def per_source_auroc(records: list[Record], y: np.ndarray, p: np.ndarray) -> dic
     nih = np.isin(names, list(NIH_SOURCE_DATASETS))
     if nih.any():
         out["auroc_nih_source"] = auroc(y[nih], p[nih])
+    rsna = np.isin(names, ["rsna_normal", "rsna_lung_opacity"])  # same processing chain: no look shortcut
+    if rsna.any():
+        out["auroc_rsna_matched"] = auroc(y[rsna], p[rsna])
     return out
 
 
