@@ -116,6 +116,9 @@ def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = Non
               force: bool = False, formats: Iterable[str] | str = DEFAULT_FORMATS,
               progress: bool = True) -> BatchSummary:
     """Analyse every study under ``input_dir`` into ``out_dir/<study>/`` and write the worklist."""
+    from cxrassist.io.quiet import install
+
+    install()  # discover_studies reads DICOM headers: their warnings must not print header values
     root, out_root = Path(input_dir).absolute(), Path(out_dir).absolute()
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")

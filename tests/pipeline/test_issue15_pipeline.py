@@ -167,3 +167,20 @@ def test_batch_rerun_removes_partial_output_and_refuses_corrupt_dicoms(tiny_pipe
     assert statuses["s0.png"][0] == "done"
     assert statuses["corrupt.dcm"][0] == "refused" and "unexpected" not in statuses["corrupt.dcm"][1]
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_batch_discovery_of_fuzzed_dicoms_prints_no_identifier(tmp_path: Path, rg1_small, byte_flipper, capfd,
+                                                               real_warnings):
+    """cxr batch reads every DICOM header to group studies, before any read_xray: those warnings are quiet too."""
+    from cxrassist.io.quiet import install
+    from cxrassist.study import discover_studies
+
+    data, pixel_offset, identifiers = rg1_small
+    for seed in range(60):
+        (tmp_path / f"f{seed:02d}.dcm").write_bytes(byte_flipper(data, seed, 132, pixel_offset))
+    install()  # what run_batch and the CLI do first
+    with real_warnings():
+        studies = discover_studies(tmp_path)
+    out, err = capfd.readouterr()
+    assert sum(len(s.files) for s in studies) == 60
+    assert not any(v in err or v in out for v in identifiers) and "Warning" not in err

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: known errors become one line on stderr and a non-zero exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    from cxrassist.io.quiet import install
+
+    install()  # pydicom's warnings quote header values (patient names): counted, never printed (io/quiet.py)
     try:
         app(args=args, standalone_mode=False)
     except CxrError as exc:

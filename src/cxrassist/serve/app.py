@@ -182,6 +182,9 @@ def create_app(
     from cxrassist.serve.routes import studies, system
 
     settings = (settings or Settings.from_env()).validate()
+    from cxrassist.io.quiet import install
+
+    install()  # library warnings about uploaded headers never reach the server log with their values
     factory = pipeline_factory or default_pipeline_factory(settings)
 
     @asynccontextmanager
