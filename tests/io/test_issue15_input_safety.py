@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import byte_flip
 from PIL import Image
 
 from cxrassist.errors import CorruptFileError, InputError, MultiFrameError
@@ -115,13 +114,13 @@ def test_corpus_files_that_ended_unexpected_are_refusals_or_reads(testdata_file,
     assert len(err.strip().splitlines()) <= 1
 
 
-def test_unknown_vr_and_bad_lengths_map_to_one_line_refusals(rg1_small, tmp_path: Path):
+def test_unknown_vr_and_bad_lengths_map_to_one_line_refusals(rg1_small, tmp_path: Path, byte_flipper):
     """The pydicom exceptions of issue 15 (NotImplementedError for an unknown VR, BytesLengthException) are
     CorruptFileError / TruncatedFileError, never anything else."""
     data, pixel_offset, _ = rg1_small
     for seed in (36, 105, 101, 1):  # seeds of the issue's fuzzer that hit those exceptions on the full file
         path = tmp_path / f"f{seed}.dcm"
-        path.write_bytes(byte_flip(data, seed, 132, pixel_offset))
+        path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
         try:
             read_xray(path)
         except InputError as exc:
@@ -136,7 +135,7 @@ def test_unknown_vr_and_bad_lengths_map_to_one_line_refusals(rg1_small, tmp_path
 
 
 # ------------------------------------------------------------------------------------------------ the fuzz test
-def test_byte_flip_fuzz_of_rg1_header(rg1_small, tmp_path: Path, capfd, real_warnings):
+def test_byte_flip_fuzz_of_rg1_header(rg1_small, tmp_path: Path, capfd, real_warnings, byte_flipper):
     """>= 200 seeds, each flipping 1-8 bytes of RG1's header: every case is read or refused in one line, nothing is
     'unexpected', no traceback, and no patient identifier of the source reaches stderr."""
     from cxrassist.cli import main
@@ -146,7 +145,7 @@ def test_byte_flip_fuzz_of_rg1_header(rg1_small, tmp_path: Path, capfd, real_war
     bad: list[str] = []
     for seed in FUZZ_SEEDS:
         path = tmp_path / f"fuzz_{seed:03d}.dcm"
-        path.write_bytes(byte_flip(data, seed, 132, pixel_offset))
+        path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
         with real_warnings():
             try:
                 main(["info", str(path)])
@@ -168,14 +167,14 @@ def test_byte_flip_fuzz_of_rg1_header(rg1_small, tmp_path: Path, capfd, real_war
     assert outcomes["read"] >= 20 and outcomes["refused"] >= 100, outcomes  # the fuzz reaches both paths
 
 
-def test_fuzzed_files_are_quiet_in_a_real_process(rg1_small, tmp_path: Path):
+def test_fuzzed_files_are_quiet_in_a_real_process(rg1_small, tmp_path: Path, byte_flipper):
     """The same, in a fresh ``cxr info`` process (no pytest warning capture): pydicom's warnings, which quote the
     header values, are counted, never printed; one error line per refused file, one summary line."""
     data, pixel_offset, identifiers = rg1_small
     files = []
     for seed in range(40):
         path = tmp_path / f"fuzz_{seed:03d}.dcm"
-        path.write_bytes(byte_flip(data, seed, 132, pixel_offset))
+        path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
         files.append(str(path))
     proc = subprocess.run([sys.executable, "-m", "cxrassist.cli", "info", *files], capture_output=True, text=True,
                           timeout=300)
