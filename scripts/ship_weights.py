@@ -40,6 +40,9 @@ ROLES: dict[str, dict[str, Any]] = {
     "lung": {
         "dir": "lungseg", "task": "segmentation", "name": "cxrassist-lungseg",
         "eval": ["montgomery", "shenzhen", "jsrt", "covid19_gb_seg"],
+        "terms": "Trained on Montgomery and Shenzhen (NLM, research; the Shenzhen lung masks are CC BY-NC-SA 4.0), "
+                 "JSRT/SCR (research and education; commercial use needs JSRT's permission) and covid19_gb_seg "
+                 "(CC BY 4.0 masks; per-image licences, many CC BY-NC-SA). Treat the weights as research-use only.",
         "limits": "Trained on ~740 adult frontal films (TB screening, JSRT nodules, COVID-19). Montgomery and Shenzhen "
                   "were stored squashed to 512x512 and JSRT at 224 px, so outlines are learned at low resolution. "
                   "The covid19_gb_seg outlines follow another convention: they run across the heart shadow to the "
@@ -51,6 +54,9 @@ ROLES: dict[str, dict[str, Any]] = {
     "bone": {
         "dir": "bone", "task": "bone", "name": "cxrassist-bone",
         "eval": ["bse_jsrt"],
+        "terms": "Trained on BSE-JSRT pairs of JSRT films (JSRT: research and education, commercial use needs "
+                 "JSRT's permission; the BSE-JSRT copy is listed CC0 by its uploader). Treat the weights as "
+                 "research-use only.",
         "limits": "Trained on 109 BSE-JSRT pairs (one scanner type, digitised film, PA, adults); the target is the "
                   "difference between a radiograph and its software bone-suppressed version, i.e. it learns that "
                   "software's notion of bone. Expect weaker suppression on CR/DR films, AP films and children.",
@@ -274,7 +280,7 @@ def key_figures(d: dict[str, Any]) -> str:
         e = v["per_label"]["abnormal"]
         n, op = e["validation"], d.get("operating_points", {}).get(d["labels"][0], {})
         others = ", ".join(f"{k} {_f(x)}" for k, x in v["auroc_by_source"].items()
-                           if k not in ("nih_source",) and x == x)
+                           if k != "nih_source" and isinstance(x, float) and x == x)
         return (f"NIH-source AUROC {_f(n['auroc'])} (95% CI {_f(n['ci95'][0])}-{_f(n['ci95'][1])}, {n['n_pos']} "
                 f"abnormal of {n['n']}); at sensitivity {_f(op.get('sensitivity'))} (cross-fitted) specificity "
                 f"{_f(op.get('specificity'))}; other sources: {others}")
@@ -353,5 +359,28 @@ def render_markdown(card: Any) -> str:
     return "\n".join(lines)
 
 
+def rerender(role: str) -> None:
+    """Rewrite MODEL_CARD.md (and the card's data terms) from card.json, without measuring again."""
+    from cxrassist.weights import ModelCard
+
+    spec = ROLES[role]
+    target = SHIPPED / spec["dir"]
+    card = ModelCard.read(target / "card.json")
+    if spec.get("terms"):
+        card.extra["data_terms"] = spec["terms"]
+    d = card.to_dict()
+    if d["metrics"].get("val") and "summary" in d["metrics"]:
+        card.metrics["summary"] = key_figures(d)
+    card.write(target / "card.json")
+    markdown = render_markdown(card)
+    if spec["task"] == "bone" and (target / "before_after.png").is_file():
+        markdown += "\n![before and after, a val case](before_after.png)\n"
+    (target / "MODEL_CARD.md").write_text(markdown)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--rerender":
+        for r in sys.argv[2:]:
+            rerender(r)
+        raise SystemExit(0)
     raise SystemExit(main())
