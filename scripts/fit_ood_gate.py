@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--weights", type=Path, default=None, help="folder with triage/ (default: the shipped weights)")
     ap.add_argument("--out", type=Path, default=None, help="gate folder (default: <weights>/ood)")
-    ap.add_argument("--per-set", type=int, default=1000, help="most train films per data set (default 1000)")
+    ap.add_argument("--per-set", type=int, default=800, help="most train films per data set (default 800)")
     ap.add_argument("--transform", choices=ood.TRANSFORMS, default="sqrt")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-synthetic", type=int, default=40)

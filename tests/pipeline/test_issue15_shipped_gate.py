@@ -1,0 +1,59 @@
+"""The shipped out-of-distribution gate: bound to the shipped triage weights, its card's figures hold, and on real
+val films it lets >= 99 % through while refusing what is not a frontal chest film."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrassist.ood import GATE_CARD, GATE_DIR, REFIT_COMMAND, load_gate
+
+
+@pytest.fixture(scope="module")
+def shipped_gate():
+    from cxrassist.weights import load_model, shipped_dir
+
+    if not (shipped_dir() / GATE_DIR / GATE_CARD).is_file():
+        pytest.fail(f"no shipped out-of-distribution gate: run {REFIT_COMMAND}")
+    model, card = load_model(shipped_dir() / "triage")
+    model.eval()
+    gate = load_gate(shipped_dir(), card)  # refuses a gate fitted on other triage weights: refit it
+    return gate, model
+
+
+def test_shipped_gate_card_states_its_rule_and_measurements(shipped_gate):
+    gate, _ = shipped_gate
+    card = gate.card
+    assert card["validation"]["passed"] >= 0.99 and card["validation"]["n"] >= 1000
+    assert "99" in card["threshold_rule"] and card["effective_size"] == 224
+    inputs = {row["input"]: row for row in card["rejection"]}
+    assert any("RG3" in k for k in inputs) and any("lateral" in k for k in inputs)
+    from cxrassist.weights import shipped_dir
+
+    text = (shipped_dir() / GATE_DIR / "MODEL_CARD.md").read_text()
+    assert f"{gate.threshold:.3f}" in text and card["triage"]["sha256"] in text
+
+
+@pytest.mark.shared_data
+def test_shipped_gate_on_real_films(shipped_gate, shared_data: Path, rg3_path: Path):
+    from cxrassist.io import read_xray
+
+    gate, model = shipped_gate
+    rng = random.Random(15)
+    films = []
+    for name in ("shenzhen", "montgomery", "jsrt", "rsna_normal", "covid_radiography", "nih_cxr14_sample"):
+        with open(shared_data / name / "manifest.csv", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["split"] == "val"]
+        films += [shared_data / name / r["image"] for r in rng.sample(rows, min(15, len(rows)))]
+    passed = [gate.check(model, read_xray(p).pixels).passed for p in films]
+    assert np.mean(passed) >= 0.95, (sum(passed), len(passed))  # the threshold lets 99 % of all val films pass
+    noise = np.random.default_rng(0).random((512, 512)).astype(np.float32)
+    assert not gate.check(model, noise).passed
+    assert not gate.check(model, np.full((512, 512), 0.5, np.float32)).passed
+    recorded = json.dumps(gate.card["rejection"])
+    assert "RG3" in recorded
