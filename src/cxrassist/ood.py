@@ -3,10 +3,9 @@
 Why: the chest check reads metadata and a few image statistics; it cannot tell a chest film from anything else
 that happens to look like one to those statistics, and a network scores whatever it is given. The gate measures
 how far the film's features lie from the training films' features, in the triage network's own feature space: for
-a few layers (an early dense block pooled to mean + standard deviation: texture and contrast; the last block pooled
-to its mean: content), the Mahalanobis distance to the training films' mean under their Ledoit-Wolf shrunk
-covariance (the feature-space detector of Lee et al., NeurIPS 2018), each divided by its median on the val films;
-the score is the largest of them.
+each layer the gate's card names (the shipped gate: the last dense block, spatially averaged), the Mahalanobis
+distance to the training films' mean under their Ledoit-Wolf shrunk covariance (the feature-space detector of Lee
+et al., NeurIPS 2018), divided by its median on the val films; the score is the largest of them.
 
 The statistics live in a folder next to the weights (``<weights>/ood/``: ``stats.safetensors`` + ``gate.json``
 + ``MODEL_CARD.md``), written by ``scripts/fit_ood_gate.py``. They only make sense with the triage weights they
