@@ -135,6 +135,8 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
         # source: no set-telling), else every film (a site evaluating on its own single-source data).
         fit_mask = masks["nih_source"] if (masks["nih_source"] & ~np.isnan(yi)).any() else np.ones(len(yi), bool)
         measured_on = "NIH-source val films" if fit_mask is masks["nih_source"] else "all evaluation films"
+        if np.isnan(yi).all():
+            measured_on = "no labelled evaluation films"
         nih = by_source.get("nih_source") if fit_mask is masks["nih_source"] else pooled
         nih = nih or {"auroc": math.nan, "ci95": [math.nan, math.nan], "n": 0, "n_pos": 0}
         op = cross_fit(yi, pi, fit_mask, folds, rule)
