@@ -269,3 +269,29 @@ def real_warnings() -> Callable[[], Any]:
 def byte_flipper() -> Callable[..., bytes]:
     """:func:`byte_flip` for test folders with their own conftest (which shadows ``from conftest import``)."""
     return byte_flip
+
+
+@pytest.fixture
+def cxr_info_outcome(capfd: pytest.CaptureFixture, real_warnings: Callable[[], Any]) -> Callable[[Path], tuple]:
+    """Run ``cxr info PATH`` in-process with the library's real warnings: returns (kind, exit code, stdout, stderr),
+    kind "read" (exit 0, nothing on stderr), "refused" (exit 2, exactly one ``error: `` line) or "other"."""
+    from cxrassist.cli import main
+
+    def run(path: Path) -> tuple[str, int, str, str]:
+        with real_warnings():
+            try:
+                main(["info", str(path)])
+                code = 0
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+        out, err = capfd.readouterr()
+        lines = err.strip().splitlines()
+        if code == 0 and not lines:
+            kind = "read"
+        elif code == 2 and len(lines) == 1 and lines[0].startswith("error: "):
+            kind = "refused"
+        else:
+            kind = "other"
+        return kind, code, out, err
+
+    return run

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrassist.errors import CxrError, InputError
-from cxrassist.report import DEFAULT_FORMATS, REPORT_NAME, parse_formats
+from cxrassist.report import DEFAULT_FORMATS, REPORT_NAME, parse_formats, remove_leftover
 from cxrassist.study import Study, discover_studies
 
 log = logging.getLogger(__name__)
@@ -188,10 +187,7 @@ def remove_partial_outputs(out_root: Path) -> int:
     for path in out_root.glob(".*"):
         if not _PARTIAL.fullmatch(path.name):
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_leftover(path)
         removed += 1
     return removed
 

@@ -25,28 +25,17 @@ def corpus_files() -> list[Path]:
 
 
 @pytest.mark.slow
-def test_pydicom_corpus_is_read_or_refused_in_one_line(capfd, real_warnings):
-    from cxrassist.cli import main
-
+def test_pydicom_corpus_is_read_or_refused_in_one_line(cxr_info_outcome):
     files = corpus_files()
     assert len(files) >= 150, len(files)  # pydicom 3 + pydicom-data: ~230 files
     outcome: Counter[str] = Counter()
     bad: list[str] = []
     for path in files:
-        with real_warnings():
-            try:
-                main(["info", str(path)])
-                code = 0
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-        out, err = capfd.readouterr()
-        lines = err.strip().splitlines()
-        if code == 0 and not lines:
-            outcome["read"] += 1
-        elif code == 2 and len(lines) == 1 and lines[0].startswith("error: "):
-            outcome["refused"] += 1
-        else:
+        kind, code, _out, err = cxr_info_outcome(path)
+        if kind == "other":
             bad.append(f"{path.name}: exit {code}, stderr {err[:200]!r}")
+        else:
+            outcome[kind] += 1
         if "unexpected" in err or "Traceback" in err or "site-packages" in err:
             bad.append(f"{path.name}: {err[:200]!r}")
     assert not bad, bad[:8]

@@ -65,6 +65,14 @@ def check_output_dir(out_dir: Path | str) -> Path:
     return target
 
 
+def remove_leftover(path: Path) -> None:
+    """Delete one leftover of an interrupted write (a half-written ``.tmp-`` folder or an ``.old-`` swap backup)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     backup = None
     if out_dir.exists():
@@ -121,4 +129,5 @@ def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str
     return report
 
 
-__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "check_output_dir", "parse_formats", "write_outputs"]
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "check_output_dir", "parse_formats", "remove_leftover",
+           "write_outputs"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxrassist.report import remove_leftover
+
 STATUSES = ("queued", "running", "done", "refused", "failed")
 #: Analyses a study may start before it is given up: a study that brings the server down every time (a crash, an
 #: out-of-memory kill) would otherwise be requeued at every restart, forever.
@@ -234,10 +236,7 @@ class StudyStore:
             for leftover in study.glob(".out.*-*"):
                 if not leftover.name.startswith((".out.tmp-", ".out.old-")):
                     continue
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
+                remove_leftover(leftover)
                 removed += 1
         return removed
 
