@@ -27,7 +27,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
              tta: bool = True, teacher: str | None = None) -> dict[str, Any]:
     import torch
 
-    from cxrassist.training.distributed import pick_device
+    from cxrassist.device import pick_device
     from cxrassist.weights import load_model
 
     if threads:
