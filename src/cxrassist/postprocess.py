@@ -199,15 +199,18 @@ def overlay_contour(gray: np.ndarray, mask: np.ndarray, *, color: tuple[int, int
     return rgb
 
 
-def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord) -> np.ndarray:
+def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord,
+                           size: tuple[int, int] | None = None) -> np.ndarray:
     """A model-space map (any resolution, [0, 1]) -> uint8 heat on the original pixel grid.
 
     The same mapping as ``SpatialRecord.to_original`` (bilinear to model size, crop the padding, bilinear to the
-    original size) done on 8-bit Pillow images, ~5x faster than in float for a 2k radiograph.
+    original size) done on 8-bit Pillow images, ~5x faster than in float for a 2k radiograph. ``size`` (width,
+    height) gives the original field of view on a smaller grid instead (the report's heatmap PNGs: a CAM holds no
+    detail finer than its cells, so a 2k copy is only slower to write).
     """
     from PIL import Image
 
     bilinear = Image.Resampling.BILINEAR
     model = Image.fromarray(as_uint8(cam), mode="L").resize((record.size, record.size), bilinear)
     valid = model.crop((record.left, record.top, record.left + record.new_w, record.top + record.new_h))
-    return np.asarray(valid.resize((record.orig_w, record.orig_h), bilinear))
+    return np.asarray(valid.resize(size or (record.orig_w, record.orig_h), bilinear))

@@ -37,13 +37,19 @@ def test_report_json_validates_and_references_existing_files(rg1_report: tuple[P
 
 
 def test_pngs_at_original_resolution(rg1_report: tuple[Path, dict], rg1_file: Path) -> None:
+    """Radiograph, lung and bone pictures at the original size; heatmaps (smooth CAMs) capped at OVERLAY_SIDE /
+    MAP_SIDE with the radiograph's aspect."""
+    from cxrassist.report.images import MAP_SIDE, OVERLAY_SIDE
+
     out, report = rg1_report
     h, w = read_xray(rg1_file).shape
     for f in report["findings"]:
         with Image.open(out / f["heatmap"]) as im:
-            assert im.size == (w, h) and im.mode == "RGB"
+            assert max(im.size) == min(OVERLAY_SIDE, max(w, h)) and im.mode == "RGB"
+            assert abs(im.size[0] / im.size[1] - w / h) < 0.01
         with Image.open(out / f["heatmap_map"]) as im:
-            assert im.size == (w, h) and im.mode == "L"
+            assert max(im.size) == min(MAP_SIDE, max(w, h)) and im.mode == "L"
+            assert abs(im.size[0] / im.size[1] - w / h) < 0.01
     for rel in (report["lung"]["mask"], report["lung"]["segmented"], report["bone"]["subtracted"],
                 report["bone"]["suppressed"], report["images"]["radiograph"]):
         with Image.open(out / rel) as im:

@@ -16,7 +16,8 @@ import numpy as np
 
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.postprocess import as_uint8, overlay_contour, overlay_heatmap
+from cxrassist.postprocess import as_uint8, overlay_contour
+from cxrassist.report.images import heatmap_picture
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     names = {f.code: f.name for f in result.findings}
     pictures: list[tuple[str, np.ndarray, str]] = [
         (f"Heatmap {names[c]} (p={next(f.probability for f in result.findings if f.code == c):.2f})",
-         overlay_heatmap(gray, result.heatmap(c)), "RGB") for c in _overlay_codes(result)
+         heatmap_picture(gray, result.heatmap(c)), "RGB") for c in _overlay_codes(result)
     ]
     pictures.append(("Lung segmentation contour", overlay_contour(gray, result.lung_mask,
                                                                    thickness=max(2, max(gray.shape) // 400)), "RGB"))

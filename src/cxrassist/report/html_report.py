@@ -120,9 +120,16 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         parts.append("<ul>" + "".join(f'<li class="warn">{escape(w)}</li>' for w in r["warnings"]) + "</ul>")
     ood = r.get("ood")
     if ood:
-        verdict = "like the training films" if ood["passed"] else "OVER the threshold: unlike the training films"
+        far = ood["score"] > ood["threshold"]
+        verdict = "OVER the threshold: unlike the training films" if far else "like the training films"
+        view = ood.get("view")
+        view_text = ""
+        if view:
+            view_text = (f'; view check {view["score"]:.2f} (threshold {view["threshold"]:.2f}): '
+                         + ("a whole, upright frontal film" if view["passed"] else
+                            "OVER the threshold: lateral, rotated, cropped or inverted?"))
         parts.append(f'<p class="small">Input check: out-of-distribution score {ood["score"]:.2f} (threshold '
-                     f'{ood["threshold"]:.2f}): {verdict}.</p>')
+                     f'{ood["threshold"]:.2f}): {verdict}{escape(view_text)}.</p>')
 
     t = r["triage"]
     crit = ", ".join(t["critical_findings"])

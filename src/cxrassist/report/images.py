@@ -1,4 +1,5 @@
-"""The report's pictures: 8-bit PNGs at the ORIGINAL resolution, and small previews for the HTML page.
+"""The report's pictures: 8-bit PNGs (the radiograph, lung and bone images at the ORIGINAL resolution; heatmaps at
+most OVERLAY_SIDE / MAP_SIDE px), and small previews for the HTML page.
 
 Every picture is rendered once, written (when PNGs were asked for), and downscaled for the self-contained HTML
 (as a data URI), so a 2k radiograph never has to be held 13 times in memory.
@@ -20,9 +21,14 @@ from PIL import Image
 from cxrassist.explain.cam import HEATMAP_MEANING
 from cxrassist.labels import FINDINGS
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.postprocess import as_uint8, colormap, overlay_contour, overlay_heatmap
+from cxrassist.postprocess import as_uint8, colormap, heatmap_to_original_u8, overlay_contour, overlay_heatmap
 
 PREVIEW_SIDE = 768
+#: Heatmap PNGs: the overlay at most this long side, the grey map at most MAP_SIDE. A CAM holds no detail finer than
+#: its cells (~1/7-1/16 of the film), and 26 full-resolution copies took 3-4 s of a 5-s ``cxr analyze``; viewers scale
+#: the map onto the radiograph (the web viewer does).
+OVERLAY_SIDE = 1024
+MAP_SIDE = 512
 #: Heatmap drawing, shared by the PNGs, the HTML legend and the viewer (study.js draws with the same numbers): the
 #: colour's weight in the blend is HEATMAP_OPACITY x (heat - floor) / (1 - floor), nothing below the floor.
 HEATMAP_OPACITY = 0.5
@@ -67,6 +73,48 @@ def heatmap_legend() -> dict[str, object]:
     }
 
 
+def _legend_bar(width: int, height: int) -> np.ndarray:
+    """The legend's colour bar as RGB uint8: colour of heat v at column v, dark grey below the floor."""
+    levels = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    row = as_uint8(colormap(levels))
+    row[levels < HEATMAP_FLOOR] = (40, 40, 40)
+    return np.repeat(row[None], height, axis=0)
+
+
+def burn_legend(rgb: np.ndarray) -> np.ndarray:
+    """The heatmap legend drawn into the bottom-right corner (0 ... 1 colour bar, labelled), so a heatmap picture
+    read alone (a PNG, a DICOM Secondary Capture in PACS) still says what its colours mean. Returns a new array."""
+    from PIL import ImageDraw, ImageFont
+
+    h, w = rgb.shape[:2]
+    bar_w, bar_h = max(40, w // 4), max(6, h // 60)
+    font_px = max(10, int(bar_h * 1.6))
+    pad = max(4, bar_h // 2)
+    box_w, box_h = bar_w + 2 * pad + 2 * font_px, bar_h + 3 * pad + font_px
+    if box_w >= w or box_h >= h:
+        return np.array(rgb, copy=True)
+    image = Image.fromarray(np.array(rgb, copy=True))
+    draw = ImageDraw.Draw(image)
+    x0, y0 = w - box_w - pad, h - box_h - pad
+    draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(0, 0, 0))
+    bx, by = x0 + pad + font_px, y0 + pad
+    image.paste(Image.fromarray(_legend_bar(bar_w, bar_h)), (bx, by))
+    font = ImageFont.load_default(size=font_px)
+    draw.text((x0 + pad, by + bar_h // 2), "0", fill=(255, 255, 255), font=font, anchor="lm")
+    draw.text((bx + bar_w + pad, by + bar_h // 2), "1", fill=(255, 255, 255), font=font, anchor="lm")
+    draw.text((bx, by + bar_h + pad), "evidence: where, not how likely", fill=(220, 220, 220),
+              font=ImageFont.load_default(size=max(9, font_px * 3 // 4)), anchor="lt")
+    return np.asarray(image)
+
+
+def heatmap_picture(gray: np.ndarray, heat: np.ndarray, *, legend: bool = True) -> np.ndarray:
+    """THE heatmap rendering (report PNGs, HTML previews, DICOM Secondary Capture; the viewer blends the grey map
+    with the same colours, floor and opacity): ``overlay_heatmap`` at HEATMAP_OPACITY / HEATMAP_FLOOR, plus the
+    burnt-in legend."""
+    rgb = overlay_heatmap(gray, heat, alpha=HEATMAP_OPACITY, floor=HEATMAP_FLOOR)
+    return burn_legend(rgb) if legend else rgb
+
+
 @dataclass
 class RenderedImages:
     """Relative paths of the written PNGs (None when PNGs were not asked for) and data URIs of the previews."""
@@ -104,6 +152,15 @@ def _shrink(picture: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     image = Image.fromarray(picture)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+def _fit(shape: tuple[int, ...], side: int) -> tuple[int, int]:
+    """(width, height) of a picture of ``shape`` shrunk so its long side is at most ``side`` (as ``_shrink``)."""
+    h, w = shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return w, h
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _plain_pictures(result: AnalysisResult, gray8: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
@@ -153,21 +210,27 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
                 preview(key, _shrink(picture))
         gray_small = _shrink(gray8) if previews else None
         lat_small = _shrink(lateral8) if previews and lateral8 is not None else None
-        for f in FINDINGS:
-            views = [("frontal", gray8, gray_small, f"heatmap:{f.code}")]
-            if lateral8 is not None and result.lateral_cams is not None:
-                views.append(("lateral", lateral8, lat_small, f"heatmap_lateral:{f.code}"))
-            for view, base, base_small, key in views:
-                heat8 = result.heatmap_u8(f.code, view)
+        ov_side = {"frontal": _fit(gray8.shape, OVERLAY_SIDE)}
+        ov_base = {"frontal": _shrink(gray8, OVERLAY_SIDE)}
+        cams = {"frontal": (result.cams, result.cam_record)}
+        if lateral8 is not None and result.lateral_cams is not None and result.lateral_record is not None:
+            ov_side["lateral"] = _fit(lateral8.shape, OVERLAY_SIDE)
+            ov_base["lateral"] = _shrink(lateral8, OVERLAY_SIDE)
+            cams["lateral"] = (result.lateral_cams, result.lateral_record)
+        small = {"frontal": gray_small, "lateral": lat_small}
+        for i, f in enumerate(FINDINGS):
+            for view, (maps, record) in cams.items():
+                key = f"heatmap:{f.code}" if view == "frontal" else f"heatmap_lateral:{f.code}"
+                heat = heatmap_to_original_u8(maps[i], record, size=ov_side[view])
                 if write_png:
                     if view == "frontal":
-                        emit(pool, f"heatmap_map:{f.code}", heat8)
-                    emit(pool, key, overlay_heatmap(base, heat8, alpha=HEATMAP_OPACITY, floor=HEATMAP_FLOOR))
+                        emit(pool, f"heatmap_map:{f.code}", _shrink(heat, MAP_SIDE))
+                    emit(pool, key, heatmap_picture(ov_base[view], heat))
+                base_small = small[view]
                 if previews and base_small is not None:
-                    heat_small = np.asarray(Image.fromarray(heat8).resize(
+                    heat_small = np.asarray(Image.fromarray(heat).resize(
                         (base_small.shape[1], base_small.shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
-                    preview(key, overlay_heatmap(base_small, heat_small, alpha=HEATMAP_OPACITY,
-                                                  floor=HEATMAP_FLOOR))
+                    preview(key, heatmap_picture(base_small, heat_small))
         for fut in pending:
             fut.result()
     return rendered

@@ -12,6 +12,7 @@ from cxrassist import DISCLAIMER, __version__
 from cxrassist.labels import CRITICAL_CODES
 from cxrassist.pipeline import AnalysisResult
 from cxrassist.report.images import heatmap_legend
+from cxrassist.report.impression import impression_text, not_validated_reason, priority_reason, threshold_measured
 from cxrassist.report.schema import SCHEMA_VERSION
 
 SIDE_CONVENTION = (
@@ -49,7 +50,8 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
     frontal = result.frontal.summary()
     lateral = result.lateral.summary() if result.lateral is not None else None
     findings = []
-    for f in result.findings:
+    for i, f in enumerate(result.findings):
+        measured = measured_figures(f.measured)
         findings.append({
             "code": f.code,
             "name": f.name,
@@ -57,14 +59,17 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "threshold": _round(f.threshold),
             "positive": f.positive,
             "validated": f.validated,
-            "measured": measured_figures(f.measured),
+            "measured": measured,
+            "threshold_measured": threshold_measured(measured),  # 1.4: false = the 0.5 placeholder
+            "validation_note": not_validated_reason(measured, f.validated, result.untrained),  # 1.4
             "critical": f.code in CRITICAL_CODES,
             "heatmap": files.get(f"heatmap:{f.code}"),
             "heatmap_map": files.get(f"heatmap_map:{f.code}"),
             "heatmap_lateral": files.get(f"heatmap_lateral:{f.code}"),
+            "heatmap_empty": bool(float(result.cams[i].max()) <= 0.0) if len(result.cams) > i else False,  # 1.4
         })
     t = result.triage
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": "cxrassist", "version": __version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -102,6 +107,9 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
         "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},
         "outputs": {"html": html, "dicom": list(dicom or [])},
     }
+    report["triage"]["reason"] = priority_reason(report["triage"], findings)  # 1.4
+    report["impression"] = impression_text(report)  # 1.4
+    return report
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

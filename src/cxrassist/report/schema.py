@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -57,10 +57,13 @@ _FINDING = {
         "positive": {"type": "boolean"},
         "validated": {"type": "boolean"},
         "measured": _MEASURED,
+        "threshold_measured": {"type": "boolean"},  # 1.4
+        "validation_note": _STR_OR_NULL,  # 1.4: why not validated (null when validated)
         "critical": {"type": "boolean"},
         "heatmap": _PATH,
         "heatmap_map": _PATH,
         "heatmap_lateral": _PATH,
+        "heatmap_empty": {"type": "boolean"},  # 1.4: the map is constant (nothing to show)
     },
     "additionalProperties": False,
 }
@@ -101,6 +104,7 @@ REPORT_SCHEMA: dict[str, Any] = {
         "untrained": {"type": "boolean"},
         "forced": {"type": "boolean"},
         "warnings": {"type": "array", "items": {"type": "string"}},
+        "impression": {"type": "string", "minLength": 1},  # 1.4: plain text for the reader's report
         "ood": {  # 1.3: the out-of-distribution gate's verdict (null when the weights have no gate)
             "anyOf": [
                 {"type": "null"},
@@ -111,6 +115,11 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "threshold": {"type": "number", "minimum": 0},
                         "passed": {"type": "boolean"},
                         "gate": {"type": "object"},
+                        "view": {  # gates >= 1.1: the view head (lateral / rotated / cropped / inverted films)
+                            "type": "object", "required": ["score", "threshold", "passed"],
+                            "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1},
+                                           "threshold": {"type": "number"}, "passed": {"type": "boolean"}},
+                        },
                     },
                 },
             ],
@@ -136,6 +145,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "priority_score": {"type": "number", "minimum": 0, "maximum": 3},
                 "critical_findings": {"type": "array", "items": {"type": "string"}},
                 "measured": _MEASURED,
+                "reason": {"type": "string"},  # 1.4: which finding or triage score set the priority
             },
         },
         "findings": {"type": "array", "minItems": 13, "maxItems": 13, "items": _FINDING},
