@@ -102,9 +102,9 @@ def main() -> None:
                  f"{t_full / GOALS['analysis']:.2f}x goal"))
     rows.append(("  stages (ms)", ", ".join(f"{k} {v:.0f}" for k, v in stage.items() if k != "total"), "", ""))
 
-    cls_model, cls_card = pipe.models["classifier"]
-    size = int(cls_card.input["size"])
-    x = torch.rand(1, len(pipe._cls_channels), size, size)
+    cls_model = pipe.models["classifier"][0]
+    size = pipe.settings.classifier.input.size
+    x = torch.rand(1, len(pipe.settings.classifier.input.channels), size, size)
     t_cls = _median_time(lambda: class_activation_maps(cls_model, x), args.repeats)
     ref = torchvision.models.densenet121(weights=None).eval()
     xr = torch.rand(1, 3, 224, 224)

@@ -27,7 +27,7 @@ from cxrassist.preprocess import normalize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
 
 
-def gflops(fn, *args) -> float:  # noqa: ANN001
+def gflops(fn, *args) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(*args)
     return counter.get_total_flops() / 1e9

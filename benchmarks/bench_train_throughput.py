@@ -93,7 +93,7 @@ def _grads(modules: dict[str, torch.nn.Module]) -> torch.Tensor:
                       if p.grad is not None])
 
 
-def _setup(row: Row, mode: str, device: torch.device, kwargs: dict[str, Any]):  # noqa: ANN202
+def _setup(row: Row, mode: str, device: torch.device, kwargs: dict[str, Any]):
     """(config, task, modules, batch) for one row and mode, as the trainer builds them (same seed: same weights)."""
     amp, channels_last = MODES[mode]
     # the manifest is never read: the batches are synthetic
@@ -198,7 +198,8 @@ def main() -> None:
                 torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
-            rows_out = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in results]
+            rows_out = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                        for r in results]
             json.dump({"device": name, "torch": torch.__version__, "rows": rows_out}, f, indent=1)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -114,14 +113,14 @@ def best_step(run: Path) -> int | None:
     import csv
 
     step, best = None, None
-    for row in csv.DictReader(open(run / "log.csv")):
+    for row in csv.DictReader((run / "log.csv").read_text().splitlines()):
         if row["best"] != best:
             step, best = int(row["global_step"]), row["best"]
     return step
 
 
 def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
-    cfg = yaml.safe_load(open(run / "config.yaml"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("_run", "git", "git_revision", "command", "argv", "versions"):
         cfg.pop(key, None)
     cfg["data"]["manifests"] = [re.sub(r"^.*/shared/data/", "../shared/data/", m) for m in cfg["data"]["manifests"]]
@@ -192,7 +191,8 @@ def before_after(target: Path) -> Path:
     from cxrassist.data.images import load_image01
     from cxrassist.weights import load_model
 
-    row = next(r for r in csv.DictReader(open(SHARED / "bse_jsrt" / "manifest.csv")) if r["split"] == "val")
+    rows = csv.DictReader((SHARED / "bse_jsrt" / "manifest.csv").read_text().splitlines())
+    row = next(r for r in rows if r["split"] == "val")
     image = load_image01(SHARED / "bse_jsrt" / row["image"])
     reference = load_image01(SHARED / "bse_jsrt" / row["bone_suppressed"])
     model, card = load_model(target)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     card.metrics = json.loads(json.dumps(metrics, default=float))
     card.metrics = {"summary": key_figures(card.to_dict()), **card.metrics}  # what `cxr models` shows first
     if spec["task"] not in ("classifier", "triage"):  # classification: evaluation wrote the one validated rule
-        card.validated = {lab: True for lab in card.labels}
+        card.validated = dict.fromkeys(card.labels, True)
     if spec.get("terms"):
         card.extra["data_terms"] = spec["terms"]
     card.notes = (f"Limits: {spec['limits']} fp16 storage: largest output difference vs fp32 on a real film "
@@ -288,7 +288,8 @@ def key_figures(d: dict[str, Any]) -> str:
         ref = v.get("reference") or {}
         validated = [k for k, x in d["validated"].items() if x]
         return (f"NIH-source mean AUROC (findings with >= 10 positives) {_f(v['mean_auroc_validation'])}; on "
-                f"nih_cxr14_sample val over {', '.join(ref.get('findings', []))}: model {_f(ref.get('model_mean_auroc'))}"
+                f"nih_cxr14_sample val over {', '.join(ref.get('findings', []))}: model "
+                f"{_f(ref.get('model_mean_auroc'))}"
                 f", CheXNet reference {_f(ref.get('teacher_mean_auroc'))}; validated: {', '.join(validated) or 'none'}")
     if "dice" in next(iter(v.values()), {}):
         return "; ".join(f"{ds} Dice {r['dice']:.3f}" for ds, r in v.items())
@@ -322,7 +323,8 @@ def _per_label_table(d: dict[str, Any]) -> list[str]:
         teacher = f"{_f(ref['teacher_auroc'])} / {_f(ref['model_auroc'])} ({ref['n_pos']}/{ref['n']})" if ref else "—"
         src = "; ".join(f"{k} {_f(x['auroc'])} ({x['n_pos']}/{x['n']})" for k, x in e["by_source"].items()
                         if k != "nih_source")
-        lines.append(f"| {name} | {_f(n['auroc'])} ({_f(n['ci95'][0], 2)}–{_f(n['ci95'][1], 2)}) | {n['n_pos']}/{n['n']}"
+        lines.append(f"| {name} | {_f(n['auroc'])} ({_f(n['ci95'][0], 2)}–{_f(n['ci95'][1], 2)}) | "
+                     f"{n['n_pos']}/{n['n']}"
                      f" | {_f(d['thresholds'].get(name))} | {_f(cf.get('sensitivity'), 2)} | "
                      f"{_f(cf.get('specificity'), 2)} | {_f(op['ece_raw'])} → "
                      f"{_f(op['ece_calibrated'])} | {teacher} | {d['validated'].get(name, False)} | {src} |")

@@ -90,7 +90,7 @@ def _analyze_study(study: Study, root: str, out_root: str, formats: tuple[str, .
         report, status, error = None, "refused", str(exc)
     except CxrError as exc:
         report, status, error = None, "failed", str(exc)
-    except Exception as exc:  # noqa: BLE001 - one study's crash must not stop the batch
+    except Exception as exc:  # one study's crash must not stop the batch
         log.exception("study %s failed", study.key)
         report, status, error = None, "failed", f"unexpected {type(exc).__name__}: {exc}"
     return StudyOutcome(study.key, study.folder_name, files, status, error, report, time.perf_counter() - t0)

@@ -8,11 +8,11 @@ monotone, so ranking (AUROC) is unchanged; thresholds in the card are on ``p'`` 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from cxrassist.weights.settings import card_dict, read_calibration
 
 _EPS = 1e-6
 
@@ -26,19 +26,10 @@ def platt(p: Any, a: float, b: float) -> Any:
 
 
 def label_calibration(card: Any, label: str) -> tuple[float, float] | None:
-    """(a, b) for ``label`` from the card's ``calibration`` table, or None. A malformed entry is refused."""
-    table = card.get("calibration") if isinstance(card, Mapping) else getattr(card, "calibration", None)
-    if not table or label not in table:
-        return None
-    entry = table[label]
-    try:
-        a, b = float(entry["a"]), float(entry["b"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"model card calibration for {label!r} must be {{'a': number, 'b': number}}, got {entry!r}") \
-            from None
-    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
-        raise ValueError(f"model card calibration for {label!r} needs a finite slope a > 0, got a={a}, b={b}")
-    return a, b
+    """(a, b) for ``label`` from the card's ``calibration`` table, or None. A malformed entry is refused
+    (:class:`~cxrassist.errors.CardError`, a ValueError); the pipeline reads it once, via ``card_settings``."""
+    table = card_dict(card).get("calibration") or {}
+    return read_calibration(label, table.get(label))
 
 
 def calibrated(card: Any, label: str, p: float) -> float:

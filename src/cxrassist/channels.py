@@ -24,9 +24,21 @@ from scipy import ndimage
 
 from cxrassist.postprocess import clean_lung_mask
 from cxrassist.preprocess import SpatialRecord, letterbox, normalize
+from cxrassist.weights.settings import (
+    BONE_SUBTRACTED,
+    INPUT_CHANNELS,
+    LUNG_SEGMENTED,
+    RADIOGRAPH,
+    CardSettings,
+    card_dict,
+    card_settings,
+    read_effective_size,
+    read_size,
+)
 
-RADIOGRAPH, LUNG, BONE = "radiograph", "lung", "bone"
-CHANNEL_ORDER = (RADIOGRAPH, LUNG, BONE)
+#: The channel names (one per channel, as in the model cards' ``input.channels``): see ``weights.settings``.
+LUNG, BONE = LUNG_SEGMENTED, BONE_SUBTRACTED
+CHANNEL_ORDER = INPUT_CHANNELS
 
 
 def card_get(obj: Any, key: str, default: Any = None) -> Any:
@@ -38,36 +50,23 @@ def card_get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def card_input_size(card: Any, default: int = 512) -> int:
-    """The model-space size (letterbox square side) a card's model expects."""
-    size = card_get(card_get(card, "input"), "size", default)
-    return int(size[0] if isinstance(size, (list, tuple)) else size)
+def card_input_size(card: Any) -> int:
+    """The model-space size (letterbox square side) a card's model expects (``input.size``, required)."""
+    return card_settings(card).input.size if isinstance(card, CardSettings) else read_size(
+        (card_dict(card).get("input") or {}).get("size"), str(card_get(card, "name", "model")))
 
 
 def card_effective_size(card: Any) -> int | None:
     """The card's ``input.effective_size`` (films reduced to this long side before the letterbox), or None."""
-    value = card_get(card_get(card, "input"), "effective_size")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 8:
-        raise ValueError(f"card {card_get(card, 'name')!r}: input.effective_size must be an integer >= 8, got {value!r}")
-    return value
+    return card_settings(card).input.effective_size if isinstance(card, CardSettings) else read_effective_size(
+        (card_dict(card).get("input") or {}).get("effective_size"), str(card_get(card, "name", "model")))
 
 
-def card_threshold(card: Any, keys: Sequence[str], default: float) -> float:
-    """The operating threshold stored under the first of ``keys`` (or the only one) in the card."""
-    table = card_get(card, "thresholds")
-    if isinstance(table, (int, float)):
-        return float(table)
-    if isinstance(table, Mapping):
-        for key in keys:
-            if key in table:
-                return float(table[key])
-        if len(table) == 1:
-            return float(next(iter(table.values())))
-    if isinstance(table, (list, tuple)) and len(table) == 1:
-        return float(table[0])
-    return default
+def lung_threshold(settings: CardSettings) -> float:
+    """The lung model's threshold: its ``Lung`` output (or its only one)."""
+    if len(settings.labels) == 1:
+        return settings.labels[0].threshold
+    return settings.label("Lung").threshold
 
 
 def _run(model: Any, canvas: np.ndarray) -> np.ndarray:
@@ -88,14 +87,18 @@ def _valid_area(rec: SpatialRecord) -> np.ndarray:
 def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
     """Lung mask of a [0, 1] radiograph: (model-space mask, its record, original-resolution mask), all bool.
 
+    ``card``: the lung model's card or the settings read from it (``weights.settings.card_settings``, done once by
+    the pipeline).
+
     The original-resolution mask thresholds the probability resized smoothly to the film's size (not the model-space
     mask blown up), so a 2000 px film gets a smooth outline instead of 8-pixel stair steps.
     """
-    canvas, rec = letterbox(pixels, card_input_size(card, 256))
+    settings = card_settings(card)
+    canvas, rec = letterbox(pixels, settings.input.size)
     logits = _run(model, canvas)
     valid = _valid_area(rec)
     if logits.shape[0] == 1:
-        threshold = card_threshold(card, ("Lung", "lung"), 0.5)
+        threshold = lung_threshold(settings)
         prob = np.where(valid, 1.0 / (1.0 + np.exp(-logits[0])), 0.0).astype(np.float32)
         mask = clean_lung_mask(prob >= threshold)
         # smooth edge from the resized probability, but only in a one-pixel (model space) band around the cleaned
@@ -112,7 +115,7 @@ def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.nda
 
 def predict_bone(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
     """Bone image of a [0, 1] radiograph: (model-space bone, its record, original-resolution bone), in [0, 1]."""
-    canvas, rec = letterbox(pixels, card_input_size(card, 512))
+    canvas, rec = letterbox(pixels, card_input_size(card))
     bone = np.clip(_run(model, canvas)[0], 0.0, 1.0)
     bone[~_valid_area(rec)] = 0.0
     return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0).astype(np.float32)

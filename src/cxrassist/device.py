@@ -9,7 +9,8 @@ if TYPE_CHECKING:
 
 
 def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU; ``cuda`` without CUDA falls back to the CPU."""
+    """``auto``: this process's GPU when CUDA is available, else the CPU; ``cuda`` without CUDA falls back to the
+    CPU."""
     import torch
 
     if pref == "auto":

@@ -87,6 +87,10 @@ class WeightsError(CxrError):
     exit_code = 3
 
 
+class CardError(WeightsError, ValueError):
+    """A model card field is missing or malformed (``cxrassist.weights.settings`` reads every card)."""
+
+
 class HashMismatchError(WeightsError):
     """The sha256 of a weights file differs from the one recorded in its model card."""
 

@@ -15,10 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cxrassist.channels import card_get
-from cxrassist.errors import WeightsError
+from cxrassist.weights.settings import TTA_KEY, card_dict, read_zooms
 
-TTA_KEY = "tta_zooms"
 #: Zooms spanning the side range of the training crops (augment.scale keeps 80-100 % of the area = 89-100 % of the
 #: side): what the shipped triage card names. Fixed from the training recipe, not tuned on val.
 TRAINING_CROP_ZOOMS: tuple[float, ...] = (1.0, 0.95, 0.9)
@@ -26,21 +24,13 @@ TRAINING_CROP_ZOOMS: tuple[float, ...] = (1.0, 0.95, 0.9)
 
 def card_zooms(card: Any) -> tuple[float, ...]:
     """The zooms a model card asks for (side fraction of the film kept, centred); ``(1.0,)`` when it names none."""
-    zooms = card_get(card_get(card, "input"), TTA_KEY)
-    if zooms is None:
-        return (1.0,)
-    return validate_zooms(zooms)
+    data = card_dict(card)
+    return read_zooms((data.get("input") or {}).get(TTA_KEY), str(data.get("name") or "model"))
 
 
 def validate_zooms(zooms: Sequence[float]) -> tuple[float, ...]:
     """Zooms must be a non-empty list of side fractions in (0, 1]: a zoom-out would invent pixels outside the film."""
-    try:
-        out = tuple(float(z) for z in zooms)
-    except (TypeError, ValueError):
-        raise WeightsError(f"input.{TTA_KEY} must be a list of numbers, got {zooms!r}") from None
-    if not out or any(not 0.0 < z <= 1.0 for z in out):
-        raise WeightsError(f"input.{TTA_KEY} must hold side fractions in (0, 1], got {list(zooms)!r}")
-    return out
+    return read_zooms(zooms)
 
 
 def zoom_views(x: torch.Tensor, zooms: Sequence[float]) -> torch.Tensor:

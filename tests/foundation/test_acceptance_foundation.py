@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from PIL import Image
-
 
 REPO = Path(__file__).resolve().parents[2]
 

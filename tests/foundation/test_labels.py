@@ -8,18 +8,18 @@ import pytest
 
 from cxrassist.labels import (
     CHESTXRAY14_LABELS,
+    DATASET_LABEL_MAP,
     FINDING_CODES,
     NUM_FINDINGS,
     chestxray14_to_findings,
     finding,
     index_of,
     map_labels,
-    DATASET_LABEL_MAP,
 )
 
 
 def nih_row(**positives: int) -> dict[str, int]:
-    row = {label: 0 for label in CHESTXRAY14_LABELS}
+    row = dict.fromkeys(CHESTXRAY14_LABELS, 0)
     row.update(positives)
     return row
 

@@ -19,9 +19,9 @@ from cxrassist.preprocess import (
 @pytest.mark.parametrize(
     ("orig", "size", "expect"),
     [
-        ((256, 512), 128, dict(scale=0.25, new_h=64, new_w=128, top=32, left=0)),  # landscape
-        ((512, 256), 128, dict(scale=0.25, new_h=128, new_w=64, top=0, left=32)),  # portrait
-        ((200, 200), 100, dict(scale=0.5, new_h=100, new_w=100, top=0, left=0)),  # square
+        ((256, 512), 128, {"scale": 0.25, "new_h": 64, "new_w": 128, "top": 32, "left": 0}),  # landscape
+        ((512, 256), 128, {"scale": 0.25, "new_h": 128, "new_w": 64, "top": 0, "left": 32}),  # portrait
+        ((200, 200), 100, {"scale": 0.5, "new_h": 100, "new_w": 100, "top": 0, "left": 0}),  # square
     ],
 )
 def test_record_geometry(orig, size, expect):

@@ -194,7 +194,7 @@ def test_missing_decoder_names_the_package(make_dicom, monkeypatch):
 # --------------------------------------------------------------------------------------------------------- refusals
 def test_sr_without_pixel_data(make_dicom):
     path = make_dicom(with_pixels=False, modality="SR", sop_class="1.2.840.10008.5.1.4.1.1.88.11")
-    with pytest.raises(NoPixelDataError, match="no pixel data.*Basic Text SR"):
+    with pytest.raises(NoPixelDataError, match=r"no pixel data.*Basic Text SR"):
         read_xray(path)
 
 

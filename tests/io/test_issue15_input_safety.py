@@ -108,7 +108,7 @@ def test_header_pixel_size_mismatch_is_not_called_multi_frame(rg1_path: Path, tm
 def test_corpus_files_that_ended_unexpected_are_refusals_or_reads(testdata_file, cxr_main, name: str):
     """Before issue 15: 'unexpected NotImplementedError: Conversion from YBR_RCT...' and 'unexpected ValueError:
     invalid literal for int()' (exit 1)."""
-    code, out, err = cxr_main(["info", str(testdata_file(name))])
+    code, _, err = cxr_main(["info", str(testdata_file(name))])
     assert code in (0, 2), err
     assert "unexpected" not in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 1
@@ -189,7 +189,7 @@ def test_header_warnings_are_counted_with_tags_not_values(rg1_small, tmp_path: P
     ds.save_as(path)
     with real_warnings():
         xray = read_xray(path)
-    out, err = capfd.readouterr()
+    _, err = capfd.readouterr()
     assert err == ""
     notes = " ".join(xray.extra.get("header_warnings", []))
     assert "Invalid value for VR UI" in notes
@@ -224,4 +224,4 @@ def test_raster_reads_are_thread_safe(tmp_path: Path):
     with ThreadPoolExecutor(8) as pool:
         shapes = list(pool.map(lambda p: read_xray(p, max_pixels=50_000).shape, paths * 4))
     assert shapes == [(200, 180)] * 32
-    assert PILImage.MAX_IMAGE_PIXELS == before
+    assert before == PILImage.MAX_IMAGE_PIXELS

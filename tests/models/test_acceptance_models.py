@@ -15,8 +15,6 @@ import json
 import socket
 import urllib.request
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -47,8 +45,8 @@ def test_constructors_read_no_files_and_open_no_sockets(monkeypatch: pytest.Monk
         create_model(name, **tiny_kwargs(name))
     touched: list[str] = []
 
-    def refuse(what: str):  # noqa: ANN202
-        def f(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def refuse(what: str):
+        def f(*args, **kwargs):
             touched.append(f"{what}{args[:1]!r}")
             raise PermissionError(f"constructor tried {what}")
         return f

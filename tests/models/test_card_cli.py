@@ -35,7 +35,8 @@ def test_card_defaults_and_json_round_trip() -> None:
     with pytest.raises(WeightsError, match="not valid JSON"):
         ModelCard.from_json("{")
     dual = ModelCard.new("dn121-512-dual-lung")
-    assert dual.input["channels"] == ["radiograph", "lung_segmented"] and dual.input["lateral_channels"] == ["radiograph"]
+    assert dual.input["channels"] == ["radiograph", "lung_segmented"]
+    assert dual.input["lateral_channels"] == ["radiograph"]
 
 
 @pytest.fixture()
@@ -62,11 +63,13 @@ def test_cli_models_json_and_table(weights_dir) -> None:
     data = json.loads(result.output)
     assert [r["name"] for r in data["registry"]] == list_models()
     (shipped,) = data["shipped"]
-    assert shipped["status"] == "trained" and shipped["metrics"] == {"auroc": 0.912, "val": {"loss": 0.25}} and len(shipped["sha256"]) == 12
+    assert shipped["status"] == "trained" and shipped["metrics"] == {"auroc": 0.912, "val": {"loss": 0.25}}
+    assert len(shipped["sha256"]) == 12
     card = json.loads((weights_dir / "triage-test" / "card.json").read_text())
     assert card["sha256"].startswith(shipped["sha256"])
     table = runner.invoke(app, ["models", "--weights-dir", str(weights_dir)], env={"COLUMNS": "200"})
-    assert table.exit_code == 0 and "triage-test" in table.output and "auroc=0.912" in table.output and "val.loss=0.250" in table.output
+    assert table.exit_code == 0 and "triage-test" in table.output
+    assert "auroc=0.912" in table.output and "val.loss=0.250" in table.output
     assert "lungseg-vgg16unet-compact" in table.output
 
 

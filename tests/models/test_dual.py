@@ -32,7 +32,7 @@ def test_missing_lateral_uses_learned_standin() -> None:
 def test_lateral_dropout_only_in_training() -> None:
     model = create_model("dn121-512-dual", **TINY_DENSENET, lateral_dropout=1.0)
     frontal, lateral = torch.randn(2, 1, 128, 128), torch.randn(2, 1, 128, 128)
-    f_train, l_train = model.train().forward_branches(frontal, lateral)
+    _, l_train = model.train().forward_branches(frontal, lateral)
     assert torch.equal(l_train, model.lateral_standin.expand_as(l_train))  # every lateral dropped
     _, l_eval = model.eval().forward_branches(frontal, lateral)
     assert not torch.equal(l_eval, model.lateral_standin.expand_as(l_eval))

@@ -1,4 +1,5 @@
-"""Importing DenseNet-121 weights (torchvision / old torchvision / CheXNet / torchxrayvision) and triage -> classifier."""
+"""Importing DenseNet-121 weights (torchvision / old torchvision / CheXNet / torchxrayvision) and triage ->
+classifier."""
 
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def test_import_into_dual_branch_and_adapted_stem_width(tv_state) -> None:
     assert not report.missing
     one = create_model("dn121-512", stem_channels=1)
     rep = import_densenet121_state_dict(one, tv_state)
-    torch.testing.assert_close(one.state_dict()["features.conv0.weight"], tv_state["features.conv0.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(one.state_dict()["features.conv0.weight"],
+                               tv_state["features.conv0.weight"].sum(1, keepdim=True))
     assert rep.adapted
 
 
@@ -101,11 +103,11 @@ def test_read_state_dict_torch_file_weights_only(tmp_path) -> None:
     assert set(read_state_dict(path)) == {"module.densenet121.features.conv0.weight"}
 
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - the refusal type is torch's and varies by version
         read_state_dict(tmp_path / "evil.pt")  # weights_only refuses to unpickle code
 
 

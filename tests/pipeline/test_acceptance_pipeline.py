@@ -21,7 +21,7 @@ from cxrassist.study import choose_views
 from cxrassist.types import XRay
 
 
-def test_batch_groups_dicoms_by_study_uid(tiny_pipeline, make_dicom, make_phantom, tmp_path: Path) -> None:  # noqa: ANN001
+def test_batch_groups_dicoms_by_study_uid(tiny_pipeline, make_dicom, make_phantom, tmp_path: Path) -> None:
     from PIL import Image
 
     uid = generate_uid()
@@ -48,7 +48,7 @@ def test_batch_groups_dicoms_by_study_uid(tiny_pipeline, make_dicom, make_phanto
     assert report["input"]["lateral"]["sop_uid"] == str(pydicom.dcmread(lat).SOPInstanceUID)
 
 
-def test_image_check_places_the_frontal_whatever_the_order(make_phantom) -> None:  # noqa: ANN001
+def test_image_check_places_the_frontal_whatever_the_order(make_phantom) -> None:
     import numpy as np
 
     frontal = XRay(pixels=make_phantom(300, 280))

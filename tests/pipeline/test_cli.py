@@ -8,7 +8,6 @@ from pathlib import Path
 import pydicom
 
 
-
 def test_analyze_with_lateral(tiny_weights_dir: Path, phantom_png: Path, lateral_png: Path, tmp_path: Path,
                               cxr_main) -> None:
     out = tmp_path / "rep"

@@ -27,7 +27,7 @@ STATIC = Path(__file__).resolve().parents[2] / "src" / "cxrassist" / "serve" / "
 def _legacy_regrid(cam: torch.Tensor, levels: int, stride: int, offset_px: float) -> torch.Tensor:
     """The re-gridding this replaced (edge replication), to show the test case is a real trap."""
     shift = (2**levels - 1) / 2 + offset_px / stride
-    b, k, h, w = cam.shape
+    b, _, h, w = cam.shape
     ys = (torch.arange(h, dtype=cam.dtype) - shift + 0.5) * 2 / h - 1
     xs = (torch.arange(w, dtype=cam.dtype) - shift + 0.5) * 2 / w - 1
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).expand(b, h, w, 2)
@@ -221,7 +221,7 @@ def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film(shared_data: Path) -
     assert sum(len(b) for b in boxes.values()) == 11  # 12 rows, Infiltrate has no CheXpert name
     images = {r.id: r.image for r in load_manifest(data / "nih_cxr14_sample" / "manifest.csv")}
     assert set(boxes) <= set(images)
-    assert all(0 <= b.x and b.x + b.w <= 512 and 0 <= b.y and b.y + b.h <= 512 for v in boxes.values() for b in v)
+    assert all(b.x >= 0 and b.x + b.w <= 512 and b.y >= 0 and b.y + b.h <= 512 for v in boxes.values() for b in v)
     torch.set_num_threads(1)
     image_id = "00015649_000"  # a Mass (Lung Lesion) box
     res = measure(Pipeline.load(), [("nih_boxes", image_id, Path(images[image_id]))], boxes=boxes, progress=False)

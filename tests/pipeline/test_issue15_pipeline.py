@@ -28,10 +28,13 @@ def gated_weights(tiny_weights_dir: Path, make_phantom, tmp_path_factory: pytest
     model, card = load_model(root / "triage")
     model.eval()
     probe = ood.OodGate([ood.LayerStats(n, p, np.zeros(1), np.eye(1)) for n, p in LAYERS], 0.0, 224, 128)
-    planes = lambda seeds: np.stack([probe.planes(make_phantom(300 + s % 7 * 5, 280 + s % 5 * 5, seed=s)) for s in seeds])  # noqa: E731
+
+    def planes(seeds: range) -> np.ndarray:
+        return np.stack([probe.planes(make_phantom(300 + s % 7 * 5, 280 + s % 5 * 5, seed=s)) for s in seeds])
+
     f_train, f_val = probe.features(model, planes(range(80))), probe.features(model, planes(range(100, 130)))
     layers = []
-    for (name, pool), ft, fv in zip(LAYERS, f_train, f_val):
+    for (name, pool), ft, fv in zip(LAYERS, f_train, f_val, strict=True):
         mean, precision, _ = ood.fit_statistics(ft)
         layer = ood.LayerStats(name, pool, mean, precision)
         layer.scale = float(np.median(layer.distances(fv)))

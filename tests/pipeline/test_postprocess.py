@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrassist.postprocess import (as_uint8, clean_lung_mask, heatmap_to_original_u8, lung_areas, mask_contour,
-                                   overlay_contour, overlay_heatmap)
+from cxrassist.postprocess import (
+    as_uint8,
+    clean_lung_mask,
+    heatmap_to_original_u8,
+    lung_areas,
+    mask_contour,
+    overlay_contour,
+    overlay_heatmap,
+)
 from cxrassist.preprocess import SpatialRecord
 
 

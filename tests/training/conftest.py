@@ -79,7 +79,7 @@ def make_cls(root: Path, n_train: int = 16, n_val: int = 8, s: int = 64, lateral
                "split": "train" if i < n_train else "val"}
         if lateral:
             row["lateral"] = _save(np.flipud(img), root / "lateral" / f"c{i}.png") if i % 3 else ""
-        row.update({k: 0 for k in NIH})
+        row.update(dict.fromkeys(NIH, 0))
         row["Nodule"] = int(sick)
         row["No Finding"] = int(not sick)
         rows.append(row)

@@ -26,7 +26,7 @@ BASE = {"optim.warmup_epochs": 0, "run.tensorboard": False, "run.progress": Fals
         "augment.enabled": False}
 
 
-def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):  # noqa: ANN003
+def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):
     return load_config(None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]},
                        **{**BASE, **sets})
 
@@ -35,7 +35,7 @@ def _weights(run_dir: Path, module: str = "model") -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")["modules"][module]
 
 
-def test_classifier_resumes_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_classifier_resumes_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:
     sets = {"model.name": "dn121-512", "model.kwargs": tiny.dn, "data.size": 128, "data.batch_size": 4,
             "optim.lr": 3e-3, "run.epochs": 2, "export.when": "never"}
     straight = train(_cfg("classifier", cls_manifest, tmp_path, "a", **sets, **{"run.max_steps": 5}))
@@ -51,7 +51,7 @@ def test_classifier_resumes_exactly(cls_manifest: Path, tmp_path: Path, tiny) ->
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())  # training really moved them
 
 
-def test_grad_accumulation_equals_the_larger_batch(seg_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_grad_accumulation_equals_the_larger_batch(seg_manifest: Path, tmp_path: Path, tiny) -> None:
     # fp32 math (run.amp off): under bf16 autocast, the GPU default, the two sums agree only to bf16 precision
     sets = {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": tiny.seg, "model.freeze_bn": True,
             "data.size": 64, "optim.lr": 1e-3, "run.epochs": 1, "export.when": "never", "run.amp": "off"}
@@ -66,7 +66,7 @@ def test_grad_accumulation_equals_the_larger_batch(seg_manifest: Path, tmp_path:
     assert any((a[k] - c[k]).abs().max() > 1e-4 for k in a if a[k].is_floating_point())  # not trivially equal
 
 
-def test_early_stopping_and_run_provenance(seg_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_early_stopping_and_run_provenance(seg_manifest: Path, tmp_path: Path, tiny) -> None:
     # lr 0 and frozen BN: the validation Dice cannot improve after the first epoch -> stop after patience 1
     cfg = _cfg("segmentation", seg_manifest, tmp_path, "es", **{
         "model.name": "lungseg-vgg16unet-compact", "model.kwargs": tiny.seg, "model.freeze_bn": True,
@@ -93,7 +93,7 @@ def test_warmup_then_cosine_by_hand() -> None:
     assert all(f(s) >= f(s + 1) for s in range(2, 12))
 
 
-def test_evaluate_classifier_prints_the_results_table(cls_manifest: Path, tmp_path: Path, tiny,  # noqa: ANN001
+def test_evaluate_classifier_prints_the_results_table(cls_manifest: Path, tmp_path: Path, tiny,
                                                       capsys: pytest.CaptureFixture) -> None:
     from cxrassist.labels import FINDING_CODES
     from cxrassist.models import create_model
@@ -126,7 +126,7 @@ def test_augment_level_is_the_foundation_function(monkeypatch: pytest.MonkeyPatc
 
     calls: list[tuple[float, float]] = []
 
-    def spy(x, center, width):  # noqa: ANN001, ANN202
+    def spy(x, center, width):
         calls.append((float(center), float(width)))
         return apply_level(x, center, width)
 

@@ -112,7 +112,7 @@ def test_mimic_tree(tmp_path: Path) -> None:
     _csv(root / "mimic-cxr-2.0.0-split.csv", ["dicom_id", "study_id", "subject_id", "split"],
          [["d1", "50414267", "10000032", "train"], ["d2", "50414267", "10000032", "train"],
           ["d3", "50000001", "11000011", "validate"]])
-    lab = ["subject_id", "study_id"] + CHEX_COLS[5:]
+    lab = ["subject_id", "study_id", *CHEX_COLS[5:]]
     _csv(root / "mimic-cxr-2.0.0-chexpert.csv", lab,
          [["10000032", "50414267"] + ["1.0" if c == "Pneumothorax" else "" for c in CHEX_COLS[5:]],
           ["11000011", "50000001"] + ["1.0" if c == "No Finding" else "" for c in CHEX_COLS[5:]]])
@@ -265,5 +265,5 @@ def test_config_yaml_and_overrides(tmp_path: Path) -> None:
     # YAML 1.1 reads off/on as booleans: the documented values of run.amp and model.sync_bn must still work
     assert load_config(p, ["run.amp=off", "model.sync_bn=on"]).run.amp == "off"
     assert load_config(p, ["model.sync_bn=off"]).model.sync_bn == "off"
-    with pytest.raises(ConfigError, match="run.amp"):
+    with pytest.raises(ConfigError, match=r"run\.amp"):
         load_config(p, ["run.amp=on"])  # "on" is not one of auto/bf16/off: refused by name, not taken as true

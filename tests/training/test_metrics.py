@@ -108,7 +108,7 @@ def test_auroc_thresholds_against_sklearn() -> None:
     assert t90 == pytest.approx(0.35) and M.sensitivity_specificity(yy, ss, t90) == (1.0, 0.5)
 
 
-def test_roc_png(tmp_path) -> None:  # noqa: ANN001
+def test_roc_png(tmp_path) -> None:
     from PIL import Image
 
     from cxrassist.evaluation.roc_plot import draw_roc

@@ -57,7 +57,7 @@ def test_all_manifests_parse() -> None:
      {"growth_rate": 4, "block_config": [1, 1, 1, 1], "num_init_features": 8},
      ("mean_auroc", "auroc", "mean_auroc_validation", "calls_per_normal_film")),
 ])
-def test_evaluate_on_real_layout(task, dataset, arch, kwargs, keys, tmp_path: Path) -> None:  # noqa: ANN001
+def test_evaluate_on_real_layout(task, dataset, arch, kwargs, keys, tmp_path: Path) -> None:
     weights = _tiny_weights(tmp_path, arch, kwargs, 128)
     out = tmp_path / "m.json"
     _cli(["evaluate", task, "--manifest", str(SHARED / dataset / "manifest.csv"), "--weights", str(weights),

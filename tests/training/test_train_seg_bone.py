@@ -16,7 +16,7 @@ TINY_SEG = {"width": 1 / 16}
 TINY_GAN = {"base_channels": 4}
 
 
-def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):  # noqa: ANN003
+def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):
     base = {
         "segmentation": {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": TINY_SEG, "data.size": 64,
                          "data.batch_size": 4, "optim.lr": 3e-3, "optim.warmup_epochs": 0},
@@ -102,7 +102,7 @@ def test_existing_run_needs_resume(seg_manifest: Path, tmp_path: Path) -> None:
         train(cfg)
 
 
-def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path: Path, tiny) -> None:
     """data.repeat oversamples one dataset's TRAINING records only; the best epoch is the one whose worst
     dataset Dice is best (every source must hold, not the average)."""
     make_seg = tiny.make_seg
@@ -128,7 +128,7 @@ def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path:
 
 @pytest.mark.parametrize(("repeat", "message"), [({"smal": 2}, "not among the training records"),
                                                   ({"small": 0}, "integer >= 1")])
-def test_repeat_refuses_typos_and_bad_factors(tmp_path: Path, repeat: dict, message: str, tiny) -> None:  # noqa: ANN001
+def test_repeat_refuses_typos_and_bad_factors(tmp_path: Path, repeat: dict, message: str, tiny) -> None:
     from cxrassist.data.manifest import load_manifest
     from cxrassist.data.records import repeat_datasets
     from cxrassist.errors import ConfigError

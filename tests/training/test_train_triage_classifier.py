@@ -21,7 +21,7 @@ def _cli(args: list[str]) -> None:
         assert exc.code in (0, None), f"cxr {' '.join(args)} exited {exc.code}"
 
 
-def _cfg(task: str, manifest: Path, out: Path, name: str, model: str, tiny, **sets):  # noqa: ANN001, ANN003
+def _cfg(task: str, manifest: Path, out: Path, name: str, model: str, tiny, **sets):
     base = {"model.name": model, "model.kwargs": tiny.dn, "data.size": 128, "data.batch_size": 4,
             "data.val_batch_size": 8, "optim.lr": 3e-3, "optim.warmup_epochs": 0, "run.tensorboard": False,
             "run.progress": False, "run.log_every": 0, "data.cache_dir": str(out / "cache")}
@@ -33,7 +33,7 @@ def _last(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False, map_location="cpu")["modules"]["model"]
 
 
-def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_path: Path, tiny) -> None:
     # --- triage: learns, resumes exactly, evaluates with thresholds + ROC PNG
     res = train(_cfg("triage", cls_manifest, tmp_path, "tri", "triage-dn121-512", tiny,
                      **{"run.epochs": 5, "augment.enabled": False, "loss.label_smoothing": 0.05}))
@@ -108,7 +108,7 @@ def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_pa
     assert m["mean_auroc"] is not None
 
 
-def test_triage_init_copies_body(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_triage_init_copies_body(cls_manifest: Path, tmp_path: Path, tiny) -> None:
     """init_from loads the triage body into the classifier (checked before any training step)."""
     from cxrassist.models import create_model
     from cxrassist.training.tasks import make_task
@@ -117,13 +117,14 @@ def test_triage_init_copies_body(cls_manifest: Path, tmp_path: Path, tiny) -> No
     torch.manual_seed(1)
     tri = create_model("triage-dn121-512", **tiny.dn)
     save_weights(tri, tmp_path / "tri", ModelCard.new("triage-dn121-512", kwargs=tiny.dn))
-    cfg = _cfg("classifier", cls_manifest, tmp_path, "c", "dn121-512", tiny, **{"model.init_from": str(tmp_path / "tri")})
+    cfg = _cfg("classifier", cls_manifest, tmp_path, "c", "dn121-512", tiny,
+               **{"model.init_from": str(tmp_path / "tri")})
     model = make_task(cfg).build()["model"]
     key = next(k for k in tri.state_dict() if k.startswith("features.") and k.endswith("weight"))
     assert torch.equal(model.state_dict()[key], tri.state_dict()[key])
 
 
-def test_dual_view_classifier(tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_dual_view_classifier(tmp_path: Path, tiny) -> None:
     manifest = tiny.make_cls(tmp_path / "dual", n_train=8, n_val=4, lateral=True)
     res = train(_cfg("classifier", manifest, tmp_path, "dual", "dn121-512-dual", tiny,
                      **{"run.epochs": 1, "data.lateral": True}))
@@ -134,7 +135,7 @@ def test_dual_view_classifier(tmp_path: Path, tiny) -> None:  # noqa: ANN001
     assert json.loads(out.read_text())["n_cases"] == 4
 
 
-def test_ema_weights_are_validated_exported_and_resumed_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:  # noqa: ANN001
+def test_ema_weights_are_validated_exported_and_resumed_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:
     """run.ema_decay: the exported model is the weight average (not the raw weights), and a stop + resume gives
     the same average as a straight run."""
     from cxrassist.weights import load_model

@@ -63,7 +63,7 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
         image_col = "image" if "image" in cols else "frontal" if "frontal" in cols else None
         if image_col is None:
             raise DatasetError(f"manifest {path} has neither an 'image' nor a 'frontal' column")
-        for i, row in enumerate(reader):
+        for row in reader:
             image = _path(base, row.get(image_col))
             if image is None:
                 continue

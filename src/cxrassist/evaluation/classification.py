@@ -32,6 +32,7 @@ from cxrassist.evaluation.operating import (
 )
 from cxrassist.labels import FINDING_CODES, FINDING_NAMES, NIH_SOURCE_DATASETS
 from cxrassist.tta import card_zooms, tta_logits
+from cxrassist.weights.settings import card_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
 
     chans = int(getattr(model, "in_chans", 1))
     lateral = hasattr(model, "lateral_in_chans") and any(r.lateral is not None for r in records)
-    ds = CxrDataset(records, task=task, size=int(card.input.get("size", 512)), augment=None, derived=derived,
-                    channels=chans, lateral=lateral, detail=card.input.get("effective_size"))
+    inp = card_settings(card).input
+    ds = CxrDataset(records, task=task, size=inp.size, augment=None, derived=derived, channels=chans,
+                    lateral=lateral, detail=inp.effective_size)
     if derived is not None:
         derived.prepare(ds.records, ds.size)
     ys, ps = [], []
@@ -124,6 +126,7 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     ref = _teacher_matrix(wanted, teacher) if task == "classifier" else None
     codes = ["abnormal"] if task == "triage" else list(FINDING_CODES)
     names = list(card.labels) if task == "triage" else list(FINDING_NAMES)
+    settings = card_settings(card)  # read once; a label without a threshold is refused here, not defaulted
     auc = _auc_entry(bootstrap, seed)
     per: dict[str, dict[str, Any]] = {}
     calls = np.zeros_like(p, dtype=bool)
@@ -155,7 +158,7 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
                 "ece_raw": ece(yi[fit_known], pi[fit_known]),
                 "ece_calibrated": ece(yi[fit_known], op.calibrated[fit_known]),
             },
-            "card_threshold": float(card.thresholds.get(name, 0.5)),
+            "card_threshold": settings.label(name).threshold,
         }
         if ref is not None and not np.isnan(ref[:, i]).all():
             m = (np.asarray(datasets) == REFERENCE_SET) & ~np.isnan(ref[:, i]) & ~np.isnan(yi)
@@ -279,7 +282,8 @@ def _table(task: str, res: dict[str, Any], per: dict[str, dict[str, Any]], codes
                      f"{_fmt(res['mean_auroc_validation'])}")
         if ref:
             lines.append(f"mean AUROC on {REFERENCE_SET} over {', '.join(ref['findings'])} (>= {ref['min_positives']} "
-                         f"positives): model {_fmt(ref['model_mean_auroc'])}, teacher {_fmt(ref['teacher_mean_auroc'])}")
+                         f"positives): model {_fmt(ref['model_mean_auroc'])}, "
+                         f"teacher {_fmt(ref['teacher_mean_auroc'])}")
         for s, v in res["calls_per_normal_film"].items():
             lines.append(f"normal films of {s}: {v['mean_calls']:.2f} positive calls per film "
                          f"({v['share_with_any_call']:.0%} with any), n={v['n_films']}")

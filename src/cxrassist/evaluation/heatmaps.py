@@ -153,7 +153,7 @@ def summarize(films: Iterable[Mapping[str, Any]], *, pointing_only: Iterable[str
     out: dict[str, dict[str, Any]] = {}
     films = list(films)
     skip = set(pointing_only)
-    for source in sorted({f["source"] for f in films}) + ["all"]:
+    for source in [*sorted({f["source"] for f in films}), "all"]:
         mine = [f for f in films if source in ("all", f["source"])]
         points = [p for f in mine for p in f["pointing"]]
         if source == "all":

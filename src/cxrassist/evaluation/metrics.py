@@ -142,7 +142,7 @@ def threshold_at_sensitivity(y_true: np.ndarray, score: np.ndarray, sensitivity:
     """The highest threshold whose sensitivity reaches ``sensitivity`` (so specificity is as high as possible)."""
     from sklearn.metrics import roc_curve
 
-    fpr, tpr, thr = roc_curve(np.asarray(y_true, float), np.asarray(score, float))
+    _, tpr, thr = roc_curve(np.asarray(y_true, float), np.asarray(score, float))
     ok = np.nonzero(tpr >= sensitivity - 1e-12)[0]
     return float(min(thr[ok[0]], 1.0))
 

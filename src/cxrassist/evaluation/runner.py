@@ -29,6 +29,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
 
     from cxrassist.device import pick_device
     from cxrassist.weights import load_model
+    from cxrassist.weights.settings import card_settings
 
     if threads:
         torch.set_num_threads(threads)
@@ -38,7 +39,7 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
     records = select(load_manifests(manifests), split)[:limit]
     if not records:
         raise DatasetError(f"no records with split {split!r} in {', '.join(manifests)}")
-    size = int(card.input.get("size", 512))
+    size = card_settings(card).input.size  # the card read once; no size is guessed
     if task == "segmentation":
         from cxrassist.evaluation.segmentation import evaluate_segmentation
 

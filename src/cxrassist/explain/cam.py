@@ -88,7 +88,7 @@ def regrid_map(cam: torch.Tensor, levels: int, stride: int, offset_px: float = 0
     shift = (2**levels - 1) / 2 + offset_px / stride  # in cells; value at cell q = dense value at q - shift
     if abs(shift) < 1e-6:
         return cam
-    b, k, h, w = cam.shape
+    b, _, h, w = cam.shape
     ys = (torch.arange(h, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / h - 1
     xs = (torch.arange(w, dtype=cam.dtype, device=cam.device) - shift + 0.5) * 2 / w - 1
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).expand(b, h, w, 2)
@@ -137,7 +137,7 @@ def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch
     k_total = logits.shape[1]
     for k in range(k_total):
         grads = torch.autograd.grad(logits[:, k].sum(), acts, retain_graph=k < k_total - 1, allow_unused=True)
-        for i, (a, g) in enumerate(zip(acts, grads)):
+        for i, (a, g) in enumerate(zip(acts, grads, strict=True)):
             if g is None:
                 g = torch.zeros_like(a)
             weights = g.mean(dim=(2, 3), keepdim=True)
@@ -156,11 +156,11 @@ def _branch_grad_cams(model: nn.Module, frontal: torch.Tensor, lateral: torch.Te
         views = ["frontal"] + (["lateral"] if lateral is not None else [])
         acts = [f_map, l_map][: len(views)]
         raws = _grad_weighted(acts, logits)
-    raw = dict(zip(views, raws))
+    raw = dict(zip(views, raws, strict=True))
     if lateral is not None and lateral_present is not None:  # no map for a stand-in
         raw["lateral"] = raw["lateral"] * lateral_present.to(raw["lateral"].device, torch.float32)[:, None, None, None]
     return CamOutput(logits=logits.detach(), cams={v: normalize_maps(r) for v, r in raw.items()}, raw=raw,
-                     method="grad-cam", stride={v: model.branch_reduction for v in views})
+                     method="grad-cam", stride=dict.fromkeys(views, model.branch_reduction))
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: nn.Module, class_index: int | list[int] | None = None,

@@ -77,8 +77,11 @@ def check_chest(xray: XRay) -> ChestCheck:
     if xray.view == View.LATERAL:
         return ChestCheck(stats_ok, False, "The image is recorded as a lateral view, not frontal.", evidence)
     if stats_ok:
-        return ChestCheck(True, True, f"No usable metadata; the image looks like a frontal chest film ({stats_reason}).", evidence)
-    return ChestCheck(False, None, f"No usable metadata and the image does not look like a frontal chest film: {stats_reason}.", evidence)
+        return ChestCheck(True, True,
+                          f"No usable metadata; the image looks like a frontal chest film ({stats_reason}).", evidence)
+    return ChestCheck(False, None,
+                      f"No usable metadata and the image does not look like a frontal chest film: {stats_reason}.",
+                      evidence)
 
 
 def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
@@ -140,21 +143,28 @@ def _judge_metadata(xray: XRay) -> tuple[bool, bool | None, str] | None:
 def _judge_stats(f: dict[str, Any]) -> tuple[bool, str]:
     """Apply the thresholds; the first failing test is the reason."""
     tests = (
-        (MIN_ASPECT <= f["aspect"] <= MAX_ASPECT, f"aspect ratio {f['aspect']:.2f} is outside {MIN_ASPECT}-{MAX_ASPECT}"),
+        (MIN_ASPECT <= f["aspect"] <= MAX_ASPECT,
+         f"aspect ratio {f['aspect']:.2f} is outside {MIN_ASPECT}-{MAX_ASPECT}"),
         (f["spread"] >= MIN_SPREAD, f"almost no contrast (std {f['spread']:.3f})"),
-        (f["smoothness"] >= MIN_SMOOTHNESS, f"it is noise-like, not a smooth radiograph (autocorrelation {f['smoothness']:.2f})"),
+        (f["smoothness"] >= MIN_SMOOTHNESS,
+         f"it is noise-like, not a smooth radiograph (autocorrelation {f['smoothness']:.2f})"),
         (f["ridge"] >= MIN_RIDGE and f["centre_shift"] <= MAX_CENTRE_SHIFT,
-         f"no bright mediastinum between two darker lung fields (ridge {f['ridge']:.3f}, shift {f['centre_shift']:.2f})"),
+         f"no bright mediastinum between two darker lung fields (ridge {f['ridge']:.3f}, "
+         f"shift {f['centre_shift']:.2f})"),
         (f["valley_asymmetry"] <= MAX_VALLEY_ASYMMETRY,
-         f"the two dark fields are not symmetric about the midline (offset {f['valley_asymmetry']:.2f}; a lateral view?)"),
+         f"the two dark fields are not symmetric about the midline (offset {f['valley_asymmetry']:.2f}; "
+         "a lateral view?)"),
         (min(f["lung_width_left"], f["lung_width_right"]) >= MIN_LUNG_WIDTH,
-         f"the dark fields beside the midline are too narrow for lungs (width {min(f['lung_width_left'], f['lung_width_right']):.2f})"),
-        (f["diaphragm"] >= MIN_DIAPHRAGM, f"no brighter diaphragm/abdomen below the dark fields (step {f['diaphragm']:.3f})"),
+         "the dark fields beside the midline are too narrow for lungs "
+         f"(width {min(f['lung_width_left'], f['lung_width_right']):.2f})"),
+        (f["diaphragm"] >= MIN_DIAPHRAGM,
+         f"no brighter diaphragm/abdomen below the dark fields (step {f['diaphragm']:.3f})"),
     )
     for ok, why in tests:
         if not ok:
             return False, why
-    return True, (f"mediastinal ridge {f['ridge']:.2f}, lung fields {f['lung_width_left']:.2f}/{f['lung_width_right']:.2f} "
+    return True, (f"mediastinal ridge {f['ridge']:.2f}, "
+                  f"lung fields {f['lung_width_left']:.2f}/{f['lung_width_right']:.2f} "
                   f"of the width, diaphragm step {f['diaphragm']:.2f}")
 
 

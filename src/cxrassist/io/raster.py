@@ -206,7 +206,7 @@ def _read_tiff(path: Path, max_pixels: int) -> tuple[np.ndarray, dict[str, Any]]
         check_dimensions(name, height, width, max_pixels=max_pixels)
         try:
             arr = page.asarray()
-        except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt strips
+        except Exception as exc:  # tifffile raises many types on corrupt strips
             raise TruncatedFileError(f"{name}: TIFF image data is truncated or corrupt ({type(exc).__name__})") from exc
         info: dict[str, Any] = {"format": "tiff", "mode": str(arr.dtype)}
         tag = page.tags.get(281)  # MaxSampleValue
@@ -247,7 +247,7 @@ def _scale(arr: np.ndarray, name: str, info: dict[str, Any]) -> tuple[np.ndarray
         bits, source = int(sbit), "PNG sBIT chunk"
     elif max_sample and 255 <= max_sample < 65535:
         bits, source = int(max_sample).bit_length(), "TIFF MaxSampleValue"
-    elif vmax <= 4095 and not (arr.dtype == np.uint8):
+    elif vmax <= 4095 and arr.dtype != np.uint8:
         bits, source = 12, "16-bit container with values <= 4095: read as 12-bit"
     elif vmax <= 65535:
         bits, source = 16, "16-bit container"

@@ -110,7 +110,8 @@ class DualBranchClassifier(nn.Module):
             present = present & (torch.rand(b, device=f.device) >= self.lateral_dropout)
         return f, torch.where(present[:, None, None, None], lat, standin)
 
-    def forward_trunk(self, frontal_map: torch.Tensor, lateral_map: torch.Tensor, dense_levels: int = 0) -> torch.Tensor:
+    def forward_trunk(self, frontal_map: torch.Tensor, lateral_map: torch.Tensor,
+                      dense_levels: int = 0) -> torch.Tensor:
         """Fuse the branch maps and run the shared blocks; returns the final (ReLU'd) feature map."""
         x = self.fuse(torch.cat([frontal_map, lateral_map], 1))
         x = run_features(self.features, x, num_blocks=len(self.block_config), dense_levels=dense_levels)

@@ -9,7 +9,8 @@ Layouts understood by :func:`import_densenet121_state_dict` (all map onto torchv
 - torchxrayvision: ``features...``, head ``classifier.weight`` with 18 outputs, 1-channel ``conv0``.
 
 The source heads are never imported (other label sets); ``conv0`` is adapted to the model's stem width by
-:func:`adapt_input_conv` (sum for 1 channel, replicate-and-rescale otherwise, response to gray kept), which is logged and reported.
+:func:`adapt_input_conv` (sum for 1 channel, replicate-and-rescale otherwise, response to gray kept), which is logged
+and reported.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from cxrassist.errors import WeightsError
 
 logger = logging.getLogger(__name__)
 
-_OLD_LAYER = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_OLD_LAYER = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 _PREFIXES = ("module.", "densenet121.", "model.", "backbone.")
 
 

@@ -64,7 +64,7 @@ class VGG16UNet(nn.Module):
         dec_ch = [_scaled(c, width) for c in decoder_channels]
         self.center = nn.Sequential(ConvBNReLU(skip_ch[-1], skip_ch[-1]), ConvBNReLU(skip_ch[-1], skip_ch[-1]))
         blocks, cin = [], skip_ch[-1]
-        for skip, cout in zip(reversed(skip_ch), dec_ch):
+        for skip, cout in zip(reversed(skip_ch), dec_ch, strict=False):
             blocks.append(DecoderBlock(cin, skip, cout))
             cin = cout
         self.decoder = nn.ModuleList(blocks)
@@ -85,7 +85,7 @@ class VGG16UNet(nn.Module):
             raise ValueError(f"input height and width must be divisible by 32, got {h}x{w}")
         skips, x = self.encode(x)
         x = self.center(x)
-        for block, skip in zip(self.decoder, reversed(skips)):
+        for block, skip in zip(self.decoder, reversed(skips), strict=True):
             x = block(x, skip)
         return self.head(x)
 

@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class TrainResult:
     images_per_s: float | None = None
 
 
-def cosine_lambda(total: int, warmup: int, min_ratio: float):  # noqa: ANN201
+def cosine_lambda(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
     """Linear warmup to 1, then cosine down to ``min_ratio`` (a multiplier of the base lr per optimizer step)."""
 
     def f(step: int) -> float:
@@ -81,7 +82,7 @@ def _set_train(modules: dict[str, nn.Module], freeze_bn: bool) -> None:
                     sub.eval()
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device):  # noqa: ANN201
+def autocast_for(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The autocast context ``run.amp`` asks for on this device (bf16 on GPU by default, none on CPU)."""
     use = cfg.run.amp == "bf16" or (cfg.run.amp == "auto" and device.type == "cuda")
     if not use:
@@ -112,7 +113,7 @@ def make_optimizers(task: Task, modules: dict[str, nn.Module], cfg: TrainConfig)
     out = {}
     for ph, (p, lr, betas) in groups.items():
         devices = {q.device.type for q in p}
-        fused = devices <= {"cpu", "cuda"} and all(q.dtype == torch.float32 for q in p) or None
+        fused = (devices <= {"cpu", "cuda"} and all(q.dtype == torch.float32 for q in p)) or None
         out[ph] = torch.optim.AdamW(_param_groups(p, cfg.optim.weight_decay), lr=lr, betas=betas, fused=fused)
     return out
 
@@ -236,8 +237,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         log.info("resumed %s at epoch %d step %d", run_dir, progress["epoch"], progress["global_step"])
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml", provenance.run_info(command, records=describe(train_ds.records),
-                                                                       val=describe(val_ds.records) if val_ds else None))
+        run_info = provenance.run_info(command, records=describe(train_ds.records),
+                                       val=describe(val_ds.records) if val_ds else None)
+        dump_config(cfg, run_dir / "config.yaml", run_info)
     csv_log = _CsvLog(run_dir / "log.csv") if info.is_main else None
     tb = _tensorboard(cfg, run_dir) if info.is_main else None
     result = TrainResult(run_dir, progress["global_step"], progress["epoch"], progress["best"], None)
@@ -420,4 +422,4 @@ def _tensorboard(cfg: TrainConfig, run_dir: Path):  # noqa: ANN202
     return SummaryWriter(str(run_dir / "tb"))
 
 
-__all__ = ["TrainResult", "Task", "select", "train"]
+__all__ = ["Task", "TrainResult", "select", "train"]

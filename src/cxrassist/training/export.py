@@ -55,7 +55,7 @@ def export_weights(cfg: TrainConfig, task: Any, model: nn.Module, metrics: dict[
     if cfg.data.effective_size is not None and task.name in ("triage", "classifier"):
         card.input["effective_size"] = int(cfg.data.effective_size)
     if task.name in ("triage", "classifier"):
-        card.validated = {label: False for label in card.labels}  # set by `cxr evaluate --write-thresholds`
+        card.validated = dict.fromkeys(card.labels, False)  # set by `cxr evaluate --write-thresholds`
     dtype = {"float32": torch.float32, "float16": torch.float16}[cfg.export.dtype]
     was_training = model.training
     model.eval()

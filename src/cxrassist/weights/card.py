@@ -34,8 +34,9 @@ def _default_training() -> dict[str, Any]:
 class ModelCard:
     """Metadata of one set of weights. ``architecture`` + ``kwargs`` rebuild the network via ``create_model``.
 
-    ``thresholds`` (per label, default 0.5) are the operating points; ``validated`` says per label whether the
-    metrics were measured on held-out data with that label (an unvalidated label must be shown as such).
+    ``thresholds`` (per label; :meth:`new` writes a placeholder 0.5) are the operating points; ``validated`` says
+    per label whether the metrics were measured on held-out data with that label (an unvalidated label must be
+    shown as such). ``weights.settings.card_settings`` reads and checks a card for running it.
     """
 
     name: str
@@ -68,8 +69,9 @@ class ModelCard:
         if self.status not in STATUSES:
             raise WeightsError(f"model card {self.name!r}: status must be one of {STATUSES}, got {self.status!r}")
         self.labels = list(self.labels)
-        self.thresholds = {label: float(self.thresholds.get(label, 0.5)) for label in self.labels} | {
-            k: float(v) for k, v in self.thresholds.items() if k not in self.labels}
+        # no threshold is invented here: ModelCard.new writes its placeholder 0.5 per label into the card, and
+        # weights.settings refuses a card whose label has none
+        self.thresholds = {k: float(v) for k, v in self.thresholds.items()}
         self.validated = {label: bool(self.validated.get(label, False)) for label in self.labels} | {
             k: bool(v) for k, v in self.validated.items() if k not in self.labels}
         self.input = {**_default_input(), **self.input}
@@ -92,6 +94,9 @@ class ModelCard:
             card_input["lateral_channels"] = channel_names(merged.get("lateral_in_chans", 1))
         overrides.setdefault("input", card_input)
         overrides.setdefault("labels", labels)
+        # the placeholder operating point of a new card, until `cxr evaluate --write-thresholds` measures one
+        # (its labels stay unvalidated until then, so no finding is ever called positive on it)
+        overrides["thresholds"] = dict.fromkeys(overrides["labels"], 0.5) | dict(overrides.get("thresholds", {}))
         return cls(name=name or architecture, architecture=architecture, kwargs=kwargs, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
