@@ -7,6 +7,12 @@ each layer the gate's card names (the shipped gate: the last dense block, spatia
 distance to the training films' mean under their Ledoit-Wolf shrunk covariance (the feature-space detector of Lee
 et al., NeurIPS 2018), divided by its median on the val films; the score is the largest of them.
 
+A second, learned check reads the same features (no extra pass through the network): the *view head*, a
+logistic regression fitted on the train films against transformed copies of them (lateral views, rotations,
+upside-down, heavy crops, inverted grey scale). Why: those inputs are still chest films, so their content features
+sit close to the training films' mean and the distance alone let most of them through (laterals 10 %, 180 degree
+rotations 28 % refused); a linear direction in the same feature space separates them. A film must pass both.
+
 The statistics live in a folder next to the weights (``<weights>/ood/``: ``stats.safetensors`` + ``gate.json``
 + ``MODEL_CARD.md``), written by ``scripts/fit_ood_gate.py``. They only make sense with the triage weights they
 were fitted on: ``gate.json`` records that file's sha256 and :func:`load_gate` refuses any other.
@@ -37,26 +43,61 @@ TRANSFORMS = ("none", "sqrt")
 
 @dataclass(frozen=True)
 class OodResult:
-    """One film's verdict: its distance, the threshold, and whether it passed."""
+    """One film's verdict: its distance and the view head's probability, their thresholds, and whether it passed."""
 
     score: float
     threshold: float
     passed: bool
+    view_score: float | None = None  # the view head's probability that the film is not an upright whole frontal
+    view_threshold: float | None = None
+
+    @property
+    def distance_passed(self) -> bool:
+        return self.score <= self.threshold
+
+    @property
+    def view_passed(self) -> bool:
+        return self.view_score is None or self.view_threshold is None or self.view_score <= self.view_threshold
 
     @property
     def reason(self) -> str:
-        return (f"out-of-distribution score {self.score:.2f} is over the gate's threshold {self.threshold:.2f}: the "
-                "image is unlike the chest films the models were trained on")
+        if not self.distance_passed:
+            return (f"out-of-distribution score {self.score:.2f} is over the gate's threshold {self.threshold:.2f}: "
+                    "the image is unlike the chest films the models were trained on")
+        return (f"view check {self.view_score:.2f} is over its threshold {self.view_threshold:.2f}: the image does "
+                "not look like a whole, upright frontal chest film (lateral, rotated, upside down, cropped or "
+                "inverted?)")
 
     def to_dict(self, card: Mapping[str, Any]) -> dict[str, Any]:
         """What report.json says (see docs/report-schema.md)."""
-        return {
+        out: dict[str, Any] = {
             "score": round(min(self.score, 1e6), 4),  # JSON has no infinity
             "threshold": round(self.threshold, 4),
             "passed": self.passed,
             "gate": {"name": str(card.get("name", "")), "version": str(card.get("version", "")),
                      "sha256": card.get("sha256")},
         }
+        if self.view_score is not None and self.view_threshold is not None:
+            out["view"] = {"score": round(self.view_score, 4), "threshold": round(self.view_threshold, 4),
+                           "passed": self.view_passed}
+        return out
+
+
+@dataclass
+class ViewHead:
+    """Logistic regression on one gate layer's (transformed) features: P(not a whole, upright frontal chest film)."""
+
+    layer: int  # index into the gate's layers
+    center: np.ndarray  # (D,) feature standardisation
+    spread: np.ndarray  # (D,)
+    coef: np.ndarray  # (D,)
+    intercept: float
+    threshold: float
+
+    def probability(self, feats: Sequence[np.ndarray]) -> np.ndarray:
+        z = (np.asarray(feats[self.layer], dtype=np.float64) - self.center) / self.spread
+        logit = np.clip(z @ self.coef + self.intercept, -50.0, 50.0)
+        return 1.0 / (1.0 + np.exp(-logit))
 
 
 @dataclass
@@ -86,6 +127,7 @@ class OodGate:
     input_size: int
     transform: str = "sqrt"
     card: dict[str, Any] = field(default_factory=dict)
+    view: ViewHead | None = None
 
     # ------------------------------------------------------------------ features
     def planes(self, pixels: np.ndarray) -> np.ndarray:
@@ -108,12 +150,22 @@ class OodGate:
         """The score of each row: the largest of the layers' scaled distances (~1 for a typical val film)."""
         return np.max([lay.distances(f) for lay, f in zip(self.layers, feats)], axis=0)
 
+    def verdicts(self, feats: Sequence[np.ndarray]) -> list[OodResult]:
+        """One verdict per row of pooled features (see :meth:`features`)."""
+        scores = self.scores(feats)
+        views = self.view.probability(feats) if self.view is not None else [None] * len(scores)
+        out = []
+        for score, view in zip(scores, views):
+            score = float(score) if math.isfinite(score) else float("inf")
+            view_score = None if view is None else float(view)
+            view_threshold = None if self.view is None else self.view.threshold
+            passed = score <= self.threshold and (view_score is None or view_score <= float(view_threshold or 0.0))
+            out.append(OodResult(score, self.threshold, passed, view_score, view_threshold))
+        return out
+
     def check(self, model: Any, pixels: np.ndarray, device: Any = "cpu") -> OodResult:
         """Score one film (float [0, 1], 1 = bone white) with the triage network ``model``."""
-        score = float(self.scores(self.features(model, self.planes(pixels)[None], device))[0])
-        if not math.isfinite(score):
-            score = float("inf")
-        return OodResult(score, self.threshold, score <= self.threshold)
+        return self.verdicts(self.features(model, self.planes(pixels)[None], device))[0]
 
 
 def pooled_features(model: Any, batch: np.ndarray, layers: Sequence[tuple[str, str]], device: Any = "cpu",
@@ -156,8 +208,9 @@ def triage_sha(triage_card: Any) -> str | None:
     return str(value) if value else None
 
 
-def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[str, Any]) -> dict[str, Any]:
-    """Write stats.safetensors and gate.json (layers, and the stats file's sha256); returns the card written."""
+def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[str, Any],
+              view: ViewHead | None = None) -> dict[str, Any]:
+    """Write stats.safetensors and gate.json (layers, view head, the stats file's sha256); returns the card written."""
     from safetensors.numpy import save_file
 
     from cxrassist.weights.catalog import sha256_file
@@ -168,6 +221,11 @@ def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[st
     for i, lay in enumerate(layers):
         tensors[f"mean.{i}"] = np.ascontiguousarray(lay.mean, dtype=np.float32)
         tensors[f"precision.{i}"] = np.ascontiguousarray(lay.precision, dtype=np.float32)
+    if view is not None:
+        for key in ("center", "spread", "coef"):
+            tensors[f"view.{key}"] = np.ascontiguousarray(getattr(view, key), dtype=np.float32)
+        card = dict(card, view=dict(card.get("view", {}), layer=layers[view.layer].name, intercept=view.intercept,
+                                    threshold=view.threshold))
     save_file(tensors, str(out / STATS_FILE))
     card = dict(card, layers=[{"name": lay.name, "pool": lay.pool, "scale": lay.scale, "dim": int(lay.mean.size)}
                               for lay in layers], sha256=sha256_file(out / STATS_FILE))
@@ -219,7 +277,45 @@ def load_gate(weights_dir: Path | str, triage_card: Any) -> OodGate | None:
             raise WeightsError(f"out-of-distribution gate {stats_path}: layer {name} is malformed; refit it with: "
                                f"{REFIT_COMMAND}")
         layers.append(LayerStats(name, pool, mean, precision, scale))
-    return OodGate(layers, threshold, effective, size, transform, card)
+    return OodGate(layers, threshold, effective, size, transform, card, _load_view(card, layers, tensors, stats_path))
+
+
+def _load_view(card: Mapping[str, Any], layers: Sequence[LayerStats], tensors: Mapping[str, np.ndarray],
+               stats_path: Path) -> ViewHead | None:
+    """The view head recorded in gate.json + stats.safetensors, or None for a gate without one (1.0 gates)."""
+    spec = card.get("view")
+    if not spec:
+        return None
+    try:
+        layer = [lay.name for lay in layers].index(str(spec["layer"]))
+        arrays = {k: tensors[f"view.{k}"].astype(np.float64) for k in ("center", "spread", "coef")}
+        head = ViewHead(layer, arrays["center"], arrays["spread"], arrays["coef"], float(spec["intercept"]),
+                        float(spec["threshold"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(f"out-of-distribution gate {stats_path}: the view head is malformed "
+                           f"({type(exc).__name__}); refit it with: {REFIT_COMMAND}") from exc
+    dim = layers[layer].mean.size
+    if not all(a.shape == (dim,) for a in (head.center, head.spread, head.coef)) or not np.all(head.spread > 0):
+        raise WeightsError(f"out-of-distribution gate {stats_path}: the view head does not fit layer "
+                           f"{layers[layer].name}; refit it with: {REFIT_COMMAND}")
+    return head
+
+
+def fit_view_head(positive: np.ndarray, negative: np.ndarray, layer: int = 0, c: float = 0.05,
+                  seed: int = 0) -> ViewHead:
+    """Fit the view head: features of whole upright frontal films (``positive``) against transformed ones.
+
+    Balanced class weights (there are more films than transformed copies); the threshold is left at 0.5 for the
+    caller to set on films the head was not fitted on.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([positive, negative]).astype(np.float64)
+    y = np.r_[np.zeros(len(positive)), np.ones(len(negative))]
+    center, spread = x.mean(axis=0), x.std(axis=0) + 1e-6
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
+    lr.fit((x - center) / spread, y)
+    return ViewHead(layer, center, spread, lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), 0.5)
 
 
 def fit_statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
