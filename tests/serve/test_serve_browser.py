@@ -65,10 +65,11 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     page.goto(server.url + "/")
     expect(page.locator("#disclaimer")).to_contain_text("not a diagnosis")
     page.set_input_files("#file-input", str(rg1))
-    expect(page.locator("#upload-msg")).to_contain_text("Queued study")
+    expect(page.locator("#upload-msg")).to_contain_text("study ")  # the uploaded study's id, followed
     row = page.locator("tr.study-row").first
     expect(row).to_be_visible()
     expect(row).to_have_attribute("data-status", "done", timeout=150_000)
+    expect(page.locator("#upload-msg")).to_contain_text("done")  # no stale "analysis running" message
     expect(row.locator(".badge")).to_be_visible()  # triage priority
     expect(page.locator("#banner")).to_be_visible()  # untrained models: red banner
     expect(page.locator("#banner")).to_contain_text("UNTRAINED")
@@ -80,7 +81,7 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     page.wait_for_url("**/study.html?id=*")
     canvas = page.locator("#view")
     expect(canvas).to_have_attribute("data-ready", "1")
-    expect(page.locator("#findings tr")).to_have_count(13)
+    expect(page.locator("#findings li")).to_have_count(13)
     expect(page.locator("#findings .tag", has_text="not validated").first).to_be_visible()
     expect(page.locator("#banner")).to_contain_text("UNTRAINED")
     expect(page.locator("#models tr")).to_have_count(4)
@@ -90,7 +91,7 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     plain = _hash_after_paint(page)
 
     # a finding's heatmap overlays the radiograph; opacity 0 takes it away again
-    page.locator("#findings tr").nth(1).click()
+    page.locator("#findings li[data-code='CA'] button.f-name").click()
     expect(canvas).to_have_attribute("data-overlay", "CA")
     expect(page.locator("#overlay-label")).to_contain_text("Cardiomegaly")
     overlaid = _hash_after_paint(page)
@@ -111,9 +112,12 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
         js = page.evaluate("([v, c, w]) => v.map((x) => CXR.level(x, c, w))", [v.tolist(), center, width])
         np.testing.assert_allclose(js, apply_level(v, center, width), atol=1e-12)
 
-    # window/level: a preset, then a mouse drag (horizontal = width, vertical = level)
+    # window/level on RG1's stored values: a preset fitted to the film, then a mouse drag (horizontal = width,
+    # vertical = level; one canvas side = the film's value range)
+    lung = page.evaluate("() => cxrViewer.base.meta.presets.lung")
+    value_range = page.evaluate("() => cxrViewer.base.meta.max - cxrViewer.base.meta.min")
     page.locator("#presets button[data-preset='lung']").click()
-    expect(canvas).to_have_attribute("data-window", "0.350,0.600")
+    expect(canvas).to_have_attribute("data-window", f"{lung['center']:.1f},{lung['width']:.1f}")
     leveled = _hash_after_paint(page)
     assert leveled != overlaid
     box = canvas.bounding_box()
@@ -123,7 +127,8 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     page.mouse.move(cx + box["width"] / 5, cy + box["height"] / 10, steps=6)
     page.mouse.up()
     center, width = (float(v) for v in canvas.get_attribute("data-window").split(","))
-    assert width == pytest.approx(0.6 + 0.2, abs=0.02) and center == pytest.approx(0.35 + 0.1, abs=0.02)
+    assert width == pytest.approx(lung["width"] + 0.2 * value_range, rel=0.03)
+    assert center == pytest.approx(lung["center"] + 0.1 * value_range, rel=0.03)
     dragged = _hash_after_paint(page)
     assert dragged != leveled
 
@@ -136,7 +141,7 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     page.locator("#reset").click()
     page.locator("#contour").check()
     page.locator("#presets button[data-preset='default']").click()
-    expect(canvas).to_have_attribute("data-window", "0.500,1.000")
+    expect(canvas).to_have_attribute("data-window", "15000.0,30000.0")  # RG1's own VOI window
     _hash_after_paint(page)
 
     artifacts = REPO / "test-artifacts"
@@ -161,7 +166,7 @@ def test_viewer_shows_a_refusal(browser: Any, start_server: Any, tmp_path: Path,
     expect(row).to_contain_text("chest")
     row.click()
     expect(page.locator("#refusal")).to_contain_text("chest")
-    expect(page.locator("#view")).to_have_attribute("data-ready", "1")  # the image can still be looked at
+    expect(page.locator("#view")).to_be_hidden()  # a refused study offers no image tools
     # garbage through the file input: the refusal message from the API, no study
     bad = tmp_path / "garbage.png"
     bad.write_bytes(b"not an image at all" * 20)

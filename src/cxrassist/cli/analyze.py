@@ -34,9 +34,24 @@ def register(app: typer.Typer) -> None:
             import torch
 
             torch.set_num_threads(threads)
-        report = analyze_paths(inputs, lateral, out, formats=formats, force=force, weights_dir=weights,
-                               allow_untrained=allow_untrained)
+        pipeline = load_models_with_status(weights, allow_untrained)
+        typer.echo(f"analysing {len(inputs) + (lateral is not None)} file(s)…", err=True)
+        report = analyze_paths(inputs, lateral, out, pipeline=pipeline, formats=formats, force=force,
+                               weights_dir=weights, allow_untrained=allow_untrained)
         print_summary(report, out)
+
+
+def load_models_with_status(weights: Path | None, allow_untrained: bool) -> object:
+    """Load the models with a status line on stderr (they take seconds: say so instead of hanging silently)."""
+    import time
+
+    from cxrassist.analysis import default_pipeline
+
+    typer.echo(f"loading models ({weights or 'shipped weights'})…", err=True)
+    t0 = time.perf_counter()
+    pipeline = default_pipeline(weights, allow_untrained)
+    typer.echo(f"models loaded in {time.perf_counter() - t0:.1f} s", err=True)
+    return pipeline
 
 
 def print_summary(report: dict, out: Path) -> None:

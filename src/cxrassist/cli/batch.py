@@ -25,8 +25,20 @@ def register(app: typer.Typer) -> None:
         """Analyse a folder of studies and write a worklist sorted by priority. Decision support only."""
         from cxrassist.batch import run_batch
 
-        summary = run_batch(input_dir, out, weights_dir=weights, allow_untrained=allow_untrained, workers=workers,
-                            force=force, formats=fmt, progress=progress)
+        from cxrassist.cli.analyze import load_models_with_status
+        from cxrassist.errors import InputError
+        from cxrassist.report import parse_formats
+
+        if not input_dir.is_dir():  # the cheap checks before seconds of model loading
+            raise InputError(f"{input_dir.absolute()}: not a folder")
+        parse_formats(fmt)
+        if workers <= 1:  # one process: load here, with a status line (worker processes load their own)
+            pipeline = load_models_with_status(weights, allow_untrained)
+        else:
+            typer.echo(f"starting {workers} worker processes; each loads the models…", err=True)
+            pipeline = None
+        summary = run_batch(input_dir, out, pipeline=pipeline, weights_dir=weights, allow_untrained=allow_untrained,
+                            workers=workers, force=force, formats=fmt, progress=progress)
         typer.echo(f"{summary.count('done')} analysed, {summary.count('skipped')} already done, "
                    f"{summary.count('refused')} refused, {summary.count('failed')} failed "
                    f"in {summary.seconds:.1f} s ({summary.studies_per_minute:.1f} studies/min)")

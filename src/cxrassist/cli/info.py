@@ -42,6 +42,7 @@ def info(
         entry.update(
             ok=True,
             xray=xray.summary(),
+            pixel_spacing_note=xray.extra.get("pixel_spacing_note"),
             chest_check={
                 "is_chest": check.is_chest,
                 "is_frontal": check.is_frontal,
@@ -67,6 +68,17 @@ class FilesRefused(InputError):
     """Raised after every file was printed: one summary line on stderr and a non-zero exit code."""
 
 
+def _unknown_spacing(entry: dict[str, Any]) -> str:
+    """'unknown' with the reason: the DICOM tags' state, or that the format carries no spacing."""
+    x = entry["xray"]
+    note = entry.get("pixel_spacing_note")
+    if note:
+        return f"unknown ({note}; areas in pixels only)"
+    if x["source_format"] != "dicom":
+        return f"unknown ({x['source_format'].upper()} files carry no pixel spacing; areas in pixels only)"
+    return "unknown"
+
+
 def _text(entry: dict[str, Any]) -> str:
     x, c = entry["xray"], entry["chest_check"]
     spacing = x["pixel_spacing_mm"]
@@ -78,7 +90,7 @@ def _text(entry: dict[str, Any]) -> str:
         f"body part {x['body_part'] or '-'}",
         f"  size        {x['width']} x {x['height']} px   bits {x['bits_stored']}   photometric {x['photometric']}"
         f"   window {'applied' if x['window_applied'] else 'not applied'}",
-        f"  spacing     {f'{spacing[0]:.3f} x {spacing[1]:.3f} mm' if spacing else 'unknown'}",
+        f"  spacing     {f'{spacing[0]:.3f} x {spacing[1]:.3f} mm' if spacing else _unknown_spacing(entry)}",
         f"  chest check {verdict}: {c['reason']}",
     ]
     return "\n".join(lines)

@@ -32,26 +32,39 @@ def models_command(
     if as_json:
         typer.echo(json.dumps({"registry": registry, "shipped": shipped}, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title="Model configurations (create_model names)")
-    for col in ("name", "task", "family", "description"):
-        table.add_column(col, overflow="fold")
+    # Names never wrap (a name split mid-word cannot be copied into --model); descriptions wrap at words.
+    table = Table(title="Model configurations (create_model names)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("task / family", no_wrap=True)
+    table.add_column("description", overflow="fold", ratio=1)
     for row in registry:
-        table.add_row(row["name"], row["task"], row["family"], row["description"])
+        table.add_row(row["name"], f"{row['task']}\n{row['family']}", row["description"])
     console.print(table)
     if not shipped:
         console.print("No shipped weights found" + (f" under {weights_dir}" if weights_dir else "") + ".")
         return
-    table = Table(title="Shipped weights (decision support for qualified readers; not a diagnosis)")
-    for col in ("name", "version", "architecture", "status", "metrics", "sha256"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="Shipped weights (decision support for qualified readers; not a diagnosis)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("name (--model)", "version", "status", "sha256"):
+        table.add_column(col, no_wrap=True)
     for row in shipped:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in _flat(row["metrics"])[:6]) or "-"
-        table.add_row(row["name"], row["version"], row["architecture"], row["status"], metrics, row["sha256"] or "-")
+        table.add_row(row["name"], row["version"], row["status"], (row["sha256"] or "-")[:12] + "…")
     console.print(table)
+    for row in shipped:
+        console.print(f"[bold]{row['name']}[/bold] ({row['architecture']}): {_metrics_line(row['metrics'])}",
+                      highlight=False)
+
+
+def _metrics_line(metrics: dict) -> str:
+    """The card's own summary sentence when it has one, else its first scalar figures."""
+    if isinstance(metrics.get("summary"), str):
+        return metrics["summary"]
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in _flat(metrics)[:6]) or "no measured figures"
 
 
 def _flat(metrics: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -417,6 +417,28 @@ def _spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
     return None, None
 
 
+def spacing_note(ds: Any) -> str:
+    """Why the pixel spacing is unknown, tag by tag (``cxr info`` prints it): absent, malformed or not positive."""
+    notes = []
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(tag, None)
+        if value is None or value == "":
+            notes.append(f"{tag} absent")
+            continue
+        try:
+            items = value if hasattr(value, "__iter__") and not isinstance(value, (str, bytes)) else [value]
+            pair = [float(v) for v in items]
+        except (TypeError, ValueError):
+            notes.append(f"{tag} not a number")
+            continue
+        shown = "\\".join(f"{v:g}" for v in pair)
+        if len(pair) != 2:
+            notes.append(f"{tag} has {len(pair)} value(s), 2 needed")
+        else:
+            notes.append(f"{tag} is {shown} (not positive)")
+    return "; ".join(notes)
+
+
 def _metadata(ds: Any) -> dict[str, Any]:
     view, view_source = view_of(ds)
     spacing, spacing_tag = _spacing(ds)
@@ -426,6 +448,7 @@ def _metadata(ds: Any) -> dict[str, Any]:
     extra: dict[str, Any] = {
         "view_source": view_source or None,
         "pixel_spacing_tag": spacing_tag,
+        "pixel_spacing_note": None if spacing else spacing_note(ds),
         "patient_orientation": orientation or None,
         "transfer_syntax": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "") or None,
         "sop_class_uid": str(ds.get("SOPClassUID", "") or "") or None,

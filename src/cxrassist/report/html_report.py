@@ -30,6 +30,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem} td,th{border-bottom:1
 .prio-critical{color:#ff5252} .prio-high{color:#ffb74d} .prio-routine{color:#81c784}
 .thumb{width:160px} details summary{cursor:pointer;color:#90caf9} details img{width:100%;max-width:900px}
 code{font-size:.8rem;color:#bbb}
+.impression{white-space:pre-wrap;background:#1b1b1b;border:1px solid #333;padding:.6rem;font-size:.85rem}
 .legend{display:inline-block;width:200px;height:12px;vertical-align:middle;border:1px solid #666;background-color:#555}
 """
 
@@ -58,12 +59,14 @@ def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, st
 
 
 def _metrics(metrics: dict[str, Any]) -> str:
-    rows = _flatten(metrics)
+    """The card's summary sentence (else its top-level figures): the full tables, with their training-data
+    provenance, stay in report.json and the model card, not in a page read at the workstation."""
+    if isinstance(metrics.get("summary"), str):
+        return f'<span class="small">{escape(metrics["summary"])}</span>'
+    rows = [(k, v) for k, v in _flatten(metrics) if "." not in k and "/" not in v and len(v) < 60][:8]
     if not rows:
         return "<em>no measured figures</em>"
-    shown = "".join(f"<li><code>{escape(k)}</code>: {escape(v)}</li>" for k, v in rows[:40])
-    more = f"<li>… {len(rows) - 40} more in report.json</li>" if len(rows) > 40 else ""
-    return f"<ul>{shown}{more}</ul>"
+    return '<span class="small">' + "; ".join(f"{escape(k)} {escape(v)}" for k, v in rows) + "</span>"
 
 
 def _measured_cell(m: Any) -> str:
@@ -137,9 +140,13 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         f'<h2>Triage</h2><p><span class="prio prio-{escape(t["priority"])}">{escape(t["priority"])}</span> '
         f'&nbsp; abnormal probability {t["abnormal_probability"]:.3f} (threshold {t["threshold"]:.3f})'
         + (f' &nbsp; critical findings: <b>{escape(crit)}</b>' if crit else "") + "</p>"
+        + (f'<p class="small">Why: {escape(t["reason"])}</p>' if t.get("reason") else "")
         + (f'<p class="small">Triage model measured: {_measured_cell(t.get("measured"))}</p>'
            if t.get("measured") else "")
     )
+    if r.get("impression"):
+        parts.append('<h2>Impression (plain text, to copy)</h2><pre class="impression">'
+                     f'{escape(r["impression"])}</pre>')
 
     parts.append('<h2>Radiograph</h2><div class="grid">')
     parts.append(_figure(previews, "lung_contour", "Frontal radiograph with the lung segmentation contour"))
@@ -148,15 +155,21 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
     parts.append("</div>")
 
     rows = []
-    for f in sorted(r["findings"], key=lambda f: f["probability"], reverse=True):
+    for f in sorted(r["findings"], key=lambda f: (not f["validated"], -f["probability"])):
         tags = ""
         if f["positive"]:
             tags += '<span class="tag pos">above threshold</span>'
         if f.get("critical"):
             tags += '<span class="tag crit">critical</span>'
         if not f["validated"]:
-            tags += '<span class="tag nv">not validated</span>'
+            note = f.get("validation_note") or ""
+            tags += f'<span class="tag nv" title="{escape(note)}">not validated</span>'
+            if note:
+                tags += f'<br><span class="small">not validated: {escape(note)}</span>'
+        if f.get("heatmap_empty"):
+            tags += '<br><span class="small">heatmap empty: the map is flat, no region stands out</span>'
         pct = max(0.0, min(100.0, 100.0 * f["probability"]))
+        thr = f"{f['threshold']:.3f}" if f.get("threshold_measured", True) else "<em>never measured</em>"
         key, lat_key = f"heatmap:{f['code']}", f"heatmap_lateral:{f['code']}"
         cell = "<em>—</em>"
         if previews.get(key):
@@ -166,10 +179,10 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         rows.append(
             f"<tr><td><b>{escape(f['name'])}</b> <code>{escape(f['code'])}</code>{tags}</td>"
             f'<td><span class="bar"><span style="width:{pct:.1f}%"></span></span>{f["probability"]:.3f}</td>'
-            f"<td>{f['threshold']:.3f}</td><td>{_measured_cell(f.get('measured'))}</td><td>{cell}</td></tr>"
+            f"<td>{thr}</td><td>{_measured_cell(f.get('measured'))}</td><td>{cell}</td></tr>"
         )
     parts.append(
-        "<h2>Findings (sorted by probability)</h2>" + _heatmap_legend(r.get("heatmap_legend"))
+        "<h2>Findings (validated first, then by probability)</h2>" + _heatmap_legend(r.get("heatmap_legend"))
         + "<table><tr><th>Finding</th><th>Probability</th><th>Threshold</th><th>How well it was measured</th>"
           "<th>Heatmap</th></tr>"
         + "".join(rows) + "</table>"

@@ -24,6 +24,21 @@ class TopFinding(BaseModel):
     name: str | None
     probability: float
     positive: bool
+    validated: bool | None = None
+
+
+class StudyHeader(BaseModel):
+    """What identifies a study for the reader, from the DICOM header (empty for PNG/JPEG uploads). Carries patient
+    identifiers: served behind the API token off loopback, never logged."""
+
+    patient_name: str | None = None
+    patient_id: str | None = None
+    study_date: str | None = Field(None, description="DICOM DA, YYYYMMDD")
+    study_time: str | None = Field(None, description="DICOM TM, HHMMSS[.frac]")
+    description: str | None = None
+    accession: str | None = None
+    modality: str | None = None
+    views: dict[str, str] = Field({}, description="role (frontal/lateral) -> view (PA, AP, LATERAL, UNKNOWN)")
 
 
 class StudySummary(BaseModel):
@@ -39,7 +54,10 @@ class StudySummary(BaseModel):
     top_findings: list[TopFinding] = []
     reason: str | None = Field(None, description="why the study was refused or failed")
     has_lateral: bool = False
+    source: str | None = Field(None, description="the calling AE title of a study received over DICOM; null for uploads")
     url: str
+    header: StudyHeader = StudyHeader()
+    priority_reason: str | None = Field(None, description="which finding or triage score set the priority")
 
     @classmethod
     def of(cls, study: Study) -> StudySummary:
@@ -54,7 +72,10 @@ class StudySummary(BaseModel):
             top_findings=[TopFinding(**f) for f in study.top_findings],
             reason=study.reason,
             has_lateral=study.has_lateral,
+            source=study.source,
             url=f"/api/studies/{study.id}",
+            header=StudyHeader(**{k: v for k, v in (study.header or {}).items() if k in StudyHeader.model_fields}),
+            priority_reason=study.priority_reason,
         )
 
 
@@ -79,6 +100,8 @@ class StudyDetail(BaseModel):
     status: Status
     reason: str | None = None
     image_names: list[str] = Field([], description="image names servable under /api/studies/{id}/images/")
+    view_pixels: dict[str, Any] = Field({}, description="per view role: the stored pixels' shape, dtype, DICOM VOI "
+                                        "and window presets (stored units); raw data at /api/studies/{id}/pixels/{role}")
 
 
 class ModelInfo(BaseModel):

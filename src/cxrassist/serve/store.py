@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS studies (
 );
 CREATE INDEX IF NOT EXISTS studies_status ON studies(status);
 """
+#: Columns added after the first release (ALTER TABLE on an older studies.db): name -> SQL type.
+#: header: what the reader needs to identify a study (patient name/ID, study date/time, description, accession,
+#: views), JSON, read from the DICOM header; served behind the API token only, never logged.
+#: source: the calling AE title of a study received over DICOM (cxrassist.pacs); NULL for uploads.
+_ADDED_COLUMNS = {"header": "TEXT", "priority_reason": "TEXT", "source": "TEXT"}
 
 
 def parse_study_id(value: str) -> str | None:
@@ -77,6 +82,9 @@ class Study:
     abnormal_probability: float | None = None
     top_findings: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    priority_reason: str | None = None
+    source: str | None = None
 
     @property
     def has_lateral(self) -> bool:
@@ -99,6 +107,10 @@ class StudyStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            have = {r["name"] for r in self._conn.execute("PRAGMA table_info(studies)").fetchall()}
+            for name, sql_type in _ADDED_COLUMNS.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE studies ADD COLUMN {name} {sql_type}")
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -131,6 +143,9 @@ class StudyStore:
             abnormal_probability=row["abnormal_probability"],
             top_findings=json.loads(row["top_findings"]) if row["top_findings"] else [],
             reason=row["reason"],
+            header=json.loads(row["header"]) if "header" in row.keys() and row["header"] else {},
+            priority_reason=row["priority_reason"] if "priority_reason" in row.keys() else None,
+            source=row["source"] if "source" in row.keys() else None,
         )
 
     # -- paths -------------------------------------------------------------------------------------------------
@@ -159,15 +174,21 @@ class StudyStore:
         return study_id, path
 
     # -- writes ------------------------------------------------------------------------------------------------
-    def add(self, study_id: str, inputs: dict[str, str]) -> Study:
-        """Queue a study whose input files are already in place (``inputs`` maps role -> path under the study)."""
+    def add(self, study_id: str, inputs: dict[str, str], *, source: str | None = None) -> Study:
+        """Queue a study whose input files are already in place (``inputs`` maps role -> path under the study;
+        ``source``: the calling AE title of a study received over DICOM)."""
         now = time.time()
         with self._lock:
             self._db().execute(
-                "INSERT INTO studies (id, status, received_at, inputs) VALUES (?, 'queued', ?, ?)",
-                (study_id, now, json.dumps(inputs)),
+                "INSERT INTO studies (id, status, received_at, inputs, source) VALUES (?, 'queued', ?, ?, ?)",
+                (study_id, now, json.dumps(inputs), source),
             )
-        return Study(id=study_id, status="queued", received_at=now, inputs=dict(inputs))
+        return Study(id=study_id, status="queued", received_at=now, inputs=dict(inputs), source=source)
+
+    def set_header(self, study_id: str, header: dict[str, Any]) -> None:
+        """Record what identifies a study for the reader (``study_header``); never logged."""
+        with self._lock:
+            self._db().execute("UPDATE studies SET header = ? WHERE id = ?", (json.dumps(header), study_id))
 
     def claim_next(self) -> Study | None:
         """Atomically move the oldest queued study to ``running`` and return it (None when the queue is empty)."""
@@ -195,7 +216,7 @@ class StudyStore:
         with self._lock:
             self._db().execute(
                 "UPDATE studies SET status = ?, finished_at = ?, reason = ?, priority = ?, priority_score = ?, "
-                "abnormal_probability = ?, top_findings = ? WHERE id = ? AND status = 'running'",
+                "abnormal_probability = ?, top_findings = ?, priority_reason = ? WHERE id = ? AND status = 'running'",
                 (
                     status,
                     time.time(),
@@ -204,6 +225,7 @@ class StudyStore:
                     s.get("priority_score"),
                     s.get("abnormal_probability"),
                     json.dumps(s.get("top_findings") or []),
+                    s.get("priority_reason"),
                     study_id,
                 ),
             )

@@ -133,7 +133,14 @@ def accept_upload(store: StudyStore, settings: Settings, parts: list[Part], late
             inputs[role] = str(final.relative_to(input_dir.parent))
         if "frontal" not in inputs:
             raise ApiError(422, "no_frontal", "no frontal image: a study needs one frontal radiograph")
-        return store.add(study_id, inputs)
+        study = store.add(study_id, inputs)
+        from cxrassist.serve.viewimage import study_header
+
+        header = study_header(input_dir.parent / inputs["frontal"])
+        header["views"] = {("lateral" if i == lateral_idx else "frontal"): v for i, v in enumerate(views)}
+        store.set_header(study.id, header)
+        study.header = header
+        return study
     except BaseException:  # nothing of a refused upload stays on disk
         shutil.rmtree(input_dir.parent, ignore_errors=True)
         raise

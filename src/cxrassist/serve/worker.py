@@ -44,17 +44,20 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """The worklist columns of a finished report: triage priority/score and the most probable findings."""
     triage = report.get("triage") or {}
     findings = [f for f in report.get("findings") or [] if isinstance(f, dict) and f.get("probability") is not None]
-    findings.sort(key=lambda f: (not f.get("positive"), -float(f["probability"])))
+    # validated findings first (a reader acts on those), each group by probability
+    findings.sort(key=lambda f: (not f.get("validated"), not f.get("positive"), -float(f["probability"])))
     return {
         "priority": triage.get("priority"),
         "priority_score": _float_or_none(triage.get("priority_score")),
         "abnormal_probability": _float_or_none(triage.get("abnormal_probability")),
+        "priority_reason": triage.get("reason"),
         "top_findings": [
             {
                 "code": f.get("code"),
                 "name": f.get("name"),
                 "probability": float(f["probability"]),
                 "positive": bool(f.get("positive")),
+                "validated": bool(f.get("validated")),
             }
             for f in findings[:TOP_FINDINGS]
         ],
@@ -88,6 +91,9 @@ class AnalysisWorker:
         poll_s: float = 1.0,
     ) -> None:
         self.store = store
+        #: Extra report formats per study (e.g. the DICOM SR + SCs a study received over DICOM goes back with);
+        #: set by a companion (cxrassist.pacs) before :meth:`start`.
+        self.extra_formats: Callable[[Study], tuple[str, ...]] | None = None
         self._factory = pipeline_factory
         self._analyze = analyze or _default_analyze
         self.formats = tuple(formats)
@@ -208,8 +214,23 @@ class AnalysisWorker:
             shutil.rmtree(out_dir)
         frontal = base / study.inputs["frontal"]
         lateral = base / study.inputs["lateral"] if "lateral" in study.inputs else None
-        # The viewer's pictures first, so that a refused study can still be looked at.
-        write_viewer_png(read_xray(frontal).pixels, view_dir / VIEWER_IMAGES["frontal"])
-        if lateral is not None:
-            write_viewer_png(read_xray(lateral).pixels, view_dir / VIEWER_IMAGES["lateral"])
-        return self._analyze(frontal, lateral, out_dir, pipeline=pipeline, formats=self.formats, force=False)
+        if not study.header:  # studies not queued by an upload (e.g. received over DICOM) get theirs here
+            from cxrassist.serve.viewimage import study_header
+
+            header = study_header(frontal)
+            if header:
+                self.store.set_header(study.id, header)
+        # The viewer's pictures first, so that a refused study can still be looked at: an 8-bit PNG and the stored
+        # values at full bit depth (the page windows those itself).
+        from cxrassist.serve.viewimage import write_view_pixels
+
+        for role, path in (("frontal", frontal), ("lateral", lateral)):
+            if path is None:
+                continue
+            xray = read_xray(path)
+            write_viewer_png(xray.pixels, view_dir / VIEWER_IMAGES[role])
+            write_view_pixels(path, xray, view_dir, role)
+        formats = self.formats
+        if self.extra_formats is not None:
+            formats = tuple(dict.fromkeys((*formats, *self.extra_formats(study))))
+        return self._analyze(frontal, lateral, out_dir, pipeline=pipeline, formats=formats, force=False)

@@ -76,6 +76,13 @@ def save_weights(model: nn.Module, directory: str | Path, card: ModelCard, *,
     return card
 
 
+def _cards_in_one(folder: Path) -> list[ModelCard]:
+    try:
+        return [ModelCard.read(folder / CARD_FILE)]
+    except WeightsError:
+        return []
+
+
 def _resolve(name_or_path: str | Path, search_dirs: list[Path]) -> tuple[Path, Path]:
     """(weights file, card file) for a shipped name, a directory, or a ``.safetensors`` with its card beside it."""
     path = Path(name_or_path)
@@ -92,6 +99,11 @@ def _resolve(name_or_path: str | Path, search_dirs: list[Path]) -> tuple[Path, P
     for base in search_dirs:
         if (base / str(name_or_path)).is_dir():
             return base / str(name_or_path) / WEIGHTS_FILE, base / str(name_or_path) / CARD_FILE
+    for base in search_dirs:  # the card's name (what `cxr models` prints), not only the folder's
+        if base.is_dir():
+            for sub in sorted(p for p in base.iterdir() if (p / CARD_FILE).is_file()):
+                if any(c.name == str(name_or_path) for c in _cards_in_one(sub)):
+                    return sub / WEIGHTS_FILE, sub / CARD_FILE
     known = [c.name for d in search_dirs for c in _cards_in(d)]
     raise UnknownModelError(f"no weights named {str(name_or_path)!r}; shipped: {', '.join(known) or 'none'}")
 

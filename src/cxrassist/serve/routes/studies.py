@@ -170,8 +170,36 @@ def get_study(request: Request, study_id: str) -> dict[str, Any]:
         status=study.status,
         reason=study.reason,
         image_names=allowed_images(store, study, report),
+        view_pixels=_view_pixels(store, study),
     )
     return body
+
+
+_ROLES = ("frontal", "lateral")
+
+
+def _view_pixels(store: StudyStore, study: Study) -> dict[str, Any]:
+    """Per view role, the meta of its full-bit-depth pixels (shape, dtype, window presets; serve/viewimage.py)."""
+    out: dict[str, Any] = {}
+    for role in _ROLES:
+        meta = store.view_dir(study.id) / f"{role}.json"
+        if meta.is_file() and (store.view_dir(study.id) / f"{role}.pixels").is_file():
+            out[role] = {**json.loads(meta.read_text(encoding="utf-8")), "url": f"{study.id}/pixels/{role}"}
+    return out
+
+
+@router.get(
+    "/{study_id}/pixels/{role}",
+    responses={200: {"content": {"application/octet-stream": {}}}, 404: {"model": ErrorResponse}},
+    summary="A view's stored pixel values, raw little-endian (shape, dtype and windows in the study's view_pixels)",
+)
+def get_pixels(request: Request, study_id: str, role: str) -> FileResponse:
+    store = _store(request)
+    study = _study_or_404(request, study_id)
+    path = store.view_dir(study.id) / f"{role}.pixels"
+    if role not in _ROLES or not path.is_file():
+        raise ApiError(404, "not_found", "no such view for this study")
+    return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=60"})
 
 
 @router.get(

@@ -29,6 +29,29 @@ const CXR = (() => {
     return body;
   }
 
+  // POST a form with upload progress (fetch reports none): onProgress(sentBytes, totalBytes); resolves to the JSON
+  // answer, rejects with the API's one-line detail.
+  function upload(path, form, onProgress, retried = false) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", path);
+      if (token()) xhr.setRequestHeader("Authorization", "Bearer " + token());
+      xhr.upload.addEventListener("progress", (e) => { if (onProgress && e.lengthComputable) onProgress(e.loaded, e.total); });
+      xhr.addEventListener("load", () => {
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+        if (xhr.status === 401 && !retried) {
+          const t = window.prompt("This server needs its API token (CXR_API_TOKEN):");
+          if (t) { sessionStorage.setItem(TOKEN_KEY, t.trim()); resolve(upload(path, form, onProgress, true)); return; }
+        }
+        if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+        else reject(new Error(body && body.detail ? body.detail : `HTTP ${xhr.status}`));
+      });
+      xhr.addEventListener("error", () => reject(new Error("network error")));
+      xhr.send(form);
+    });
+  }
+
   // An image of a study as an ImageBitmap (fetched with the token, so no <img src> is needed).
   async function bitmap(studyId, name) {
     const resp = await api(`/api/studies/${studyId}/images/${name}`);
@@ -73,5 +96,5 @@ const CXR = (() => {
     node.classList.toggle("hidden", parts.length === 0);
   }
 
-  return { api, json, bitmap, objectUrl, el, pct, level, modelBanner };
+  return { api, json, upload, bitmap, objectUrl, el, pct, level, modelBanner };
 })();
