@@ -214,3 +214,72 @@ def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord,
     model = Image.fromarray(as_uint8(cam), mode="L").resize((record.size, record.size), bilinear)
     valid = model.crop((record.left, record.top, record.left + record.new_w, record.top + record.new_h))
     return np.asarray(valid.resize(size or (record.orig_w, record.orig_h), bilinear))
+
+
+# ---- display windows of the bone pictures
+#: Percentiles of the bone image inside the thorax that set its display window, and the narrowest window allowed
+#: (a bone image that is nearly empty stays dark instead of showing its noise stretched to full contrast).
+BONE_WINDOW_PERCENTILES = (1.0, 99.5)
+BONE_WINDOW_MIN_WIDTH = 0.01
+_WINDOW_UNITS = "the radiograph's [0, 1] display domain (1 = bone white), i.e. the classifier channel's values"
+
+
+@dataclass(frozen=True)
+class DisplayWindow:
+    """A linear display window ``[low, high] -> [0, 1]`` and how it was chosen (stated in every output).
+
+    Windowing is for display only: the bone image that the classifier's bone channel reads stays raw.
+    """
+
+    low: float
+    high: float
+    method: str
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """``clip((image - low) / (high - low), 0, 1)`` as float32."""
+        span = max(self.high - self.low, 1e-12)
+        return np.clip((np.asarray(image, dtype=np.float32) - self.low) / span, 0.0, 1.0)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"low": round(float(self.low), 6), "high": round(float(self.high), 6), "units": _WINDOW_UNITS,
+                "method": self.method}
+
+    def describe(self) -> str:
+        """One line for DICOM comments and captions."""
+        return f"display window {self.low:.4f}-{self.high:.4f} ({self.method})"
+
+
+#: The soft-tissue (bone-suppressed) image keeps the radiograph's own mapping, so the two compare by flicking.
+SOFT_TISSUE_WINDOW = DisplayWindow(0.0, 1.0, "the radiograph's own display range, as images/radiograph.png")
+
+
+def thorax_box(mask: np.ndarray, margin: float = 0.1) -> tuple[slice, slice] | None:
+    """Bounding box of the lung mask widened by ``margin`` of its size on each side (clavicles above the apices,
+    ribs outside the lung edge, the spine between the lungs); None for an empty mask."""
+    rows = np.flatnonzero(np.asarray(mask).any(1))
+    cols = np.flatnonzero(np.asarray(mask).any(0))
+    if rows.size == 0 or cols.size == 0:
+        return None
+    h, w = np.shape(mask)
+    dy = int(margin * (rows[-1] - rows[0] + 1))
+    dx = int(margin * (cols[-1] - cols[0] + 1))
+    return (slice(max(0, rows[0] - dy), min(h, rows[-1] + dy + 1)),
+            slice(max(0, cols[0] - dx), min(w, cols[-1] + dx + 1)))
+
+
+def bone_display_window(bone: np.ndarray, lung_mask: np.ndarray | None = None) -> DisplayWindow:
+    """The bone-subtracted image's display window: its 1st-99.5th percentiles inside the thorax.
+
+    The raw bone image is faint (BSE-JSRT's bone layer is mostly under 0.05 of the radiograph's range), so shown
+    as is it is a black square; stretched between robust percentiles of the chest region (not of the whole film,
+    whose air and collimation would dominate), ribs, clavicles and spine use the grey scale.
+    """
+    bone = np.asarray(bone, dtype=np.float32)
+    box = thorax_box(lung_mask) if lung_mask is not None and np.shape(lung_mask) == bone.shape else None
+    region = bone[box] if box is not None else bone
+    step = max(1, int(np.sqrt(region.size / 1_000_000)))  # ~1 M samples are plenty for two percentiles
+    low, high = (float(v) for v in np.percentile(region[::step, ::step], BONE_WINDOW_PERCENTILES))
+    high = max(high, low + BONE_WINDOW_MIN_WIDTH)
+    where = "inside the thorax (lung-mask box + 10 %)" if box is not None else "over the whole image"
+    return DisplayWindow(low, high, f"bone image percentiles {BONE_WINDOW_PERCENTILES[0]:g}-"
+                                    f"{BONE_WINDOW_PERCENTILES[1]:g} {where}, linear")

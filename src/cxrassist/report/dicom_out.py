@@ -17,7 +17,7 @@ import numpy as np
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.pipeline import AnalysisResult
 from cxrassist.postprocess import as_uint8, overlay_contour
-from cxrassist.report.images import heatmap_picture
+from cxrassist.report.images import bone_windows, heatmap_picture
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,11 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     ]
     pictures.append(("Lung segmentation contour", overlay_contour(gray, result.lung_mask,
                                                                    thickness=max(2, max(gray.shape) // 400)), "RGB"))
-    pictures.append(("Bone-subtracted (bone image)", result.bone, "MONOCHROME2"))
-    pictures.append(("Bone-suppressed (soft tissue)", result.bone_suppressed, "MONOCHROME2"))
+    windows = bone_windows(result)  # the same display windows as the report PNGs, stated in the title
+    pictures.append((f"Bone-subtracted (bone image), {windows['subtracted'].describe()}",
+                     windows["subtracted"].apply(result.bone), "MONOCHROME2"))
+    pictures.append((f"Bone-suppressed (soft tissue), {windows['suppressed'].describe()}",
+                     windows["suppressed"].apply(result.bone_suppressed), "MONOCHROME2"))
 
     series_uid = generate_uid()
     orientation = _orientation(ref)

@@ -21,7 +21,16 @@ from PIL import Image
 from cxrassist.explain.cam import HEATMAP_MEANING
 from cxrassist.labels import FINDINGS
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.postprocess import as_uint8, colormap, heatmap_to_original_u8, overlay_contour, overlay_heatmap
+from cxrassist.postprocess import (
+    SOFT_TISSUE_WINDOW,
+    DisplayWindow,
+    as_uint8,
+    bone_display_window,
+    colormap,
+    heatmap_to_original_u8,
+    overlay_contour,
+    overlay_heatmap,
+)
 
 PREVIEW_SIDE = 768
 #: Heatmap PNGs: the overlay at most this long side, the grey map at most MAP_SIDE. A CAM holds no detail finer than
@@ -115,6 +124,12 @@ def heatmap_picture(gray: np.ndarray, heat: np.ndarray, *, legend: bool = True) 
     return burn_legend(rgb) if legend else rgb
 
 
+def bone_windows(result: AnalysisResult) -> dict[str, DisplayWindow]:
+    """The display windows of the two bone pictures (PNGs, previews, DICOM SC, viewer; stated in report.json):
+    the bone image stretched between robust percentiles of the thorax, the soft tissue in the radiograph's range."""
+    return {"subtracted": bone_display_window(result.bone, result.lung_mask), "suppressed": SOFT_TISSUE_WINDOW}
+
+
 @dataclass
 class RenderedImages:
     """Relative paths of the written PNGs (None when PNGs were not asked for) and data URIs of the previews."""
@@ -168,8 +183,9 @@ def _plain_pictures(result: AnalysisResult, gray8: np.ndarray) -> Iterator[tuple
     yield "lung_mask", result.lung_mask.astype(np.uint8) * np.uint8(255)
     yield "lung_segmented", gray8 * result.lung_mask
     yield "lung_contour", overlay_contour(gray8, result.lung_mask, thickness=max(2, max(gray8.shape) // 400))
-    yield "bone_subtracted", as_uint8(result.bone)
-    yield "bone_suppressed", as_uint8(result.bone_suppressed)
+    windows = bone_windows(result)
+    yield "bone_subtracted", as_uint8(windows["subtracted"].apply(result.bone))
+    yield "bone_suppressed", as_uint8(windows["suppressed"].apply(result.bone_suppressed))
     if result.lateral is not None:
         yield "lateral", as_uint8(result.lateral.pixels)
 

@@ -11,7 +11,7 @@ from typing import Any
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.labels import CRITICAL_CODES
 from cxrassist.pipeline import AnalysisResult
-from cxrassist.report.images import heatmap_legend
+from cxrassist.report.images import bone_windows, heatmap_legend
 from cxrassist.report.impression import impression_text, not_validated_reason, priority_reason, threshold_measured
 from cxrassist.report.schema import SCHEMA_VERSION
 
@@ -101,7 +101,8 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "area": result.lung_areas.to_dict(),
             "side_convention": SIDE_CONVENTION,
         },
-        "bone": {"subtracted": files.get("bone_subtracted"), "suppressed": files.get("bone_suppressed")},
+        "bone": {"subtracted": files.get("bone_subtracted"), "suppressed": files.get("bone_suppressed"),
+                 "display_window": {k: w.to_dict() for k, w in bone_windows(result).items()}},
         "images": {"radiograph": files.get("radiograph"), "lateral": files.get("lateral")},
         "models": result.models,
         "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},

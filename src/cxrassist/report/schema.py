@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -30,6 +30,12 @@ _SUMMARY = {
 }
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
+_WINDOW = {  # 1.5: a picture's linear display window [low, high] -> black..white, in the radiograph's [0, 1] units
+    "type": "object", "required": ["low", "high", "units", "method"],
+    "properties": {"low": {"type": "number"}, "high": {"type": "number"}, "units": {"type": "string"},
+                   "method": {"type": "string"}},
+    "additionalProperties": False,
+}
 _MEASURED = {  # 1.2: how well a label was measured (its model card's operating point), null when never measured
     "anyOf": [{"type": "null"}, {
         "type": "object",
@@ -178,8 +184,15 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "bone": {
-            "type": "object", "required": ["subtracted", "suppressed"],
-            "properties": {"subtracted": _PATH, "suppressed": _PATH},
+            "type": "object", "required": ["subtracted", "suppressed", "display_window"],
+            "properties": {
+                "subtracted": _PATH, "suppressed": _PATH,
+                # 1.5: how each bone picture was windowed for display (the raw bone image feeds the classifier)
+                "display_window": {
+                    "type": "object", "required": ["subtracted", "suppressed"],
+                    "additionalProperties": _WINDOW,
+                },
+            },
         },
         "images": {
             "type": "object", "required": ["radiograph", "lateral"],
