@@ -19,12 +19,15 @@ can give them separate optimisers / learning rates (TTUR); :class:`BoneGAN` bund
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from cxrassist.models.registry import create_discriminator, create_model
 
 
 def suppress_bones(radiograph01: torch.Tensor, bone: torch.Tensor) -> torch.Tensor:
@@ -33,19 +36,24 @@ def suppress_bones(radiograph01: torch.Tensor, bone: torch.Tensor) -> torch.Tens
 
 
 def sn_conv(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None, bias: bool = True) -> nn.Module:
-    return spectral_norm(nn.Conv2d(cin, cout, k, stride, k // 2 if padding is None else padding, bias=bias))
+    return spectral_norm(plain_conv(cin, cout, k, stride, padding, bias))
+
+
+def plain_conv(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None,
+               bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride, k // 2 if padding is None else padding, bias=bias)
 
 
 class SelfAttention(nn.Module):
     """SAGAN self-attention: ``x + gamma * attention(x)``, gamma starts at 0 (the block starts as identity)."""
 
-    def __init__(self, channels: int, pool: bool = True) -> None:
+    def __init__(self, channels: int, pool: bool = True, conv: Callable[..., nn.Module] = sn_conv) -> None:
         super().__init__()
         inner = max(1, channels // 8)
-        self.query = sn_conv(channels, inner, 1, bias=False)
-        self.key = sn_conv(channels, inner, 1, bias=False)
-        self.value = sn_conv(channels, max(1, channels // 2), 1, bias=False)
-        self.out = sn_conv(max(1, channels // 2), channels, 1, bias=False)
+        self.query = conv(channels, inner, 1, bias=False)
+        self.key = conv(channels, inner, 1, bias=False)
+        self.value = conv(channels, max(1, channels // 2), 1, bias=False)
+        self.out = conv(max(1, channels // 2), channels, 1, bias=False)
         self.gamma = nn.Parameter(torch.zeros(()))
         self.pool = pool
 
@@ -61,16 +69,16 @@ class SelfAttention(nn.Module):
 
 
 class _Down(nn.Sequential):
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(sn_conv(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True),
-                         sn_conv(cout, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True))
+    def __init__(self, cin: int, cout: int, conv: Callable[..., nn.Module] = sn_conv) -> None:
+        super().__init__(conv(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True),
+                         conv(cout, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True))
 
 
 class _Up(nn.Module):
-    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+    def __init__(self, cin: int, cskip: int, cout: int, conv: Callable[..., nn.Module] = sn_conv) -> None:
         super().__init__()
-        self.up = nn.Sequential(sn_conv(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
-        self.merge = nn.Sequential(sn_conv(cout + cskip, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
+        self.up = nn.Sequential(conv(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
+        self.merge = nn.Sequential(conv(cout + cskip, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(F.interpolate(x, size=skip.shape[-2:], mode="nearest"))
@@ -78,25 +86,40 @@ class _Up(nn.Module):
 
 
 class BoneGenerator(nn.Module):
-    """``forward(x [B, in_chans, H, W] normalized) -> bone image [B, 1, H, W]`` in [0, 1]."""
+    """``forward(x [B, in_chans, H, W] normalized) -> bone image [B, 1, H, W]``, in [0, 1] in eval mode.
+
+    ``output`` chooses the head. ``"sigmoid"`` (cards 1.0.x): ``sigmoid(conv)`` started at sigmoid(-6), so every
+    gradient to a faint rib is scaled by the sigmoid's slope there (~0.003). ``"residual"``: the bone layer as a
+    linear residual of the radiograph, ``output_scale * conv`` started at 0 (= no suppression, the identity), with
+    a gradient of the same size for faint and strong bone; clipped to [0, 1] in eval mode only, so training sees
+    the error on both sides of 0. ``attention`` and ``spectral`` switch the self-attention block and spectral norm
+    (for the ablation in the card; both on by default).
+    """
 
     def __init__(self, in_chans: int = 1, out_chans: int = 1, *, base_channels: int = 64, depth: int = 4,
-                 max_channels: int = 512, attention_level: int = 3) -> None:
+                 max_channels: int = 512, attention_level: int = 3, output: str = "sigmoid",
+                 output_scale: float = 0.1, attention: bool = True, spectral: bool = True) -> None:
         super().__init__()
         if not 1 <= attention_level <= depth:
             raise ValueError(f"attention_level must be 1..{depth}, got {attention_level}")
+        if output not in ("sigmoid", "residual"):
+            raise ValueError(f"output must be 'sigmoid' or 'residual', got {output!r}")
         self.in_chans, self.out_chans, self.depth, self.attention_level = in_chans, out_chans, depth, attention_level
+        self.output, self.output_scale = output, float(output_scale)
+        conv = sn_conv if spectral else plain_conv
         chans = [min(base_channels * 2**i, max_channels) for i in range(depth + 1)]
-        self.inc = nn.Sequential(sn_conv(in_chans, chans[0], 3), nn.LeakyReLU(0.2, True))
-        self.down = nn.ModuleList(_Down(chans[i], chans[i + 1]) for i in range(depth))
-        self.attention = SelfAttention(chans[attention_level])
-        self.middle = nn.Sequential(sn_conv(chans[-1], chans[-1], 3, bias=False), nn.BatchNorm2d(chans[-1]),
+        self.inc = nn.Sequential(conv(in_chans, chans[0], 3), nn.LeakyReLU(0.2, True))
+        self.down = nn.ModuleList(_Down(chans[i], chans[i + 1], conv) for i in range(depth))
+        self.attention = SelfAttention(chans[attention_level], conv=conv) if attention else nn.Identity()
+        self.middle = nn.Sequential(conv(chans[-1], chans[-1], 3, bias=False), nn.BatchNorm2d(chans[-1]),
                                     nn.ReLU(True))
-        self.up = nn.ModuleList(_Up(chans[i + 1], chans[i], chans[i]) for i in reversed(range(depth)))
-        self.outc = sn_conv(chans[0], out_chans, 3)
-        with torch.no_grad():  # start near the mean bone signal of BSE-JSRT (~0.003): sigmoid(-6) ~ 0.0025
-            self.outc.parametrizations.weight.original.mul_(0.1)
-            self.outc.bias.fill_(-6.0)
+        self.up = nn.ModuleList(_Up(chans[i + 1], chans[i], chans[i], conv) for i in reversed(range(depth)))
+        self.outc = conv(chans[0], out_chans, 3)
+        weight = self.outc.parametrizations.weight.original if spectral else self.outc.weight
+        with torch.no_grad():
+            weight.mul_(0.1)
+            # sigmoid: start near the mean bone signal of BSE-JSRT (~0.003), sigmoid(-6) ~ 0.0025; residual: at 0
+            self.outc.bias.fill_(-6.0 if output == "sigmoid" else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = 2**self.depth
@@ -112,7 +135,11 @@ class BoneGenerator(nn.Module):
         h = self.middle(skips.pop())
         for up in self.up:
             h = up(h, skips.pop())
-        return torch.sigmoid(self.outc(h))
+        out = self.outc(h)
+        if self.output == "sigmoid":
+            return torch.sigmoid(out)
+        bone = out * self.output_scale
+        return bone if self.training else bone.clamp(0.0, 1.0)
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -185,7 +212,5 @@ class BoneGAN(nn.Module):
 
 def create_bone_gan(name: str = "bone-gan", **kwargs) -> BoneGAN:  # noqa: ANN003
     """Generator (``create_model(name)``) and its discriminator (``create_discriminator(name)``), same kwargs."""
-    from cxrassist.models.registry import create_discriminator, create_model
-
     shared = {k: kwargs[k] for k in ("in_chans", "base_channels") if k in kwargs}
     return BoneGAN(create_model(name, **kwargs), create_discriminator(name, **shared))

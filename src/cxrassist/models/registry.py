@@ -1,7 +1,8 @@
 """The model registry: named configurations -> builders, as data (no torch import here).
 
 Keeping the registry torch-free lets ``cxr models`` and ``cxr --help`` list the networks without importing torch; the
-builder of each spec is a ``"module:attribute"`` string imported only when a model is actually built.
+builder of each spec is a ``"module:attribute"`` string imported only when a model is actually built (as entry
+points are). The dependency runs one way: model modules may import this registry, it never imports them.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ _add(ModelSpec(
 ))
 
 #: Discriminator configurations for the bone GAN (training only; not in list_models()).
-_DISCRIMINATORS: dict[str, dict[str, Any]] = {
-    "bone-gan": {"in_chans": 1, "base_channels": 64, "num_scales": 3},
-    "bone-gan-compact": {"in_chans": 1, "base_channels": 16, "num_scales": 2},
+_DISC = "cxrassist.models.bone_gan:MultiScaleDiscriminator"
+_DISCRIMINATORS: dict[str, ModelSpec] = {
+    "bone-gan": ModelSpec("bone-gan", "bone-gan", "bone-discriminator",
+                          {"in_chans": 1, "base_channels": 64, "num_scales": 3}, builder=_DISC),
+    "bone-gan-compact": ModelSpec("bone-gan-compact", "bone-gan", "bone-discriminator",
+                                  {"in_chans": 1, "base_channels": 16, "num_scales": 2}, builder=_DISC),
 }
 
 
@@ -134,6 +138,4 @@ def create_discriminator(name: str = "bone-gan", **kwargs: Any) -> Any:
     """The multi-scale conditional discriminator matching a bone generator configuration."""
     if name not in _DISCRIMINATORS:
         raise UnknownModelError(f"unknown discriminator {name!r}; known: {', '.join(_DISCRIMINATORS)}")
-    from cxrassist.models.bone_gan import MultiScaleDiscriminator
-
-    return MultiScaleDiscriminator(**{**_DISCRIMINATORS[name], **kwargs})
+    return _DISCRIMINATORS[name].build(**kwargs)

@@ -83,6 +83,7 @@ class LossConfig:
     adversarial: str = "hinge"  # bone GAN: "hinge" or "lsgan"
     adv_weight: float = 1.0
     l1_weight: float = 100.0
+    grad_weight: float = 0.0  # bone GAN: L1 of the bone image's finite differences (rib/clavicle edges)
     fm_weight: float = 10.0
     # classifier: where a teacher probability is known, the BCE target is (1 - w) * label + w * teacher
     # (= (1 - w) * BCE(label) + w * BCE(teacher); a label that is unknown takes the teacher alone)

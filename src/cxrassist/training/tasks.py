@@ -22,7 +22,9 @@ from cxrassist.data.records import Record, repeat_datasets, select
 from cxrassist.data.teacher import attach_teacher
 from cxrassist.errors import DatasetError
 from cxrassist.labels import FINDING_CODES
+from cxrassist.training.checkpoint import unwrap
 from cxrassist.training.config import TrainConfig
+from cxrassist.training.gan import discriminator_step_loss, generator_step_loss, validate_generator
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +256,51 @@ def per_source_auroc(records: list[Record], y: np.ndarray, p: np.ndarray) -> dic
     return out
 
 
-def make_task(cfg: TrainConfig) -> Task:
-    from cxrassist.training.gan import BoneTask
+class BoneTask(Task):
+    """The bone GAN (losses in :mod:`cxrassist.training.gan`): phases D then G, or G alone when the adversarial and
+    feature-matching weights are both 0 (the ablation without a discriminator: D is then neither run nor trained)."""
 
+    name = "bone"
+    monitor = "bone_suppression_ratio"
+
+    @property
+    def phases(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("d", "g") if self.adversarial else ("g",)
+
+    @property
+    def adversarial(self) -> bool:
+        return bool(self.cfg.loss.adv_weight or self.cfg.loss.fm_weight)
+
+    def build(self) -> dict[str, nn.Module]:
+        from cxrassist.models import create_discriminator, create_model
+
+        m = self.cfg.model
+        g = create_model(m.name, **dict(m.kwargs))
+        d = create_discriminator(m.discriminator or m.name, **dict(m.discriminator_kwargs))
+        return {"model": g, "disc": d}
+
+    def optim_groups(self, modules):  # noqa: ANN001
+        o = self.cfg.optim
+        return {
+            "d": (list(modules["disc"].parameters()), o.lr_d, o.betas_gan),
+            "g": (list(modules["model"].parameters()), o.lr, o.betas_gan),
+        }
+
+    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+        x, real = batch["image"], batch["bone"]
+        if phase == "d":
+            state["fake"] = modules["model"](x)
+            return discriminator_step_loss(modules["disc"], x, real, state["fake"], self.cfg.loss.adversarial)
+        fake = state.pop("fake") if "fake" in state else modules["model"](x)
+        # G's step must not run D's DDP gradient sync (D gets no gradient from it): the unwrapped D
+        d = unwrap(modules["disc"]) if self.adversarial else None
+        return generator_step_loss(d, x, real, fake, self.cfg.loss)
+
+    @torch.no_grad()
+    def validate(self, modules, loader, device):  # noqa: ANN001
+        return validate_generator(modules["model"], loader, device)
+
+
+def make_task(cfg: TrainConfig) -> Task:
     tasks = {"segmentation": SegmentationTask, "bone": BoneTask, "triage": TriageTask, "classifier": ClassifierTask}
     return tasks[cfg.task](cfg)
