@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,11 @@ from cxrassist.serve.store import MAX_ATTEMPTS, StudyStore
 from cxrassist.serve.worker import AnalysisWorker, AnalyzeFn
 
 log = logging.getLogger(__name__)
+
+#: Something that runs beside the web service on the same store and worker (the DICOM link of cxrassist.pacs):
+#: called at start-up before the worker starts, entered as a context manager, exited at shutdown before the worker
+#: stops.
+Companion = Callable[[StudyStore, AnalysisWorker], AbstractContextManager[Any]]
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Room for the multipart boundaries and headers on top of the file bytes.
@@ -173,9 +178,11 @@ def create_app(
     pipeline_factory: Callable[[], Any] | None = None,
     *,
     analyze: AnalyzeFn | None = None,
+    companions: Sequence[Companion] = (),
 ) -> FastAPI:
     """Build the service. ``settings`` default to ``Settings.from_env()``; ``pipeline_factory()`` returns the
-    Pipeline the worker passes to ``analyze`` (default ``cxrassist.analysis.analyze_paths``).
+    Pipeline the worker passes to ``analyze`` (default ``cxrassist.analysis.analyze_paths``). ``companions`` run
+    beside it on the same store (``cxrassist.pacs.link.pacs_companion``: the DICOM listener and its outbox).
 
     Raises ``ServeConfigError`` for unsafe settings (a non-loopback host without an API token).
     """
@@ -204,10 +211,14 @@ def create_app(
         worker = AnalysisWorker(store, factory, n_threads=settings.workers, formats=settings.formats, analyze=analyze)
         app.state.store, app.state.worker = store, worker
         app.state.worker_notify = worker.notify
-        worker.start()
+        running = ExitStack()
         try:
+            for companion in companions:
+                running.enter_context(companion(store, worker))
+            worker.start()
             yield
         finally:
+            running.close()
             worker.stop()
             store.close()
 
