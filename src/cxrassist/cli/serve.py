@@ -16,9 +16,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback needs CXR_API_TOKEN."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Where studies are kept (SQLite + files). Default: $CXR_DATA_DIR or ~/.local/share/cxrassist/serve."
+        None,
+        "--data-dir",
+        help="Where studies are kept (SQLite + files). Default: $CXR_DATA_DIR or ~/.local/share/cxrassist/serve.",
     ),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Folder of model weights (default: the shipped ones)."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="Folder of model weights (default: the shipped ones)."
+    ),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run with models whose card says 'untrained' (the viewer shows a red banner)."
     ),

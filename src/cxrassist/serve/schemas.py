@@ -54,7 +54,8 @@ class StudySummary(BaseModel):
     top_findings: list[TopFinding] = []
     reason: str | None = Field(None, description="why the study was refused or failed")
     has_lateral: bool = False
-    source: str | None = Field(None, description="the calling AE title of a study received over DICOM; null for uploads")
+    source: str | None = Field(None, description="the calling AE title of a study received over DICOM; null for "
+                               "uploads")
     url: str
     header: StudyHeader = StudyHeader()
     priority_reason: str | None = Field(None, description="which finding or triage score set the priority")

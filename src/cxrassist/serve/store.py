@@ -145,7 +145,7 @@ class StudyStore:
             reason=row["reason"],
             header=json.loads(row["header"]) if "header" in row.keys() and row["header"] else {},
             priority_reason=row["priority_reason"] if "priority_reason" in row.keys() else None,
-            source=row["source"] if "source" in row.keys() else None,
+            source=row["source"],  # the column is added at open (_ADDED_COLUMNS)
         )
 
     # -- paths -------------------------------------------------------------------------------------------------
