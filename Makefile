@@ -6,7 +6,7 @@ CXR := $(VENV)/bin/cxr
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 DEMO_DICOM = $$($(PY) -c "from pydicom.data import get_testdata_file; print(get_testdata_file('RG1_UNCI.dcm'))")
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Lint and type check (configured in pyproject.toml); .ci/run runs this before `make test`.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py

@@ -114,7 +114,9 @@ def choose_views(images: Sequence[XRay], lateral: XRay | None = None) -> StudyIm
         raise InputError(f"the inputs belong to {len(studies)} different studies; analyse them one at a time "
                          "or use `cxr batch`")
     notes: list[str] = []
-    frontals, laterals, unknown = [], [], []
+    frontals: list[XRay] = []
+    laterals: list[XRay] = []
+    unknown: list[XRay] = []
     for x in images:
         guess = _frontal_guess(x)
         (frontals if guess else laterals if guess is False else unknown).append(x)

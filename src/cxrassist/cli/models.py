@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    weights_dir: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
+    weights_dir: Optional[Path] = typer.Option(
         None, "--weights-dir", help="List cards under this directory instead of the shipped weights."),
 ) -> None:
     """List the model configurations and the shipped weights (status, metrics, sha256 prefix)."""
@@ -42,8 +42,8 @@ def models_command(
     table.add_column("name", no_wrap=True)
     table.add_column("task / family", no_wrap=True)
     table.add_column("description", overflow="fold", ratio=1)
-    for row in registry:
-        table.add_row(row["name"], f"{row['task']}\n{row['family']}", row["description"])
+    for spec_row in registry:
+        table.add_row(spec_row["name"], f"{spec_row['task']}\n{spec_row['family']}", spec_row["description"])
     console.print(table)
     if not shipped:
         console.print("No shipped weights found" + (f" under {weights_dir}" if weights_dir else "") + ".")
@@ -52,8 +52,9 @@ def models_command(
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("name (--model)", "version", "status", "sha256"):
         table.add_column(col, no_wrap=True)
+    table.add_column("runs at (card input)", overflow="fold", ratio=1)
     for row in shipped:
-        table.add_row(row["name"], row["version"], row["status"], (row["sha256"] or "-")[:12] + "…")
+        table.add_row(row["name"], row["version"], row["status"], (row["sha256"] or "-")[:12] + "…", row["runs_at"])
     console.print(table)
     for row in shipped:
         console.print(f"[bold]{row['name']}[/bold] ({row['architecture']}): {_metrics_line(row['metrics'])}",

@@ -35,7 +35,8 @@ class DerivedChannels:
         if lung is None:
             raise ConfigError("derived channels need lung weights (data.lung_weights / --lung-weights)")
         self.lung_model, self.lung_card = lung
-        self.bone_model, self.bone_card = bone if bone is not None else (None, None)
+        bone_pair: tuple[Any, Any] = bone if bone is not None else (None, None)
+        self.bone_model, self.bone_card = bone_pair
         self.dir = Path(cache_dir)
         self.device = device
         self.batch_size = batch_size
@@ -83,8 +84,10 @@ class DerivedChannels:
             image = load_image01(p)
             lung_orig = predict_lung_mask(self.lung_model, self.lung_card, image)[2]
             bone_orig = predict_bone(self.bone_model, self.bone_card, image)[2] if self.bone_model is not None else None
-            rec = SpatialRecord.for_shape(*image.shape, size)
+            rec = SpatialRecord.for_shape(image.shape[0], image.shape[1], size)
             lung, bone = to_model_space(rec, lung_mask=lung_orig, bone=bone_orig)
+            if lung is None:  # to_model_space maps what it is given: a lung mask always
+                raise RuntimeError("no lung mask in model space")
             if bone is None:
                 bone = np.zeros((size, size), np.float32)
             f = self._file(Path(p), size)

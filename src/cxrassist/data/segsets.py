@@ -51,7 +51,7 @@ def load_montgomery(root: str | Path) -> list[Record]:
 def load_shenzhen(root: str | Path, mask_dir: str | Path | None = None) -> list[Record]:
     root = Path(root)
     images = index_by_stem(root / "CXR_png" if (root / "CXR_png").is_dir() else root, (".png",))
-    masks = {}
+    masks: dict[str, tuple[Path, ...]] = {}
     if mask_dir:
         for stem, p in index_by_stem(Path(mask_dir), (".png",)).items():
             masks[stem.removesuffix("_mask")] = (p,)

@@ -26,6 +26,7 @@ Call ``model.eval()`` first (batch-norm statistics of a training-mode model coup
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,27 +114,28 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tens
     classifier = getattr(model, "classifier", None)
     if not isinstance(classifier, nn.Linear):
         raise TypeError(f"{type(model).__name__} has no Linear 'classifier' head; use grad_cam(model, x, layer, k)")
+    net: Any = model  # a DenseNet-121 classifier (its methods are duck-typed: tests use smaller ones)
     with torch.no_grad():
-        if hasattr(model, "block_config"):  # a 2-block test model has only one transition to densify
-            dense_levels = min(dense_levels, len(model.block_config) - 1)
-        if hasattr(model, "forward_features_dense") and dense_levels > 0:
-            feats = model.forward_features_dense(x, dense_levels)
+        if hasattr(net, "block_config"):  # a 2-block test model has only one transition to densify
+            dense_levels = min(dense_levels, len(net.block_config) - 1)
+        if hasattr(net, "forward_features_dense") and dense_levels > 0:
+            feats = net.forward_features_dense(x, dense_levels)
             step = 2**dense_levels
-            logits = model.forward_head(feats[..., ::step, ::step])
-            stride = model.reduction // step
+            logits = net.forward_head(feats[..., ::step, ::step])
+            stride = net.reduction // step
         else:
             dense_levels = 0
-            feats = model.forward_features(x)
-            logits = model.forward_head(feats)
+            feats = net.forward_features(x)
+            logits = net.forward_head(feats)
             stride = x.shape[-1] // feats.shape[-1]
-        raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(model, "feature_offset_px", 0.0))
+        raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(net, "feature_offset_px", 0.0))
     return CamOutput(logits=logits, cams={"frontal": normalize_maps(raw)}, raw={"frontal": raw}, method="cam",
                      stride={"frontal": stride})
 
 
 def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch.Tensor]:
     """Grad-CAM raw maps [B, K, h, w] for each activation in ``acts`` (one backward pass per class)."""
-    out = [[] for _ in acts]
+    out: list[list[torch.Tensor]] = [[] for _ in acts]
     k_total = logits.shape[1]
     for k in range(k_total):
         grads = torch.autograd.grad(logits[:, k].sum(), acts, retain_graph=k < k_total - 1, allow_unused=True)
@@ -145,7 +147,7 @@ def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch
     return [torch.stack(maps, 1).detach() for maps in out]
 
 
-def _branch_grad_cams(model: nn.Module, frontal: torch.Tensor, lateral: torch.Tensor | None,
+def _branch_grad_cams(model: Any, frontal: torch.Tensor, lateral: torch.Tensor | None,
                       lateral_present: torch.Tensor | None) -> CamOutput:
     with torch.no_grad():  # gradients are only needed from the branch outputs on
         f_map, l_map = model.forward_branches(frontal, lateral, lateral_present)

@@ -115,8 +115,9 @@ def _read_pillow(path: Path, max_pixels: int) -> tuple[np.ndarray, dict[str, Any
         with img:
             width, height = img.size
             check_dimensions(name, height, width, max_pixels=max_pixels)
-            if getattr(img, "n_frames", 1) > 1:
-                raise MultiFrameError(f"{name}: {img.n_frames}-frame image; one 2-D radiograph is needed")
+            frames = int(getattr(img, "n_frames", 1))
+            if frames > 1:
+                raise MultiFrameError(f"{name}: {frames}-frame image; one 2-D radiograph is needed")
             fmt = (img.format or "unknown").lower()
             info: dict[str, Any] = {"format": "jpeg" if fmt == "mpo" else fmt, "mode": img.mode}
             if fmt == "png" and img.mode.startswith("I"):

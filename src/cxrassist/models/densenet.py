@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ class ClassifierStem(nn.Sequential):
             w = torch.zeros(out_chans, in_chans, 3, 3)
             for o in range(out_chans):
                 w[o, o % in_chans] = 1.0 / 9.0
-            self.conv.weight.copy_(w)
+            cast(nn.Conv2d, self.conv).weight.copy_(w)
 
 
 def densenet_features(growth_rate: int, block_config: Sequence[int], num_init_features: int, bn_size: int,
@@ -80,7 +81,8 @@ def dense_avgpool(x: torch.Tensor, d: int) -> torch.Tensor:
 def run_dense_block_dilated(block: nn.Module, x: torch.Tensor, d: int) -> torch.Tensor:
     """A torchvision ``_DenseBlock`` with its 3x3 convolutions dilated by ``d`` (eval-mode semantics)."""
     feats = [x]
-    for layer in block.values():
+    layer: Any  # a torchvision _DenseLayer
+    for layer in cast(nn.ModuleDict, block).values():
         bottleneck = layer.conv1(layer.relu1(layer.norm1(torch.cat(feats, 1))))
         conv2 = layer.conv2
         new = F.conv2d(layer.relu2(layer.norm2(bottleneck)), conv2.weight, conv2.bias, 1, d * conv2.padding[0], d)
@@ -98,6 +100,7 @@ def run_features(features: nn.Sequential, x: torch.Tensor, *, num_blocks: int, d
         raise ValueError(f"dense_levels must be 0..{num_blocks - 1}, got {dense_levels}")
     first_dense = num_blocks - dense_levels  # transitions with index >= this lose their pooling
     d, running = 1, start is None
+    module: Any  # torchvision dense blocks and transitions
     for name, module in features.named_children():
         if name == start:
             running = True

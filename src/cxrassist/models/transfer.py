@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -205,7 +205,8 @@ def init_classifier_from_triage(classifier: nn.Module, triage: nn.Module | Mappi
         for n in classifier.trunk_names:
             mapped.update({k: v for k, v in state.items() if k.startswith(f"features.{n}.")})
     else:
-        mapped = {**stem_for("", classifier.in_chans), **{k: v for k, v in state.items() if k.startswith("features.")}}
+        mapped = {**stem_for("", cast(int, classifier.in_chans)),
+                  **{k: v for k, v in state.items() if k.startswith("features.")}}
     _copy_into(classifier, [("", "")], mapped, report, {})
     report.missing = [k for k in report.missing if not k.startswith("classifier.")]
     report.skipped = sorted(set(state) - {k.split(".", 1)[1] if k.startswith(("frontal.", "lateral.")) else k

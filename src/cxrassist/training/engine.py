@@ -110,7 +110,7 @@ def make_optimizers(task: Task, modules: dict[str, nn.Module], cfg: TrainConfig)
     (measured with py-spy on 2 cores); the fused kernel does the same arithmetic in one call per group.
     """
     groups = task.optim_groups({k: unwrap(m) for k, m in modules.items()})
-    out = {}
+    out: dict[str, torch.optim.Optimizer] = {}
     for ph, (p, lr, betas) in groups.items():
         devices = {q.device.type for q in p}
         fused = (devices <= {"cpu", "cuda"} and all(q.dtype == torch.float32 for q in p)) or None
@@ -155,7 +155,7 @@ class _CsvLog:
         if new:
             self.fields = list(row)
         with self.path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+            w = csv.DictWriter(fh, fieldnames=self.fields or list(row), extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -202,7 +202,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        wrapped = {}
+        wrapped: dict[str, nn.Module] = {}
         for k, m in modules.items():
             if sync_bn and not cfg.model.freeze_bn:
                 m = nn.SyncBatchNorm.convert_sync_batchnorm(m)

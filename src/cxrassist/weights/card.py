@@ -136,11 +136,23 @@ class ModelCard:
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
+    def runs_at(self) -> str:
+        """What the model runs at, from ``input`` (the architecture name says the design's size: ``dn121-512-lung``
+        is the 512-px design; the shipped one runs at 256 px, 224 px effective)."""
+        return _runs_at(self.input)
+
     def summary(self) -> dict[str, Any]:
         """The key figures shown by ``cxr models`` and in reports."""
         return {"name": self.name, "version": self.version, "architecture": self.architecture,
-                "status": self.status, "metrics": self.metrics, "sha256": (self.sha256 or "")[:12],
-                "date": self.date, "validated_labels": [k for k, v in self.validated.items() if v]}
+                "runs_at": self.runs_at(), "status": self.status, "metrics": self.metrics,
+                "sha256": (self.sha256 or "")[:12], "date": self.date,
+                "validated_labels": [k for k, v in self.validated.items() if v]}
+
+
+def _runs_at(inp: dict[str, Any]) -> str:
+    size, eff = inp.get("size"), inp.get("effective_size")
+    chans = " + ".join(str(c) for c in inp.get("channels") or [])
+    return f"{size} px" + (f" ({eff} px effective)" if eff else "") + (f", {chans}" if chans else "")
 
 
 def today() -> str:
