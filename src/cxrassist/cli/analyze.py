@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -23,6 +24,8 @@ def register(app: typer.Typer) -> None:
         allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Use random models where weights "
                                              "are missing (outputs are MEANINGLESS; for trying the program)."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Status lines on stderr "
+                                             "while the models load (default: when stderr is a terminal)."),
     ) -> None:
         """Analyse one chest X-ray study. Decision support for a qualified reader, not a diagnosis."""
         from cxrassist.analysis import analyze_paths
@@ -34,23 +37,27 @@ def register(app: typer.Typer) -> None:
             import torch
 
             torch.set_num_threads(threads)
-        pipeline = load_models_with_status(weights, allow_untrained)
-        typer.echo(f"analysing {len(inputs) + (lateral is not None)} file(s)…", err=True)
+        show = sys.stderr.isatty() if progress is None else progress
+        pipeline = load_models_with_status(weights, allow_untrained, show=show)
+        if show:
+            typer.echo(f"analysing {len(inputs) + (lateral is not None)} file(s)…", err=True)
         report = analyze_paths(inputs, lateral, out, pipeline=pipeline, formats=formats, force=force,
                                weights_dir=weights, allow_untrained=allow_untrained)
         print_summary(report, out)
 
 
-def load_models_with_status(weights: Path | None, allow_untrained: bool) -> object:
-    """Load the models with a status line on stderr (they take seconds: say so instead of hanging silently)."""
+def load_models_with_status(weights: Path | None, allow_untrained: bool, *, show: bool = True) -> object:
+    """Load the models with status lines on stderr (they take seconds: say so instead of hanging silently)."""
     import time
 
     from cxrassist.analysis import default_pipeline
 
-    typer.echo(f"loading models ({weights or 'shipped weights'})…", err=True)
+    if show:
+        typer.echo(f"loading models ({weights or 'shipped weights'})…", err=True)
     t0 = time.perf_counter()
     pipeline = default_pipeline(weights, allow_untrained)
-    typer.echo(f"models loaded in {time.perf_counter() - t0:.1f} s", err=True)
+    if show:
+        typer.echo(f"models loaded in {time.perf_counter() - t0:.1f} s", err=True)
     return pipeline
 
 

@@ -33,9 +33,10 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"{input_dir.absolute()}: not a folder")
         parse_formats(fmt)
         if workers <= 1:  # one process: load here, with a status line (worker processes load their own)
-            pipeline = load_models_with_status(weights, allow_untrained)
+            pipeline = load_models_with_status(weights, allow_untrained, show=progress)
         else:
-            typer.echo(f"starting {workers} worker processes; each loads the models…", err=True)
+            if progress:
+                typer.echo(f"starting {workers} worker processes; each loads the models…", err=True)
             pipeline = None
         summary = run_batch(input_dir, out, pipeline=pipeline, weights_dir=weights, allow_untrained=allow_untrained,
                             workers=workers, force=force, formats=fmt, progress=progress)
