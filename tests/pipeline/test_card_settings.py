@@ -150,3 +150,14 @@ def test_model_input_stage_follows_the_card(tiny_pipeline) -> None:
     assert (rec.orig_h, rec.orig_w, rec.size) == (200, 100, s.input.size)
     narrower = dataclasses.replace(s.input, size=64)
     assert tuple(model_input(pixels, narrower, ("radiograph",), {})[0].shape) == (1, 1, 64, 64)
+
+
+def test_every_shipped_model_card_states_its_data_terms() -> None:
+    folders = [d for d in shipped_dir().iterdir() if (d / "MODEL_CARD.md").is_file()]
+    assert {d.name for d in folders} >= {"bone", "classifier", "lungseg", "triage", "ood"}
+    for d in folders:
+        text = (d / "MODEL_CARD.md").read_text(encoding="utf-8")
+        section = text.split("## Data terms", 1)[1].split("\n## ", 1)[0] if "## Data terms" in text else ""
+        assert "research" in section and ("non-commercial" in section or "research-use only" in section), d.name
+        if (d / "card.json").is_file():
+            assert "research-use only" in json.loads((d / "card.json").read_text())["data_terms"], d.name
