@@ -91,6 +91,11 @@ def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
             raise WeightsError(f"classifier {cls.name!r} has no output for {f.name!r}")
         index.append(hits[0])
         labels.append(cls.labels[hits[0]])
+    for role in ("classifier", "triage"):  # the card's channels are what the network takes
+        n_in = getattr(models[role][0], "in_chans", None)
+        if n_in is not None and int(n_in) != len(s[role].input.channels):
+            raise WeightsError(f"{role} {s[role].name!r}: the card names {len(s[role].input.channels)} input "
+                               f"channels ({', '.join(s[role].input.channels)}), the network takes {int(n_in)}")
     if not s["triage"].labels:
         raise WeightsError(f"triage model {s['triage'].name!r}: the card names no output label")
     # The lateral branch's channels: the card's input.lateral_channels, else the model's lateral_in_chans (the lung

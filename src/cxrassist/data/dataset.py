@@ -21,6 +21,7 @@ from cxrassist.data.cache import ImageCache
 from cxrassist.data.records import Record
 from cxrassist.errors import DatasetError
 from cxrassist.preprocess import normalize
+from cxrassist.weights.settings import BONE_SUBTRACTED, LUNG_SEGMENTED, RADIOGRAPH, channels_of
 
 TASKS = ("segmentation", "bone", "triage", "classifier")
 
@@ -45,7 +46,7 @@ class CxrDataset(Dataset):
         crop: int | None = None,
         cache: ImageCache | None = None,
         derived: Any | None = None,
-        channels: int = 1,
+        channels: int | Sequence[str] = 1,
         lateral: bool = False,
         detail: int | None = None,
     ) -> None:
@@ -61,12 +62,16 @@ class CxrDataset(Dataset):
         self.crop = crop
         self.cache = cache or ImageCache(None)
         self.derived = derived
-        self.channels = int(channels)
+        # the input channels BY NAME (a count n means the first n of weights.settings.INPUT_CHANNELS, what
+        # ModelCard.new writes for in_chans=n), built as the pipeline builds them (cxrassist.channels)
+        self.channel_names = channels_of(channels, "dataset")
+        self.channels = len(self.channel_names)
         self.lateral = lateral
         self.detail = detail  # effective size of radiograph channels (preprocess.letterbox); targets are exact
         self.epoch = 0
-        if channels > 1 and derived is None:
-            raise DatasetError(f"{channels} input channels need derived lung/bone channels (lung and bone weights)")
+        if self.channel_names != (RADIOGRAPH,) and derived is None:
+            raise DatasetError(f"input channels {', '.join(self.channel_names)} need derived lung/bone channels "
+                               "(lung and bone weights)")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -119,8 +124,9 @@ class CxrDataset(Dataset):
         return item
 
     def _classification_input(self, rec: Record, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Channel 0 radiograph, 1 radiograph x lung mask, 2 predicted bone image (ARCHITECTURE.md)."""
-        if self.channels == 1:
+        """The named channels: radiograph, lung_segmented (radiograph x lung mask), bone_subtracted (predicted bone
+        image), as ``channels.classifier_planes`` builds them for inference (ARCHITECTURE.md)."""
+        if self.channel_names == (RADIOGRAPH,):
             return self.augment(rng, x)["image"] if self.augment else x
         lung, bone = self.derived.get(rec.image, self.size)  # type: ignore[union-attr]
         lung_t = torch.from_numpy(lung)[None]
@@ -128,10 +134,8 @@ class CxrDataset(Dataset):
         if self.augment:
             parts = self.augment(rng, x, masks=lung_t, passive=bone_t)
             x, lung_t, bone_t = parts["image"], parts["masks"], parts["passive"]
-        chans = [x, x * lung_t]
-        if self.channels >= 3:
-            chans.append(bone_t)
-        return torch.cat(chans[: self.channels], 0)
+        planes = {RADIOGRAPH: x, LUNG_SEGMENTED: x * lung_t, BONE_SUBTRACTED: bone_t}
+        return torch.cat([planes[name] for name in self.channel_names], 0)
 
 
 def bone_target(image01: torch.Tensor, suppressed01: torch.Tensor) -> torch.Tensor:

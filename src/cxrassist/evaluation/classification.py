@@ -32,7 +32,7 @@ from cxrassist.evaluation.operating import (
 )
 from cxrassist.labels import FINDING_CODES, FINDING_NAMES, NIH_SOURCE_DATASETS
 from cxrassist.tta import card_zooms, tta_logits
-from cxrassist.weights.settings import card_settings
+from cxrassist.weights.settings import BONE_SUBTRACTED, RADIOGRAPH, card_settings
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
     import torch
     from torch.utils.data import DataLoader
 
-    chans = int(getattr(model, "in_chans", 1))
     lateral = hasattr(model, "lateral_in_chans") and any(r.lateral is not None for r in records)
     inp = card_settings(card).input
-    ds = CxrDataset(records, task=task, size=inp.size, augment=None, derived=derived, channels=chans,
-                    lateral=lateral, detail=inp.effective_size)
+    ds = CxrDataset(records, task=task, size=inp.size, augment=None, derived=derived, channels=inp.channels,
+                    lateral=lateral, detail=inp.effective_size)  # the card's channels, by name, as cxr analyze
     if derived is not None:
         derived.prepare(ds.records, ds.size)
     ys, ps = [], []
@@ -105,12 +104,16 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     from sklearn.metrics import roc_curve
 
     derived = None
-    if int(getattr(model, "in_chans", 1)) > 1:
+    channels = card_settings(card).input.channels
+    if len(channels) != int(getattr(model, "in_chans", 1)):
+        raise ConfigError(f"the card names {len(channels)} input channels ({', '.join(channels)}); the model takes "
+                          f"{getattr(model, 'in_chans', 1)}")
+    if channels != (RADIOGRAPH,):
         from cxrassist.data.derived import DerivedChannels
 
         data_cfg = (card.training.get("config") or {}).get("data", {})
         lw = lung_weights or data_cfg.get("lung_weights")
-        bw = bone_weights or (data_cfg.get("bone_weights") if int(model.in_chans) > 2 else None)
+        bw = bone_weights or (data_cfg.get("bone_weights") if BONE_SUBTRACTED in channels else None)
         derived = DerivedChannels.from_weights(lw, bw, cache_dir=cache_dir or Path("runs") / "cache", device=device)
     wanted = [r for r in records if (r.has_abnormal if task == "triage" else r.has_findings)]
     if not wanted:

@@ -141,6 +141,16 @@ def read_channels(value: Any, name: str = "model", key: str = "channels") -> tup
     return tuple(out)
 
 
+def channels_of(spec: int | Sequence[str], name: str = "model") -> tuple[str, ...]:
+    """Channel names from a count (the first ``n`` of :data:`INPUT_CHANNELS`, how a model built with ``in_chans=n``
+    is trained and carded) or from names (checked)."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if not 1 <= spec <= len(INPUT_CHANNELS):
+            raise CardError(f"model {name!r}: {spec} input channels; 1 to {len(INPUT_CHANNELS)} are known")
+        return INPUT_CHANNELS[:spec]
+    return read_channels(spec, name)
+
+
 def read_effective_size(value: Any, name: str = "model") -> int | None:
     """``input.effective_size`` or None (no reduction before the letterbox)."""
     if value is None:
