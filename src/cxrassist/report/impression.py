@@ -69,11 +69,9 @@ def impression_text(report: dict[str, Any]) -> str:
         lines += [f"- {f['name']}: {_pct(f['probability'])} (threshold {_pct(f['threshold'])})" for f in positive]
     else:
         lines.append("No validated finding above its threshold.")
-    unvalidated = [f for f in ranked if not f["validated"] and f["probability"] >= f["threshold"]
-                   and threshold_measured(f.get("measured"))]
-    if unvalidated:
-        lines.append("Not validated, over their (unvalidated) threshold: "
-                     + ", ".join(f"{f['name']} {_pct(f['probability'])}" for f in unvalidated) + ".")
+    unvalidated = sum(1 for f in ranked if not f["validated"])
+    if unvalidated:  # their probabilities have no measured accuracy: not for a report, but not hidden either
+        lines.append(f"{unvalidated} finding(s) without validated accuracy not listed (see the findings table).")
     t = report["triage"]
     lines.append(f"Priority: {t['priority']} ({t.get('reason') or priority_reason(t, report['findings'])}).")
     models = ", ".join(f"{m['name']} {m['version']}" + ("" if m["status"] == "trained" else " (UNTRAINED)")
