@@ -117,13 +117,16 @@ def dcmtk(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
 
 
-def copy_with_new_uids(src: Path, dst: Path) -> Any:
-    """``src`` saved as ``dst`` with new Study/Series/SOP Instance UIDs (another study of the same film)."""
+def copy_with_new_uids(src: Path, dst: Path, transfer_syntax: str | None = None) -> Any:
+    """``src`` saved as ``dst`` with new Study/Series/SOP Instance UIDs (another study of the same film),
+    compressed to ``transfer_syntax`` when given."""
     import pydicom
     from pydicom.uid import generate_uid
 
     ds = pydicom.dcmread(src)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    if transfer_syntax is not None:
+        ds.compress(transfer_syntax)
     ds.save_as(dst, enforce_file_format=True)
     return ds

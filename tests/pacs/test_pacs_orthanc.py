@@ -175,11 +175,16 @@ def _outbox(pacs: PacsEnv) -> list[sqlite3.Row]:
 
 
 def test_kill9_with_results_in_the_outbox_sends_each_exactly_once(pacs: PacsEnv, rg1_path: Path, tmp_path: Path):
+    """The PACS goes down, a study comes in (a copy of RG1 in JPEG 2000 lossless: kept as sent, decoded for the
+    analysis), its results wait in the outbox, the listener is killed -9; both come back: each result reaches
+    Orthanc exactly once, and nothing sent before the kill is sent again."""
+    from pydicom.uid import JPEG2000Lossless
+
     earlier = {r["sop_instance_uid"] for r in _outbox(pacs)}
     pacs.orthanc.stop()  # the PACS is down: results wait in the outbox
-    copy = copy_with_new_uids(rg1_path, tmp_path / "rg1-copy.dcm")
-    sent = dcmtk("storescu", "-aet", "KILLTEST", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port),
-                 str(tmp_path / "rg1-copy.dcm"))
+    copy = copy_with_new_uids(rg1_path, tmp_path / "rg1-copy.dcm", JPEG2000Lossless)
+    sent = dcmtk("storescu", "-xv", "-aet", "KILLTEST", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port),
+                 str(tmp_path / "rg1-copy.dcm"))  # -xv: storescu proposes JPEG 2000 only when told
     assert sent.returncode == 0, sent.stderr
     detail = pacs.listener.wait_study("KILLTEST")
     assert detail["status"] == "done", detail.get("reason")
@@ -204,6 +209,8 @@ def test_kill9_with_results_in_the_outbox_sends_each_exactly_once(pacs: PacsEnv,
     assert {r["state"] for r in rows} == {"sent"}
     studies = pacs.listener.studies("KILLTEST")
     assert len(studies) == 1 and studies[0]["status"] == "done"  # not received or analysed twice
+    kept = pacs.listener.data_dir / "studies" / studies[0]["id"] / "input" / "frontal.dcm"
+    assert pydicom.dcmread(kept, stop_before_pixels=True).file_meta.TransferSyntaxUID == JPEG2000Lossless
     sr = _orthanc_instance(pacs, next(u for u, k in uids.items() if k == "SR"))
     assert sr.StudyInstanceUID == copy.StudyInstanceUID
 

@@ -74,8 +74,8 @@ class PacsLink:
         """The worker's hook: studies received over DICOM also get their DICOM SR + SCs written."""
         try:
             return (RESULT_FORMAT,) if self.outbox.owns(study.id) else ()
-        except Exception:  # noqa: BLE001 - outbox closed at shutdown: the study is analysed again next start
-            return ()
+        except Exception:  # noqa: BLE001 - outbox closed at shutdown: DICOM files for an upload are harmless,
+            return (RESULT_FORMAT,)  # a study from the PACS without them could not be sent back
 
     def _recover(self) -> None:
         for row in self.outbox.studies("promoting"):
@@ -171,9 +171,9 @@ class PacsLink:
     def _sender_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                items = self.outbox.due()
+                items = self.outbox.due(self.config.targets)
                 if not items:
-                    nxt = self.outbox.next_due_at()
+                    nxt = self.outbox.next_due_at(self.config.targets)
                     wait = 1.0 if nxt is None else min(1.0, max(0.0, nxt - time.time()))
                     self._send_wake.wait(wait)
                     self._send_wake.clear()
@@ -198,8 +198,6 @@ class PacsLink:
         by_path: dict[Path, OutboxItem] = {}
         for item in group:
             path = base / item.path
-            if target not in self.config.targets:
-                continue  # configured off since it was queued: stays pending until it is configured again
             if not path.is_file():
                 self.outbox.mark_failed(item.id, "the result file is gone (study deleted from the worklist?)")
                 log.error("study %s: a result file is gone; not sent to %s", study_id, target)

@@ -144,18 +144,22 @@ class Outbox:
                 raise
         return added
 
-    def due(self, now: float | None = None, limit: int = 200) -> list[OutboxItem]:
-        """Pending rows whose retry time has come, oldest first."""
+    def due(self, targets: tuple[str, ...], now: float | None = None, limit: int = 200) -> list[OutboxItem]:
+        """Pending rows for ``targets`` whose retry time has come, oldest first (rows of a target configured off
+        since they were queued wait until it is configured again)."""
+        marks = ",".join("?" * len(targets))
         with self._lock:
             rows = self._db().execute(
-                "SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? ORDER BY id LIMIT ?",
-                (time.time() if now is None else now, limit)).fetchall()
+                f"SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? AND target IN ({marks}) "
+                "ORDER BY id LIMIT ?", (time.time() if now is None else now, *targets, limit)).fetchall()
         return [OutboxItem(r["id"], r["study_id"], r["target"], r["path"], r["sop_instance_uid"], r["kind"],
                            r["attempts"]) for r in rows]
 
-    def next_due_at(self) -> float | None:
+    def next_due_at(self, targets: tuple[str, ...]) -> float | None:
+        marks = ",".join("?" * len(targets))
         with self._lock:
-            row = self._db().execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = 'pending'").fetchone()
+            row = self._db().execute(f"SELECT MIN(next_at) AS t FROM outbox WHERE state = 'pending' AND target IN "
+                                     f"({marks})", targets).fetchone()
         return row["t"] if row is not None else None
 
     def mark_sent(self, item_id: int) -> None:
