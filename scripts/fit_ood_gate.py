@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import random
 import sys
 import time
@@ -388,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     f_val = scorer.features(read_pixels(p) for _, p in progress(val, "val"))
 
     layers, shrinkage = [], {}
-    for (name, pool), ft, fv in zip(LAYERS, f_train, f_val):
+    for (name, pool), ft, fv in zip(LAYERS, f_train, f_val, strict=True):
         mean, precision, shrink = ood.fit_statistics(ft)
         layer = ood.LayerStats(name, pool, mean, precision)
         layer.scale = float(np.median(layer.distances(fv)))
@@ -433,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def add_row(what: str, images: list[np.ndarray], verdicts: list[ood.OodResult], target: str) -> None:
         refused = [not v.passed for v in verdicts]
-        whole = [whole_path_refuses(img, r) for img, r in zip(images, refused)]
+        whole = [whole_path_refuses(img, r) for img, r in zip(images, refused, strict=True)]
         rows.append({"input": what, "n": len(images), "gate_refused": round(float(np.mean(refused)), 4),
                      "refused": round(float(np.mean(whole)), 4),
                      "median_score": round(float(np.median([v.score for v in verdicts])), 2),
@@ -470,14 +469,14 @@ def main(argv: list[str] | None = None) -> int:
         verdicts: list[ood.OodResult | None] = [None] * len(lat_imgs)
         for k in range(5):
             held_out = {pid for j, pid in enumerate(patients) if j % 5 == k}
-            keep = [f for (pid, _), f in zip(lat_rows, f_lat) if pid not in held_out]
-            neg_k = np.concatenate([f_neg[view_layer]] + keep)
+            keep = [f for (pid, _), f in zip(lat_rows, f_lat, strict=True) if pid not in held_out]
+            neg_k = np.concatenate([f_neg[view_layer], *keep])
             head_k = ood.fit_view_head(positives, neg_k, view_layer, c)
             head_k.threshold = view.threshold
             gate_k = ood.OodGate(layers, threshold, EFFECTIVE_SIZE, size, args.transform, view=head_k)
             idx = [j for j, (pid, _) in enumerate(lat_rows) if pid in held_out]
             if idx:
-                for j, v in zip(idx, gate_k.verdicts([np.stack([f_lat[j][0] for j in idx])])):
+                for j, v in zip(idx, gate_k.verdicts([np.stack([f_lat[j][0] for j in idx])]), strict=True):
                     verdicts[j] = v
         add_row("lateral views fed as frontal (covid_chestxray; view head fitted without the patient)", lat_imgs,
                 [v for v in verdicts if v is not None], "refuse")
@@ -490,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arrays("val films rotated 15 degrees (borderline; no target)", [rotate(img, 15) for img in sample], "none")
     add_arrays("val films, mild changes (<= 10 degrees, >= 85 % crop, mirrored; must pass)",
                [mild(img, rng) for img in sample], "pass")
-    rg1 = [p for p in pydicom_chest_films()]
+    rg1 = list(pydicom_chest_films())
     add_arrays("real DICOM chest film (RG1, pydicom-data; must pass)", [read_pixels(p) for p in rg1], "pass")
     rows.append({"input": "val chest films (thresholds set here)", "n": int(d_val.size),
                  "gate_refused": round(float(np.mean(~passed_val)), 4), "refused": None,
@@ -519,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         "triage": {"name": str(card.name), "version": str(card.version), "sha256": card.sha256},
         "training": {"data": {name: sum(1 for s, _ in train if s == name) for name in CHEST_SETS},
                      "split": "train", "per_set_max": args.per_set,
-                     "command": "python scripts/fit_ood_gate.py" + (f" --weights {args.weights}" if args.weights else "")},
+                     "command": "python scripts/fit_ood_gate.py"
+                                + (f" --weights {args.weights}" if args.weights else "")},
         "validation": {"split": "val", "n": int(d_val.size), "passed": round(float(np.mean(passed_val)), 4),
                        "held_out_passed": round(float(np.mean(held)), 4),
                        "held_out_rule": "thresholds chosen on one half of the val films (by patient hash), pass rate "

@@ -148,14 +148,14 @@ class OodGate:
     # ------------------------------------------------------------------ scores
     def scores(self, feats: Sequence[np.ndarray]) -> np.ndarray:
         """The score of each row: the largest of the layers' scaled distances (~1 for a typical val film)."""
-        return np.max([lay.distances(f) for lay, f in zip(self.layers, feats)], axis=0)
+        return np.max([lay.distances(f) for lay, f in zip(self.layers, feats, strict=True)], axis=0)
 
     def verdicts(self, feats: Sequence[np.ndarray]) -> list[OodResult]:
         """One verdict per row of pooled features (see :meth:`features`)."""
         scores = self.scores(feats)
         views = self.view.probability(feats) if self.view is not None else [None] * len(scores)
         out = []
-        for score, view in zip(scores, views):
+        for score, view in zip(scores, views, strict=True):
             score = float(score) if math.isfinite(score) else float("inf")
             view_score = None if view is None else float(view)
             view_threshold = None if self.view is None else self.view.threshold

@@ -71,7 +71,7 @@ def lung_areas(mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = 
     PA/AP radiograph shown in the standard orientation the image's left half is the patient's right lung.
     """
     binary = np.asarray(mask, dtype=bool)
-    h, w = binary.shape
+    w = binary.shape[1]
     labels, count = ndimage.label(binary)
     right = left = 0
     if count:

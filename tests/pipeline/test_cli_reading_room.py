@@ -40,14 +40,14 @@ def test_model_found_by_its_card_name(cxr_main) -> None:
 def test_info_says_why_the_spacing_is_unknown(cxr_main, rg1_file: Path) -> None:
     code, out, err = cxr_main(["info", str(rg1_file)])
     assert code == 0, err
-    line = next(l for l in out.splitlines() if l.strip().startswith("spacing"))
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("spacing"))
     assert "unknown (PixelSpacing is 0\\0 (not positive); ImagerPixelSpacing absent" in line
 
 
 def test_analyze_says_models_are_loading(tiny_weights_dir: Path, phantom_png: Path, tmp_path: Path,
                                          cxr_main) -> None:
     out = tmp_path / "r"
-    code, stdout, err = cxr_main(["analyze", str(phantom_png), "--out", str(out), "--weights",
+    code, _, err = cxr_main(["analyze", str(phantom_png), "--out", str(out), "--weights",
                                   str(tiny_weights_dir), "--format", "json", "--progress"])
     assert code == 0, err
     lines = err.splitlines()

@@ -34,7 +34,7 @@ def _fitted(tmp_path: Path) -> tuple[ood.OodGate, np.ndarray, np.ndarray, dict]:
 
 
 def test_view_head_is_saved_loaded_and_separates(tmp_path: Path):
-    gate, upright, turned, _ = _fitted(tmp_path)
+    gate, _, _, _ = _fitted(tmp_path)
     assert gate.view is not None and gate.view.layer == 0
     fresh = np.random.default_rng(1).normal(0, 1, (200, DIM))
     bad = fresh.copy()

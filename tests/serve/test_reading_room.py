@@ -192,7 +192,7 @@ def test_keyboard_shortcuts_and_help(browser: Any, room: dict[str, Any]):
     expect(canvas).not_to_have_attribute("data-invert", invert)
     expect(page.locator("#invert")).to_be_checked()
     presets = room["details"]["rg1"]["view_pixels"]["frontal"]["presets"]
-    for key, name in zip("1234", presets):
+    for key, name in zip("1234", presets, strict=False):
         page.keyboard.press(key)
         assert page.evaluate("() => [cxrViewer.center, cxrViewer.width]") == [presets[name]["center"],
                                                                               presets[name]["width"]]
@@ -316,7 +316,8 @@ def test_layout_fits_the_screen(browser: Any, room: dict[str, Any], size: tuple[
     toolbar = page.locator(".toolbar")
     tb = toolbar.bounding_box()
     assert tb["height"] <= 40, tb  # one line, no wrap
-    assert page.evaluate("() => { const t = document.querySelector('.toolbar'); return t.scrollWidth <= t.clientWidth; }")
+    assert page.evaluate(
+        "() => { const t = document.querySelector('.toolbar'); return t.scrollWidth <= t.clientWidth; }")
     canvas = page.locator("#view").bounding_box()
     assert canvas["height"] >= 0.78 * h and canvas["width"] >= 0.6 * w, canvas
     # the highest-ranked finding, with its figures, is on screen without scrolling

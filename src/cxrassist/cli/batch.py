@@ -24,7 +24,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Analyse a folder of studies and write a worklist sorted by priority. Decision support only."""
         from cxrassist.batch import run_batch
-
         from cxrassist.cli.analyze import load_models_with_status
         from cxrassist.errors import InputError
         from cxrassist.report import parse_formats

@@ -13,12 +13,14 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         task: str = typer.Argument(..., help="segmentation | bone | triage | classifier"),
         manifest: list[Path] = typer.Option(..., "--manifest", "-m", help="Manifest CSV(s) to evaluate on."),
-        weights: Path = typer.Option(None, "--weights", "-w", help="Weights directory (model.safetensors + card.json)."),
+        weights: Path = typer.Option(None, "--weights", "-w",
+                                     help="Weights directory (model.safetensors + card.json)."),
         model: str = typer.Option(None, "--model", help="Shipped weights by name (instead of --weights)."),
         split: str = typer.Option("val", "--split", help="Split to evaluate ('all' = every row)."),
         json_out: Path = typer.Option(None, "--json", help="Write the metrics as JSON here."),
         limit: int = typer.Option(None, "--limit", help="Evaluate only the first N cases."),
-        postprocess: bool = typer.Option(False, "--postprocess", help="Segmentation: keep 2 largest parts, fill holes."),
+        postprocess: bool = typer.Option(False, "--postprocess",
+                                         help="Segmentation: keep 2 largest parts, fill holes."),
         roc_dir: Path = typer.Option(None, "--roc-dir", help="Triage/classifier: write ROC curve PNGs here."),
         bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the AUROC 95% CI (0 = off)."),
         write_thresholds: str = typer.Option(

@@ -71,7 +71,8 @@ def looks_like_dicom(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False) -> XRay:
+def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
+               force: bool = False) -> XRay:
     """Read one single-frame projection radiograph. ``force`` reads files without the Part-10 preamble.
 
     Every failure is an ``InputError``: whatever pydicom or a decoder raises on a malformed file (an unknown VR, a
@@ -89,7 +90,7 @@ def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_
         except MemoryError as exc:
             raise CorruptFileError(f"{path.name}: the DICOM header is corrupt (it declares more data than "
                                    "can be held)") from exc
-        except Exception as exc:  # noqa: BLE001 - pydicom and its decoders raise many types on malformed input
+        except Exception as exc:  # pydicom and its decoders raise many types on malformed input
             raise CorruptFileError(f"{path.name}: the DICOM file is corrupt ({_what(exc)})") from exc
     return xray
 
@@ -290,7 +291,8 @@ def _decode(ds: Any, name: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[-1] == 3:  # colour: accept only if it is grey in RGB clothing
         gray = gray_from_rgb(arr)
         if gray is None:
-            raise ColourPhotoError(f"{name}: DICOM colour image whose channels differ (a photograph?), not a radiograph")
+            raise ColourPhotoError(
+                f"{name}: DICOM colour image whose channels differ (a photograph?), not a radiograph")
         return gray
     if arr.ndim != 2:
         raise MultiFrameError(f"{name}: decoded pixel array has shape {arr.shape}; one 2-D frame is needed")

@@ -58,7 +58,7 @@ class SelfAttention(nn.Module):
         self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _, h, w = x.shape
         q = self.query(x).flatten(2).transpose(1, 2)  # [B, HW, c']
         kv_in = F.max_pool2d(x, 2) if self.pool and h >= 2 and w >= 2 else x
         k = self.key(kv_in).flatten(2).transpose(1, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     orientation = _orientation(ref)
     out = []
     for number, (title, array, photometric) in enumerate(pictures, start=1):
-        common: dict[str, Any] = dict(
+        common: dict[str, Any] = dict(  # noqa: C408 - keyword arguments read as the DICOM attributes they are
             pixel_array=as_uint8(array), photometric_interpretation=photometric, bits_allocated=8,
             coordinate_system="PATIENT", series_instance_uid=series_uid, series_number=9901,
             sop_instance_uid=generate_uid(), instance_number=number, manufacturer=MANUFACTURER,
@@ -115,8 +116,14 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
 
 def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
     import highdicom as hd
-    from highdicom.sr import (CodedConcept, ContainerContentItem, ContentSequence, NumContentItem,
-                              RelationshipTypeValues, TextContentItem)
+    from highdicom.sr import (
+        CodedConcept,
+        ContainerContentItem,
+        ContentSequence,
+        NumContentItem,
+        RelationshipTypeValues,
+        TextContentItem,
+    )
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
@@ -126,8 +133,9 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
         TextContentItem(name=codes.DCM.AlgorithmName, value="cxrassist", relationship_type=contains),
         TextContentItem(name=codes.DCM.AlgorithmVersion, value=__version__, relationship_type=contains),
     ]
-    for m in result.models:
-        text = f"{m['role']}: {m['name']} {m['version']} ({m['status']}) sha256={m.get('sha256') or '-'}"
+    for model in result.models:
+        text = (f"{model['role']}: {model['name']} {model['version']} ({model['status']}) "
+                f"sha256={model.get('sha256') or '-'}")
         items.append(TextContentItem(name=codes.DCM.Comment, value=text[:1024], relationship_type=contains))
     if result.untrained:
         items.append(TextContentItem(name=codes.DCM.Comment, value="UNTRAINED MODEL - outputs are meaningless",
@@ -143,7 +151,7 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
     for f in result.findings:
         note = (f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
                 f"{'validated' if f.validated else 'NOT VALIDATED'}")
-        m = f.measured or {}
+        m: Mapping[str, Any] = f.measured or {}
         if m.get("auroc") is not None:
             ci = m.get("auroc_ci95") or [None, None]
             fmt = (lambda v: "n/a" if v is None or v != v else f"{v:.2f}")  # noqa: E731

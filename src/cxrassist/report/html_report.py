@@ -20,7 +20,8 @@ h1{font-size:1.4rem;margin:.2rem 0} h2{font-size:1.15rem;border-bottom:1px solid
 .grid{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0;flex:1 1 300px;max-width:560px} figure img{width:100%;background:#000;border:1px solid #333}
 figcaption{font-size:.85rem;color:#bbb;margin-top:.2rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem} td,th{border-bottom:1px solid #333;padding:.3rem .4rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+td,th{border-bottom:1px solid #333;padding:.3rem .4rem;text-align:left;vertical-align:top}
 .tag{display:inline-block;padding:0 .4rem;border-radius:4px;font-size:.75rem;font-weight:700;margin-left:.3rem}
 .small{font-size:.8rem;color:inherit;opacity:.85}
 .nv{background:#ff9800;color:#000} .crit{background:#d32f2f;color:#fff} .pos{background:#1976d2;color:#fff}
@@ -97,7 +98,7 @@ def _heatmap_legend(legend: dict[str, Any] | None) -> str:
     pos = floor * (len(rgb) - 1)
     lo = min(int(pos), len(rgb) - 1)
     hi, frac = min(lo + 1, len(rgb) - 1), pos - int(pos)
-    at_floor = "#" + "".join(f"{round(a * (1 - frac) + b * frac):02x}" for a, b in zip(rgb[lo], rgb[hi]))
+    at_floor = "#" + "".join(f"{round(a * (1 - frac) + b * frac):02x}" for a, b in zip(rgb[lo], rgb[hi], strict=True))
     stops = [f"transparent {100 * floor:.1f}%", f"{at_floor} {100 * floor:.1f}%"]
     stops += [f"{c} {100 * i / (len(colors) - 1):.1f}%" for i, c in enumerate(colors) if i / (len(colors) - 1) > floor]
     bar = (f'<span class="legend" style="background-image:linear-gradient(to right, transparent 0%, '
@@ -189,7 +190,10 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
     )
 
     a = r["lung"]["area"]
-    cm = (lambda v: f"{v:.1f} cm²" if v is not None else "— (pixel spacing unknown)")
+
+    def cm(v: float | None) -> str:
+        return f"{v:.1f} cm²" if v is not None else "— (pixel spacing unknown)"
+
     parts.append(
         '<h2>Lungs</h2><div class="grid">' + _figure(previews, "lung_segmented", "Lung-segmented image")
         + "</div><table><tr><th></th><th>pixels</th><th>area</th></tr>"

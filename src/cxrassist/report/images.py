@@ -201,7 +201,7 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
     """
     rendered = RenderedImages()
     paths = image_paths(result)
-    rendered.files = {key: None for key in paths}
+    rendered.files = dict.fromkeys(paths)
     if not write_png and not previews:
         return rendered
     pending: list[Future[None]] = []

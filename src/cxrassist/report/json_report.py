@@ -69,7 +69,7 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "heatmap_empty": bool(float(result.cams[i].max()) <= 0.0) if len(result.cams) > i else False,  # 1.4
         })
     t = result.triage
-    report = {
+    report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": "cxrassist", "version": __version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

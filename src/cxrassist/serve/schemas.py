@@ -64,7 +64,7 @@ class StudySummary(BaseModel):
     def of(cls, study: Study) -> StudySummary:
         return cls(
             id=study.id,
-            status=study.status,  # type: ignore[arg-type]
+            status=study.status,
             received_at=_ts(study.received_at),
             finished_at=_ts(study.finished_at) if study.finished_at else None,
             priority=study.priority,
@@ -102,7 +102,8 @@ class StudyDetail(BaseModel):
     reason: str | None = None
     image_names: list[str] = Field([], description="image names servable under /api/studies/{id}/images/")
     view_pixels: dict[str, Any] = Field({}, description="per view role: the stored pixels' shape, dtype, DICOM VOI "
-                                        "and window presets (stored units); raw data at /api/studies/{id}/pixels/{role}")
+                                        "and window presets (stored units); raw data at "
+                                        "/api/studies/{id}/pixels/{role}")
 
 
 class ModelInfo(BaseModel):

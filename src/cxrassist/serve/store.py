@@ -143,8 +143,9 @@ class StudyStore:
             abnormal_probability=row["abnormal_probability"],
             top_findings=json.loads(row["top_findings"]) if row["top_findings"] else [],
             reason=row["reason"],
-            header=json.loads(row["header"]) if "header" in row.keys() and row["header"] else {},
-            priority_reason=row["priority_reason"] if "priority_reason" in row.keys() else None,
+            # sqlite3.Row: "in row" would test the values, the column names need keys()
+            header=json.loads(row["header"]) if "header" in row.keys() and row["header"] else {},  # noqa: SIM118
+            priority_reason=row["priority_reason"] if "priority_reason" in row.keys() else None,  # noqa: SIM118
             source=row["source"],  # the column is added at open (_ADDED_COLUMNS)
         )
 
@@ -314,6 +315,6 @@ class StudyStore:
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db().execute("SELECT status, COUNT(*) AS n FROM studies GROUP BY status").fetchall()
-        out = {s: 0 for s in STATUSES}
+        out = dict.fromkeys(STATUSES, 0)
         out.update({r["status"]: r["n"] for r in rows})
         return out

@@ -165,7 +165,7 @@ class AnalysisWorker:
         while not self._stop.is_set():
             try:
                 study = self.store.claim_next()
-            except Exception:  # noqa: BLE001 - store closed under us at shutdown
+            except Exception:  # store closed under us at shutdown
                 if self._stop.is_set():
                     return
                 log.exception("could not read the queue")
@@ -190,7 +190,7 @@ class AnalysisWorker:
         except CxrError as exc:
             status, reason = "failed", str(exc)
             log.error("study %s failed: %s", study.id, type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread
+        except Exception as exc:  # a bug must not kill the worker thread
             status, reason = "failed", f"internal error ({type(exc).__name__}); see the server log"
             log.exception("study %s failed with an unexpected error", study.id)
         finally:

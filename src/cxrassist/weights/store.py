@@ -52,7 +52,7 @@ def save_weights(model: nn.Module, directory: str | Path, card: ModelCard, *,
             ref = create_model(card.architecture, **_rebuild_kwargs(card)).state_dict()
         except UnknownModelError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any constructor failure means the card is wrong
+        except Exception as exc:  # any constructor failure means the card is wrong
             raise WeightsError(f"card cannot rebuild {card.architecture!r} with kwargs {card.kwargs}: {exc}") from exc
     bad = sorted(set(ref) ^ set(state)) or [k for k in ref if tuple(ref[k].shape) != tuple(state[k].shape)]
     if bad:
@@ -127,7 +127,7 @@ def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "
         raise HashMismatchError(f"{weights_path}: sha256 {actual} does not match the model card's {card.sha256}")
     try:
         state = load_file(str(weights_path), device=str(map_location))
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+    except Exception as exc:  # safetensors raises its own error types
         raise WeightsError(f"{weights_path}: cannot read safetensors ({exc})") from exc
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model = create_model(card.architecture, **_rebuild_kwargs(card))
