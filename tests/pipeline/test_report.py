@@ -69,8 +69,8 @@ def test_html_is_self_contained(rg1_report: tuple[Path, dict]) -> None:
     assert DISCLAIMER in html and "not validated" in html
     for name in ("Bone-subtracted", "Bone-suppressed", "lung segmentation contour"):
         assert name in html
-    # findings sorted by probability on the page
-    order = [f["name"] for f in sorted(report["findings"], key=lambda f: f["probability"], reverse=True)]
+    # findings on the page: validated first, then by probability (as in the viewer)
+    order = [f["name"] for f in sorted(report["findings"], key=lambda f: (not f["validated"], -f["probability"]))]
     positions = [html.index(f"<b>{name}</b>") for name in order]
     assert positions == sorted(positions)
     assert "auroc" in html  # the models' measured figures are shown

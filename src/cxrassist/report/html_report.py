@@ -59,12 +59,20 @@ def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, st
     return [(prefix.rstrip("."), str(value))]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _metrics(metrics: dict[str, Any]) -> str:
     """The card's summary sentence (else its top-level figures): the full tables, with their training-data
     provenance, stay in report.json and the model card, not in a page read at the workstation."""
     if isinstance(metrics.get("summary"), str):
         return f'<span class="small">{escape(metrics["summary"])}</span>'
-    rows = [(k, v) for k, v in _flatten(metrics) if "." not in k and "/" not in v and len(v) < 60][:8]
+    rows = [(k, v) for k, v in _flatten(metrics) if k.count(".") <= 1 and _is_number(v)][:8]
     if not rows:
         return "<em>no measured figures</em>"
     return '<span class="small">' + "; ".join(f"{escape(k)} {escape(v)}" for k, v in rows) + "</span>"

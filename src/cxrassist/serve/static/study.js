@@ -401,8 +401,11 @@
     canvas.dataset.view = key;
     for (const b of document.querySelectorAll("#views button")) b.setAttribute("aria-pressed", String(b.dataset.view === key));
     const keepWindow = S.base && v.raw && S.base.name === v.raw;
-    S.base = v.raw ? await loadRaw(v.raw, v.meta) : await loadGray(v.image);
-    S.contour = v.contour ? await loadContour(v.contour) : null;
+    const base = v.raw ? await loadRaw(v.raw, v.meta) : await loadGray(v.image);
+    const contour = v.contour ? await loadContour(v.contour) : null;
+    if (S.view !== key) return; // another view was chosen while this one loaded: that one wins
+    S.base = base;
+    S.contour = contour;
     canvas.setAttribute("aria-label", `${v.label}; drag to window, shift-drag to pan, wheel to zoom`);
     viewNote(key);
     renderPresets();
