@@ -547,6 +547,17 @@ def table_md(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: Every model card states the terms of the data behind it (the gate's statistics come from the training films).
+DATA_TERMS = """
+## Data terms
+
+Fitted on the train films of the chest sets of `../shared/data`, which carry non-commercial or research-only terms
+(RSNA challenge data: non-commercial research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education, commercial
+use needs JSRT's permission; COVID-19 image collections: per-image licences, many CC BY-NC-SA). The statistics are
+computed from those films through the triage weights, which carry the same terms: treat them as research-use only.
+"""
+
+
 def model_card_md(card: dict[str, Any]) -> str:
     v = card["validation"]
     per_set = ", ".join(f"{k} {100 * s['passed']:.1f} % of {s['n']}" for k, s in v["per_set"].items())
@@ -586,7 +597,7 @@ in fitting; each lateral is scored by a view head fitted without that patient's 
 "Refused overall" is what a user sees: the reader's refusals (modality, colour, size...), the pixel and chest
 checks (these arrays carry no metadata, so the image statistics decide), then this gate.
 Stats file sha256 `{card['sha256']}`.
-"""
+{DATA_TERMS}"""
 
 
 if __name__ == "__main__":
