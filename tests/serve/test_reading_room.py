@@ -43,7 +43,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory, rg1: Path, rg3: Path,
          small_chest_png: Path) -> Iterator[dict[str, Any]]:
-    """A server with the shipped models and three studies: RG1 (done), RG1 as a small PNG (done), RG3 (refused)."""
+    """A server with the shipped models and four studies: RG1 (done), RG1 as a small PNG (done), RG3 (refused), and
+    the small PNG with a second copy sent as its lateral (done; the shipped classifier reads the frontal only)."""
     from cxrassist.pipeline import Pipeline
     from cxrassist.serve.app import create_app
     from cxrassist.serve.settings import Settings
@@ -55,6 +56,7 @@ def room(tmp_path_factory: pytest.TempPathFactory, rg1: Path, rg3: Path,
         with server.client() as c:
             ids = {name: upload(c, path).json()["id"] for name, path in
                    (("rg1", rg1), ("png", small_chest_png), ("rg3", rg3))}
+            ids["lat"] = upload(c, small_chest_png, small_chest_png, lateral="1").json()["id"]
             details = {name: wait_final(c, sid, timeout=300) for name, sid in ids.items()}
             order = [s["id"] for s in c.get("/api/studies").json()["studies"]]
         assert details["rg1"]["status"] == "done", details["rg1"].get("reason")
@@ -235,7 +237,7 @@ def test_worklist_columns_sort_and_filter(browser: Any, room: dict[str, Any]):
     from playwright.sync_api import expect
 
     page, problems = _page(browser, room, "/")
-    expect(page.locator("tr.study-row")).to_have_count(3)
+    expect(page.locator("tr.study-row")).to_have_count(4)
     headings = page.locator("#worklist thead th").all_inner_texts()
     for name in ("Priority", "Patient", "Study date", "Description", "Accession", "Views", "Source", "Status",
                  "Validated findings", "Study"):
@@ -254,6 +256,7 @@ def test_worklist_columns_sort_and_filter(browser: Any, room: dict[str, Any]):
     # default: highest priority first; sorting by patient, then filtering
     ids = page.locator("tr.study-row").evaluate_all("els => els.map(e => e.dataset.id)")
     assert ids[-1] == room["ids"]["rg3"]  # refused: no priority
+    expect(page.locator(f"tr[data-id='{room['ids']['lat']}']")).to_contain_text("frontal, lateral")
     page.locator("#worklist th[data-sort='patient'] button").click()
     expect(page.locator("#worklist th[data-sort='patient']")).to_have_attribute("aria-sort", "ascending")
     names = page.locator("tr.study-row td:nth-child(2)").evaluate_all("els => els.map(e => e.innerText.trim())")
@@ -277,6 +280,20 @@ def test_refused_study_page_says_why_and_offers_nothing_else(browser: Any, room:
     expect(page.locator("#study-layout")).to_be_hidden()
     expect(page.locator("#view")).to_be_hidden()
     expect(page.locator("#presets")).to_be_hidden()
+    assert not problems, problems
+    page.close()
+
+
+def test_lateral_is_shown_and_said_not_analysed(browser: Any, room: dict[str, Any]):
+    from playwright.sync_api import expect
+
+    assert room["details"]["lat"]["status"] == "done"
+    page, problems = _study(browser, room, "lat")
+    page.locator("#views button[data-view='lateral']").click()
+    expect(page.locator("#view")).to_have_attribute("data-view", "lateral")
+    expect(page.locator("#view-note")).to_contain_text("not analysed")
+    page.locator("#views button[data-view='radiograph']").click()
+    expect(page.locator("#view-note")).to_be_hidden()
     assert not problems, problems
     page.close()
 
