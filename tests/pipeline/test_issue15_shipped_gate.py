@@ -48,6 +48,22 @@ def test_shipped_gate_lets_the_real_dicom_chest_film_through(shipped_gate, rg1_p
     assert not gate.check(model, read_xray(rg3_path).pixels).passed  # the tibia
 
 
+def test_shipped_view_head_refuses_turned_and_inverted_films(shipped_gate, rg1_path: Path):
+    """RG1 mirrored is still a readable frontal film; upside down, on its side or inverted it is refused, by the
+    view head (its distance alone lets the upside-down film through)."""
+    from cxrassist.io import read_xray
+
+    gate, model = shipped_gate
+    assert gate.view is not None and gate.card["view"]["threshold"] == gate.view.threshold
+    pixels = read_xray(rg1_path).pixels
+    assert gate.check(model, np.ascontiguousarray(pixels[:, ::-1])).passed
+    upside_down = gate.check(model, np.ascontiguousarray(np.rot90(pixels, 2)))
+    assert not upside_down.passed and upside_down.distance_passed and not upside_down.view_passed
+    assert "view check" in upside_down.reason
+    for turned in (np.rot90(pixels, 1), 1.0 - pixels):
+        assert not gate.check(model, np.ascontiguousarray(turned)).passed
+
+
 @pytest.mark.shared_data
 def test_shipped_gate_on_real_films(shipped_gate, shared_data: Path, rg3_path: Path):
     from cxrassist.io import read_xray
@@ -59,7 +75,10 @@ def test_shipped_gate_on_real_films(shipped_gate, shared_data: Path, rg3_path: P
         with open(shared_data / name / "manifest.csv", newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r["split"] == "val"]
         films += [shared_data / name / r["image"] for r in rng.sample(rows, min(15, len(rows)))]
-    passed = [gate.check(model, read_xray(p).pixels).passed for p in films]
+    pixels = [read_xray(p).pixels for p in films]
+    passed = [gate.check(model, px).passed for px in pixels]
     assert np.mean(passed) >= 0.95, (sum(passed), len(passed))  # the threshold lets 99 % of all val films pass
+    upside_down = [not gate.check(model, np.ascontiguousarray(np.rot90(px, 2))).passed for px in pixels]
+    assert np.mean(upside_down) >= 0.85, (sum(upside_down), len(upside_down))  # 96.5 % of 200 in the card
     recorded = json.dumps(gate.card["rejection"])
     assert "RG3" in recorded
