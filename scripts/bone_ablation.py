@@ -29,6 +29,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "full": ("+ augmentation (h-flip, rot 8, scale 0.7, window 50 %, contrast 0.2) = full recipe", FULL),
     "no-gan": ("full recipe without D (no adversarial, no feature matching)",
                [*FULL, "loss.adv_weight=0", "loss.fm_weight=0"]),
+    "no-gan-sigmoid": ("no-gan with the sigmoid head of card 1.0.0 (what the residual head buys without D)",
+                       [*FULL, "model.kwargs.output=sigmoid", "loss.adv_weight=0", "loss.fm_weight=0"]),
     "no-sa-sn": ("full recipe without self-attention and spectral norm in G",
                  [*FULL, "model.kwargs.attention=false", "model.kwargs.spectral=false"]),
     "no-fm-ttur-ms": ("full recipe with a 1-scale D, no feature matching, one learning rate",

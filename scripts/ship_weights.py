@@ -53,12 +53,19 @@ ROLES: dict[str, dict[str, Any]] = {
     "bone": {
         "dir": "bone", "task": "bone", "name": "cxrassist-bone",
         "eval": ["bse_jsrt"],
+        # 2.0.0 continues the 1.0.0 generator: its config is kept and rerun first
+        "init_from": "runs/shipped-bone-1.0.0/export/bone-gan-compact",
+        "stage_before": "cxr train bone --config configs/shipped/bone-1.0.0.yaml --threads 2",
         "terms": "Trained on BSE-JSRT pairs of JSRT films (JSRT: research and education, commercial use needs "
                  "JSRT's permission; the BSE-JSRT copy is listed CC0 by its uploader). Treat the weights as "
                  "research-use only.",
         "limits": "Trained on 109 BSE-JSRT pairs (one scanner type, digitised film, PA, adults); the target is the "
                   "difference between a radiograph and its software bone-suppressed version, i.e. it learns that "
-                  "software's notion of bone. Expect weaker suppression on CR/DR films, AP films and children.",
+                  "software's notion of bone: ribs and clavicles, not the spine (which stays in its soft-tissue "
+                  "image). Expect weaker suppression on CR/DR films, AP films and children. 2.0.0 is 1.0.0 (a GAN: "
+                  "spectral norm, self-attention, TTUR, 2-scale discriminator with feature matching) trained on "
+                  "with the generator alone, L1 and gradient-L1 losses weighted 10x and stronger augmentation; the "
+                  "ablation behind that choice is in README.md (scripts/bone_ablation.py).",
     },
     "triage": {
         "dir": "triage", "task": "triage", "name": "cxrassist-triage",
@@ -127,17 +134,20 @@ def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     for key in ("lung_weights", "bone_weights"):
         if cfg["data"].get(key):
             cfg["data"][key] = {"lung_weights": "lungseg", "bone_weights": "bone"}[key]  # the shipped models
-    if cfg["model"].get("init_from"):
-        cfg["model"]["init_from"] = "triage"
+    if cfg["model"].get("init_from"):  # the weights it started from, as the earlier stage's rerun writes them
+        cfg["model"]["init_from"] = ROLES[role].get("init_from", "triage")
     cfg["name"] = f"shipped-{role}"
     if step is not None:
         cfg["run"]["max_steps"] = step
     out = REPO / "configs" / "shipped" / f"{role}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
+    command = f"cxr train {cfg['task']} --config configs/shipped/{role}.yaml --threads 2"
+    if cfg["model"].get("init_from") and ROLES[role].get("stage_before"):
+        command = f"{ROLES[role]['stage_before']} && {command}"
     header = (f"# Reproduces src/cxrassist/weights/shipped/{ROLES[role]['dir']} (written by scripts/ship_weights.py)\n"
-              f"# cxr train {cfg['task']} --config configs/shipped/{role}.yaml --threads 2\n")
+              f"# {command}\n")
     out.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
-    return out, f"cxr train {cfg['task']} --config configs/shipped/{role}.yaml --threads 2"
+    return out, command
 
 
 def fp16_check(model32: torch.nn.Module, model16: torch.nn.Module, size: int, in_chans: int) -> float:
@@ -240,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg["data"]["lung_weights"], cfg["data"]["bone_weights"] = "lungseg", "bone"
         if cfg["model"].get("init_from"):
             cfg["model"]["init_from"] = "triage"
+    if cfg.get("model", {}).get("init_from") and spec.get("init_from"):  # a warm start: the earlier stage's output
+        cfg["model"]["init_from"] = spec["init_from"]
     if spec["task"] == "triage":
         from cxrassist.tta import TRAINING_CROP_ZOOMS
 
@@ -293,9 +305,17 @@ def key_figures(d: dict[str, Any]) -> str:
                 f", CheXNet reference {_f(ref.get('teacher_mean_auroc'))}; validated: {', '.join(validated) or 'none'}")
     if "dice" in next(iter(v.values()), {}):
         return "; ".join(f"{ds} Dice {r['dice']:.3f}" for ds, r in v.items())
-    return (f"bone-suppressed PSNR {v['psnr']:.2f} dB (identity {v['identity_psnr']:.2f}), SSIM {v['ssim']:.4f}; "
-            f"bone image PSNR {v['bone_psnr']:.2f} dB, SSIM {v['bone_ssim']:.4f}; "
-            f"suppression ratio {v['bone_suppression_ratio']:.3f}")
+    ci = v.get("ci95") or {}
+
+    def interval(key: str, nd: int) -> str:
+        c = ci.get(key)
+        return f" (95% CI {c[0]:.{nd}f}-{c[1]:.{nd}f})" if c else ""
+
+    return (f"bone-suppressed PSNR {v['psnr']:.2f} dB (identity {v['identity_psnr']:.2f}, gain "
+            f"{v['psnr'] - v['identity_psnr']:+.2f} dB{interval('psnr_gain', 2)}), SSIM {v['ssim']:.4f}; "
+            f"bone image PSNR {v['bone_psnr']:.2f} dB, SSIM {v['bone_ssim']:.4f}{interval('bone_ssim', 4)}; "
+            f"suppression ratio {v['bone_suppression_ratio']:.3f}{interval('bone_suppression_ratio', 3)} "
+            f"({v['n_cases']} val pairs)")
 
 
 def _per_label_table(d: dict[str, Any]) -> list[str]:

@@ -41,6 +41,20 @@ def test_four_trained_models_with_honest_cards() -> None:
     assert total_mb <= 40, f"shipped weights are {total_mb:.1f} MB"
 
 
+def test_bone_card_beats_the_generator_it_replaced() -> None:
+    """Bone 2.0.0 was shipped because it beats 1.0.0 on bse_jsrt val (1.0.0: soft-tissue PSNR +3.81 dB over
+    identity, suppression ratio 0.577, bone SSIM 0.935); its card carries the intervals of those figures."""
+    card = _cards()["bone"]
+    v = card.metrics["val"]
+    assert card.version >= "2" and v["n_cases"] == 17
+    assert v["psnr"] - v["identity_psnr"] == pytest.approx(v["psnr_gain"], abs=1e-9)
+    assert v["psnr_gain"] > 3.81 and v["bone_suppression_ratio"] > 0.577 and v["bone_ssim"] > 0.935
+    for key in ("psnr_gain", "bone_suppression_ratio", "bone_ssim"):
+        low, high = v["ci95"][key]
+        assert low < v[key] < high, key
+    assert "95% CI" in card.metrics["summary"] and "spine" in card.notes
+
+
 def test_classifier_card_marks_findings_without_data_as_not_validated() -> None:
     card = _cards()["classifier"]
     assert set(card.labels) == {f.name for f in FINDINGS}
@@ -83,8 +97,11 @@ def test_evaluate_reproduces_lung_and_bone_cards(tmp_path: Path) -> None:
     assert seg["dice"] == pytest.approx(cards["lungseg"].metrics["val"]["montgomery"]["dice"], abs=1e-6)
     bone = _evaluate("bone", ["bse_jsrt"], str(base / "bone"), tmp_path)
     want = cards["bone"].metrics["val"]
-    for key in ("psnr", "ssim", "bone_psnr", "bone_suppression_ratio"):
+    for key in ("psnr", "ssim", "bone_psnr", "bone_ssim", "bone_suppression_ratio", "psnr_gain", "n_cases"):
         assert bone[key] == pytest.approx(want[key], abs=1e-6), key
+    assert set(want["ci95"]) == {"psnr_gain", "bone_suppression_ratio", "bone_ssim"}
+    for key, interval in want["ci95"].items():
+        assert bone["ci95"][key] == pytest.approx(interval, abs=1e-6), key
 
 
 @needs_shared

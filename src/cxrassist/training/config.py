@@ -26,7 +26,7 @@ class ModelConfig:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     discriminator: str | None = None  # bone GAN: create_discriminator(name, **discriminator_kwargs)
     discriminator_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    init_from: str | None = None  # classifier: triage weights (name or directory) to start from
+    init_from: str | None = None  # triage/bone: earlier weights of the same model; classifier: triage weights
     freeze_bn: bool = False  # BatchNorm in eval mode (running stats) while training
     sync_bn: str = "auto"  # "auto" (SyncBatchNorm for multi-process GPU runs), "on", "off"
 

@@ -276,15 +276,21 @@ class BoneTask(Task):
 
         m = self.cfg.model
         g = create_model(m.name, **dict(m.kwargs))
+        if m.init_from:  # continue from earlier bone weights of the same generator (a warm start; D starts afresh)
+            from cxrassist.weights import load_model
+
+            previous, _ = load_model(m.init_from)
+            g.load_state_dict(previous.state_dict())
+            log.info("bone generator initialised from %s", m.init_from)
         d = create_discriminator(m.discriminator or m.name, **dict(m.discriminator_kwargs))
         return {"model": g, "disc": d}
 
     def optim_groups(self, modules):  # noqa: ANN001
         o = self.cfg.optim
-        return {
-            "d": (list(modules["disc"].parameters()), o.lr_d, o.betas_gan),
-            "g": (list(modules["model"].parameters()), o.lr, o.betas_gan),
-        }
+        groups = {"g": (list(modules["model"].parameters()), o.lr, o.betas_gan)}
+        if self.adversarial:  # D then G (the order of the phases)
+            groups = {"d": (list(modules["disc"].parameters()), o.lr_d, o.betas_gan), **groups}
+        return groups
 
     def loss(self, phase, batch, modules, state):  # noqa: ANN001
         x, real = batch["image"], batch["bone"]
