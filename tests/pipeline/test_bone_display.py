@@ -83,7 +83,7 @@ def shipped_bone_analysis(tiny_weights_dir: Path, rg1_file: Path, tmp_path_facto
     pipe = Pipeline.load(root)
     result = pipe.analyze(read_xray(rg1_file))
     out = tmp_path_factory.mktemp("bone-report") / "report"
-    report = write_outputs(result, out, "json,png,dicom")
+    report = write_outputs(result, out, "json,html,png,dicom")
     return result, out, report
 
 
@@ -113,6 +113,8 @@ def test_rg1_bone_pictures_are_readable_and_their_window_is_stated(shipped_bone_
     assert no_bone.mean() > 0.2 and np.abs(soft[no_bone] - radiograph[no_bone]).max() <= 1
     assert (soft <= radiograph + 1).all()  # bone only ever removed
     assert np.array_equal(soft, as_uint8(SOFT_TISSUE_WINDOW.apply(result.bone_suppressed)))
+    html = (out / "report.html").read_text()
+    assert f"display window {sub['low']:.3f}-{sub['high']:.3f}" in html  # the page states it under the picture
 
 
 def test_rg1_bone_secondary_captures_state_their_window(shipped_bone_analysis: Any) -> None:

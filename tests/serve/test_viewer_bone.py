@@ -97,6 +97,7 @@ def test_bone_view_is_not_blank(browser: Any, bone_server: LiveServer, rg1: Path
     assert shown["mean"] > 8 and shown["std"] > 20 and shown["bright"] > 0.02, shown
 
     page.wait_for_function("() => document.getElementById('bone-sub').naturalWidth > 0")
+    expect(page.locator("#bones-card figcaption").first).to_contain_text("window 0.0")  # the stated window
     side = page.evaluate(IMG_STATS, "bone-sub")
     assert side["width"] > 0 and side["mean"] > 8 and side["std"] > 20, side
     page.close()

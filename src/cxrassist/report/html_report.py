@@ -209,9 +209,16 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         f"<tr><td>Left lung</td><td>{a['left_px']}</td><td>{cm(a['left_cm2'])}</td></tr></table>"
         f"<p><small>{escape(r['lung']['side_convention'])}</small></p>"
     )
+    windows = r["bone"].get("display_window") or {}
+
+    def shown(key: str) -> str:  # the display window each bone picture was drawn with (report 1.5)
+        w = windows.get(key)
+        return f", display window {w['low']:.3f}-{w['high']:.3f}: {w['method']}" if w else ""
+
     parts.append(
-        '<h2>Bones</h2><div class="grid">' + _figure(previews, "bone_subtracted", "Bone-subtracted (bone image)")
-        + _figure(previews, "bone_suppressed", "Bone-suppressed (soft tissue)") + "</div>"
+        '<h2>Bones</h2><div class="grid">'
+        + _figure(previews, "bone_subtracted", "Bone-subtracted (bone image)" + shown("subtracted"))
+        + _figure(previews, "bone_suppressed", "Bone-suppressed (soft tissue)" + shown("suppressed")) + "</div>"
     )
 
     mrows = []

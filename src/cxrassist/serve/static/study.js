@@ -536,6 +536,16 @@
       $("bones-card").classList.remove("hidden");
       $("bone-sub").src = await objectUrl(studyId, bone.subtracted);
       $("bone-sup").src = await objectUrl(studyId, bone.suppressed);
+      // the display window each picture was drawn with (report.json bone.display_window, since 1.5)
+      const win = bone.display_window || {};
+      for (const [id, key] of [["bone-sub", "subtracted"], ["bone-sup", "suppressed"]]) {
+        const w = win[key];
+        const cap = $(id).parentElement.querySelector("figcaption");
+        if (!w || !cap) continue;
+        cap.dataset.base = cap.dataset.base || cap.textContent;
+        cap.textContent = `${cap.dataset.base} · window ${w.low.toFixed(3)}–${w.high.toFixed(3)}`;
+        cap.title = w.method;
+      }
     }
     const lung = d.lung || {};
     if (lung.area) {
