@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None, help="folder with triage/ (default: the shipped weights)")
     ap.add_argument("--out", type=Path, default=None, help="gate folder (default: <weights>/ood)")
     ap.add_argument("--per-set", type=int, default=800, help="most train films per data set (default 800)")
-    ap.add_argument("--negatives", type=int, default=2400, help="transformed train films for the view head")
+    ap.add_argument("--negatives", type=int, default=2100, help="transformed train films for the view head")
     ap.add_argument("--transform", choices=ood.TRANSFORMS, default="sqrt")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-synthetic", type=int, default=40)
