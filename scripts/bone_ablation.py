@@ -3,10 +3,12 @@
     python scripts/bone_ablation.py run [VARIANT ...]     # train (resumable) + evaluate, one after the other
     python scripts/bone_ablation.py table                 # the markdown table of what has been evaluated
 
-Every variant is configs/bone_ablation/base.yaml plus the --set overrides below (same seed, same number of steps,
-128-px crops of the 512-px pairs); each step adds one change to the previous row, and the last rows take one part
-out of the full recipe, so each row says what that part buys. Evaluation is `cxr evaluate bone` on the val split
-(the figures of a model card). Runs live in runs/bone-abl-<variant>/ (ignored by git).
+Every variant is configs/bone_ablation/base.yaml (the recipe of card 1.0.0) plus the --set overrides below (same
+seed, same number of steps, 128-px crops of the 512-px pairs, from scratch): `residual`, `recon`, `full` add one
+change each; `no-gan`, `no-gan-sigmoid` take the discriminator out; `no-sa-sn`, `no-fm-ttur-ms` take parts out of
+the 1.0.0 GAN. Each row is the best of the validations within the steps. Evaluation is `cxr evaluate bone` on the
+val split (the figures of a model card). Runs live in runs/bone-abl-<variant>/ (ignored by git). The shipped 2.0.0
+is a warm start from 1.0.0 (configs/shipped/bone.yaml), not one of these rows.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                [*FULL, "loss.adv_weight=0", "loss.fm_weight=0"]),
     "no-gan-sigmoid": ("no-gan with the sigmoid head of card 1.0.0 (what the residual head buys without D)",
                        [*FULL, "model.kwargs.output=sigmoid", "loss.adv_weight=0", "loss.fm_weight=0"]),
-    "no-sa-sn": ("full recipe without self-attention and spectral norm in G",
-                 [*FULL, "model.kwargs.attention=false", "model.kwargs.spectral=false"]),
-    "no-fm-ttur-ms": ("full recipe with a 1-scale D, no feature matching, one learning rate",
-                      [*FULL, "model.discriminator_kwargs.num_scales=1", "loss.fm_weight=0", "optim.lr_d=2.0e-4"]),
+    "no-sa-sn": ("1.0.0 recipe without self-attention and spectral norm in G",
+                 ["model.kwargs.attention=false", "model.kwargs.spectral=false"]),
+    "no-fm-ttur-ms": ("1.0.0 recipe with a 1-scale D, no feature matching, one learning rate",
+                      ["model.discriminator_kwargs.num_scales=1", "loss.fm_weight=0", "optim.lr_d=2.0e-4"]),
 }
 
 
