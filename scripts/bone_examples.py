@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bone_model, bone_card = load_model(args.weights)
     lung_model, lung_card = load_model(shipped_dir() / "lungseg")
-    rows = {r["id"]: r for r in csv.DictReader(open(SHARED / "bse_jsrt" / "manifest.csv"))}
+    with open(SHARED / "bse_jsrt" / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["id"]: r for r in csv.DictReader(fh)}
     cases: list[tuple[str, np.ndarray, np.ndarray | None]] = []
     for case in VAL_IDS:
         row = rows[case]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 
@@ -24,7 +23,7 @@ def _png(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def test_foundation_refusals_are_4xx_json_and_docs_are_served(start_server, make_dicom, tmp_path: Path) -> None:  # noqa: ANN001
+def test_foundation_refusals_are_4xx_json_and_docs_are_served(start_server, make_dicom, tmp_path: Path) -> None:
     photo = np.zeros((90, 120, 3), np.uint8)
     photo[..., 0] = 200
     photo[45:, :, 1] = 180

@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
 from serve_helpers import LiveServer, upload, wait_final
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -48,7 +47,7 @@ def live(tiny_pipeline: Any, tmp_path_factory: pytest.TempPathFactory):
     server.log_lines = collect.lines  # type: ignore[attr-defined]
     yield server
     server.stop()
-    for lg, level in zip(loggers, saved):
+    for lg, level in zip(loggers, saved, strict=True):
         lg.removeHandler(collect)
         lg.setLevel(level)
 

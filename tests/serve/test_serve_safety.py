@@ -55,7 +55,8 @@ def test_cli_refuses_public_binding_without_token(tmp_path: Path):
 def test_bearer_token_is_required_when_configured(start_server, tmp_path: Path):
     server = start_server(tmp_path, api_token=TOKEN)
     with server.client() as c:
-        for path in ("/api/health", "/api/studies", "/api/presets", f"/api/studies/{'0' * 8}-0000-4000-8000-{'0' * 12}"):
+        unknown = f"/api/studies/{'0' * 8}-0000-4000-8000-{'0' * 12}"
+        for path in ("/api/health", "/api/studies", "/api/presets", unknown):
             r = c.get(path)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", path
             assert r.headers["www-authenticate"] == "Bearer"
@@ -81,7 +82,8 @@ def test_upload_size_limit(start_server, tmp_path: Path, small_chest_png: Path, 
         r = c.post("/api/studies", content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
                    headers={"content-type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413 and r.json()["error"] == "too_large"
-        assert c.post("/api/studies", files=[("files", ("s.png", small_chest_png.read_bytes(), "image/png"))]).status_code == 202
+        upload = [("files", ("s.png", small_chest_png.read_bytes(), "image/png"))]
+        assert c.post("/api/studies", files=upload).status_code == 202
     assert len(list((tmp_path / "studies").iterdir())) == 1
 
 
@@ -132,9 +134,10 @@ def test_broken_weights_are_reported_and_uploads_wait(tmp_path: Path, small_ches
     """A pipeline that cannot load shows in /api/health and the viewer banner; studies stay queued, not failed."""
     import time
 
+    from serve_helpers import LiveServer
+
     from cxrassist.errors import WeightsError
     from cxrassist.serve.app import create_app
-    from serve_helpers import LiveServer
 
     def broken() -> None:
         raise WeightsError("classifier weights: sha256 mismatch")

@@ -52,7 +52,7 @@ def test_gradient_l1_sees_edges_not_offsets() -> None:
     assert float(gradient_l1(edge, a)) > 0
 
 
-def _cfg(manifest: Path, out: Path, name: str, **sets):  # noqa: ANN003
+def _cfg(manifest: Path, out: Path, name: str, **sets):
     base = {"model.name": "bone-gan-compact", "model.kwargs": TINY, "model.discriminator": "bone-gan-compact",
             "model.discriminator_kwargs": {"base_channels": 4}, "data.size": 64, "data.batch_size": 4,
             "optim.warmup_epochs": 0, "run.tensorboard": False, "run.progress": False, "run.log_every": 0,

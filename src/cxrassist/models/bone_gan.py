@@ -20,7 +20,7 @@ can give them separate optimisers / learning rates (TTUR); :class:`BoneGAN` bund
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -115,11 +115,12 @@ class BoneGenerator(nn.Module):
                                     nn.ReLU(True))
         self.up = nn.ModuleList(_Up(chans[i + 1], chans[i], chans[i], conv) for i in reversed(range(depth)))
         self.outc = conv(chans[0], out_chans, 3)
-        weight = self.outc.parametrizations.weight.original if spectral else self.outc.weight
+        outc: Any = self.outc  # a Conv2d, maybe spectral-normed (parametrized): typed loosely for its attributes
+        weight = outc.parametrizations.weight.original if spectral else outc.weight
         with torch.no_grad():
             weight.mul_(0.1)
             # sigmoid: start near the mean bone signal of BSE-JSRT (~0.003), sigmoid(-6) ~ 0.0025; residual: at 0
-            self.outc.bias.fill_(-6.0 if output == "sigmoid" else 0.0)
+            outc.bias.fill_(-6.0 if output == "sigmoid" else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = 2**self.depth

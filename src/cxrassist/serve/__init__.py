@@ -7,10 +7,10 @@ analysis in a background worker, so uploads answer at once and a restart loses n
 
 from __future__ import annotations
 
-__all__ = ["create_app", "Settings"]
+__all__ = ["Settings", "create_app"]
 
 
-def __getattr__(name: str):  # lazy: importing cxrassist.serve must stay cheap
+def __getattr__(name: str) -> object:  # lazy: importing cxrassist.serve must stay cheap
     if name == "create_app":
         from cxrassist.serve.app import create_app
 

@@ -66,7 +66,8 @@ def discriminator_step_loss(d: nn.Module, x: torch.Tensor, real: torch.Tensor, f
     # One D forward on [real; fake]: a DDP-wrapped module must see one forward per backward.
     both = split_outputs(d(torch.cat([x, x], 0), torch.cat([real, fake.detach()], 0)))
     n = x.shape[0]
-    loss = sum(d_loss_fn(kind, lg[:n].float(), lg[n:].float()) for lg, _ in both) / len(both)
+    loss = sum((d_loss_fn(kind, lg[:n].float(), lg[n:].float()) for lg, _ in both), torch.zeros((), device=x.device))
+    loss = loss / len(both)
     return loss, {"d": float(loss.item())}
 
 
@@ -96,7 +97,8 @@ def generator_step_loss(d: nn.Module | None, x: torch.Tensor, real: torch.Tensor
     finally:
         for p in d.parameters():
             p.requires_grad_(True)
-    adv = sum(g_adv_fn(w.adversarial, f[0].float()) for f in out_fake) / len(out_fake)
+    adv = sum((g_adv_fn(w.adversarial, f[0].float()) for f in out_fake), torch.zeros((), device=x.device))
+    adv = adv / len(out_fake)
     fm = torch.zeros((), device=x.device)
     n = 0
     for rf, (_, ff) in zip(real_feats, out_fake, strict=True):

@@ -102,7 +102,8 @@ class SegmentationTask(Task):
     name = "segmentation"
     monitor = "dice_worst_set"
 
-    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
+             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         logits = modules["model"](batch["image"])
         target = batch["mask"]
         bce = F.binary_cross_entropy_with_logits(logits.float(), target)
@@ -111,7 +112,7 @@ class SegmentationTask(Task):
         return w.bce_weight * bce + w.dice_weight * dl, {"bce": bce.item(), "dice_loss": dl.item()}
 
     @torch.no_grad()
-    def validate(self, modules, loader, device):  # noqa: ANN001
+    def validate(self, modules: dict[str, nn.Module], loader: Any, device: torch.device) -> dict[str, float]:
         """Mean Dice/IoU, and Dice per dataset: the best epoch is the one whose WORST dataset is best, since a
         lung mask must hold on every source, not on average (one set can be outvoted by the others)."""
         from cxrassist.evaluation.metrics import dice, iou
@@ -137,10 +138,11 @@ class SegmentationTask(Task):
 class _BinaryOrMulti(Task):
     """Shared by triage (one logit) and the 13-finding classifier (masked BCE over known labels)."""
 
-    def dataset_kwargs(self, modules, device, cache):  # noqa: ANN001
+    def dataset_kwargs(self, modules: dict[str, nn.Module], device: torch.device, cache: ImageCache) -> dict:
         model = modules["model"]
         chans = int(getattr(model, "in_chans", 1))
-        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral, "detail": self.cfg.data.effective_size}
+        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral,
+                              "detail": self.cfg.data.effective_size}
         if chans > 1:
             from cxrassist.data.derived import DerivedChannels
 
@@ -158,7 +160,8 @@ class _BinaryOrMulti(Task):
             return model(batch["image"], batch["lateral"], batch["has_lateral"])
         return model(batch["image"])
 
-    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
+             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         logits = self.forward(modules["model"], batch).float()
         y = self.targets(batch).to(logits.dtype).reshape(logits.shape)
         w = self.cfg.loss.distill_weight
@@ -199,11 +202,11 @@ class TriageTask(_BinaryOrMulti):
             log.info("triage initialised from %s", self.cfg.model.init_from)
         return modules
 
-    def targets(self, batch):  # noqa: ANN001
+    def targets(self, batch: dict[str, Any]) -> torch.Tensor:
         return batch["target"]
 
     @torch.no_grad()
-    def validate(self, modules, loader, device):  # noqa: ANN001
+    def validate(self, modules: dict[str, nn.Module], loader: Any, device: torch.device) -> dict[str, float]:
         from cxrassist.evaluation.metrics import auroc
 
         y, p = self.predict(modules["model"], loader, device)
@@ -226,11 +229,11 @@ class ClassifierTask(_BinaryOrMulti):
             log.info("classifier initialised from triage weights %s", self.cfg.model.init_from)
         return modules
 
-    def targets(self, batch):  # noqa: ANN001
+    def targets(self, batch: dict[str, Any]) -> torch.Tensor:
         return batch["labels"]
 
     @torch.no_grad()
-    def validate(self, modules, loader, device):  # noqa: ANN001
+    def validate(self, modules: dict[str, nn.Module], loader: Any, device: torch.device) -> dict[str, float]:
         from cxrassist.evaluation.metrics import auroc
 
         y, p = self.predict(modules["model"], loader, device)
@@ -285,14 +288,15 @@ class BoneTask(Task):
         d = create_discriminator(m.discriminator or m.name, **dict(m.discriminator_kwargs))
         return {"model": g, "disc": d}
 
-    def optim_groups(self, modules):  # noqa: ANN001
+    def optim_groups(self, modules: dict[str, nn.Module]) -> dict[str, tuple[list[nn.Parameter], float, tuple]]:
         o = self.cfg.optim
         groups = {"g": (list(modules["model"].parameters()), o.lr, o.betas_gan)}
         if self.adversarial:  # D then G (the order of the phases)
             groups = {"d": (list(modules["disc"].parameters()), o.lr_d, o.betas_gan), **groups}
         return groups
 
-    def loss(self, phase, batch, modules, state):  # noqa: ANN001
+    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
+             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         x, real = batch["image"], batch["bone"]
         if phase == "d":
             state["fake"] = modules["model"](x)
@@ -303,7 +307,7 @@ class BoneTask(Task):
         return generator_step_loss(d, x, real, fake, self.cfg.loss)
 
     @torch.no_grad()
-    def validate(self, modules, loader, device):  # noqa: ANN001
+    def validate(self, modules: dict[str, nn.Module], loader: Any, device: torch.device) -> dict[str, float]:
         return validate_generator(modules["model"], loader, device)
 
 
