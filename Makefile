@@ -26,6 +26,7 @@ test: $(STAMP)
 # Lint and type check (configured in pyproject.toml); .ci/run runs this before `make test`.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/ruff format --check src tests scripts benchmarks
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

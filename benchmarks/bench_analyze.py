@@ -85,9 +85,11 @@ def main() -> None:
         untrained = True
     dicom = Path(get_testdata_file("RG1_UNCI.dcm"))
     xray = read_xray(dicom)
-    print(f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; "
-          f"input RG1 {xray.shape[1]}x{xray.shape[0]}")
+    print(
+        f"machine: {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; "
+        f"input RG1 {xray.shape[1]}x{xray.shape[0]}"
+    )
     for m in pipe.models.values():
         card = m[1]
         print(f"  {card.name:<28} {card.architecture:<28} size {card.input.get('size')} status {card.status}")
@@ -99,8 +101,14 @@ def main() -> None:
         stage.update(pipe.analyze(xray).timings_ms)
 
     t_full = _median_time(full, args.repeats)
-    rows.append(("full analysis / study (warm)", f"{t_full:.2f} s", f"<= {GOALS['analysis']:.1f} s",
-                 f"{t_full / GOALS['analysis']:.2f}x goal"))
+    rows.append(
+        (
+            "full analysis / study (warm)",
+            f"{t_full:.2f} s",
+            f"<= {GOALS['analysis']:.1f} s",
+            f"{t_full / GOALS['analysis']:.2f}x goal",
+        )
+    )
     rows.append(("  stages (ms)", ", ".join(f"{k} {v:.0f}" for k, v in stage.items() if k != "total"), "", ""))
 
     # Writing one report (json + html + the PNGs), warm: what PNG encoding costs on top of the analysis.
@@ -128,8 +136,14 @@ def main() -> None:
     t_ref = _median_time(plain, args.repeats)
     rows.append((f"classifier + 13 CAMs @{size}", f"{t_cls * 1000:.0f} ms", "", ""))
     rows.append(("torchvision DenseNet-121 @224x3", f"{t_ref * 1000:.0f} ms", "", ""))
-    rows.append(("  ratio classifier+CAM / plain DN121", f"{t_cls / t_ref:.2f}", f"<= {GOALS['ratio']:.1f}",
-                 "OK" if t_cls / t_ref <= GOALS["ratio"] else "over"))
+    rows.append(
+        (
+            "  ratio classifier+CAM / plain DN121",
+            f"{t_cls / t_ref:.2f}",
+            f"<= {GOALS['ratio']:.1f}",
+            "OK" if t_cls / t_ref <= GOALS["ratio"] else "over",
+        )
+    )
     rows.append(("  ratio full analysis / plain DN121", f"{t_full / t_ref:.2f}", "", ""))
     # The design's full-size configuration (512 input, 3 channels), whatever size the shipped card uses.
     from cxrassist.models import create_model
@@ -138,17 +152,35 @@ def main() -> None:
     x512 = torch.rand(1, 3, 512, 512)
     t_design = _median_time(lambda: class_activation_maps(design, x512), args.repeats)
     rows.append(("design dn121-512-lung-bone + 13 CAMs @512", f"{t_design * 1000:.0f} ms", "", ""))
-    rows.append(("  ratio design classifier+CAM / plain DN121", f"{t_design / t_ref:.2f}", f"<= {GOALS['ratio']:.1f}",
-                 "OK" if t_design / t_ref <= GOALS["ratio"] else "over"))
+    rows.append(
+        (
+            "  ratio design classifier+CAM / plain DN121",
+            f"{t_design / t_ref:.2f}",
+            f"<= {GOALS['ratio']:.1f}",
+            "OK" if t_design / t_ref <= GOALS["ratio"] else "over",
+        )
+    )
 
     if not args.skip_cold:
         for formats in ("json", "json,html,png"):
             wall, peak = _cold_start(dicom, args.weights, untrained, formats)
             goal = GOALS["cold"] if formats == "json" else GOALS["cold_full"]
-            rows.append((f"cold start cxr analyze --format {formats}", f"{wall:.2f} s",
-                         f"<= {goal:.0f} s", f"{wall / goal:.2f}x goal"))
-        rows.append(("peak memory (max RSS of the subprocesses)", f"{peak:.2f} GB", f"<= {GOALS['memory_gb']:.0f} GB",
-                     "OK" if peak <= GOALS["memory_gb"] else "over"))
+            rows.append(
+                (
+                    f"cold start cxr analyze --format {formats}",
+                    f"{wall:.2f} s",
+                    f"<= {goal:.0f} s",
+                    f"{wall / goal:.2f}x goal",
+                )
+            )
+        rows.append(
+            (
+                "peak memory (max RSS of the subprocesses)",
+                f"{peak:.2f} GB",
+                f"<= {GOALS['memory_gb']:.0f} GB",
+                "OK" if peak <= GOALS["memory_gb"] else "over",
+            )
+        )
 
     if args.batch:
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,13 +190,18 @@ def main() -> None:
             for i in range(args.batch):
                 img.save(src / f"study{i}.png")
             for formats in ("json", "json,html,png"):
-                summary = run_batch(src, Path(tmp) / f"out-{formats.replace(',', '-')}", pipeline=pipe,
-                                    formats=formats, progress=False)
+                summary = run_batch(
+                    src, Path(tmp) / f"out-{formats.replace(',', '-')}", pipeline=pipe, formats=formats, progress=False
+                )
                 full = formats != "json"
-                rows.append((f"batch throughput ({args.batch} studies, {formats})",
-                             f"{summary.studies_per_minute:.1f} studies/min",
-                             f">= {GOALS['batch_full']:.0f}/min" if full else "",
-                             ("OK" if summary.studies_per_minute >= GOALS["batch_full"] else "under") if full else ""))
+                rows.append(
+                    (
+                        f"batch throughput ({args.batch} studies, {formats})",
+                        f"{summary.studies_per_minute:.1f} studies/min",
+                        f">= {GOALS['batch_full']:.0f}/min" if full else "",
+                        ("OK" if summary.studies_per_minute >= GOALS["batch_full"] else "under") if full else "",
+                    )
+                )
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'value':<28} {'goal':<10} vs goal")

@@ -48,8 +48,10 @@ def main() -> None:
                 times.append((time.perf_counter() - t0) * 1000)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         name = f"{card.name} {card.version}"
-        print(f"{name:34s} {size:5d} {params:7.2f}M {counter.get_total_flops() / 1e9:7.2f} {min(times):7.0f} "
-              f"{statistics.median(times):9.0f}")
+        print(
+            f"{name:34s} {size:5d} {params:7.2f}M {counter.get_total_flops() / 1e9:7.2f} {min(times):7.0f} "
+            f"{statistics.median(times):9.0f}"
+        )
 
 
 if __name__ == "__main__":

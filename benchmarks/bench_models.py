@@ -68,8 +68,9 @@ def cam_table(train: bool) -> None:
 
         torch.manual_seed(0)
         size, radius = 128, 8.0
-        model = create_model("dn121-512", num_classes=1, growth_rate=8, block_config=(2, 2, 2), num_init_features=16,
-                             bn_size=2)
+        model = create_model(
+            "dn121-512", num_classes=1, growth_rate=8, block_config=(2, 2, 2), num_init_features=16, bn_size=2
+        )
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         g = torch.Generator().manual_seed(1)
         for _ in range(150):
@@ -79,8 +80,9 @@ def cam_table(train: bool) -> None:
             loss.backward()
             opt.step()
         model.eval()
-        xt, _, centres = blob_batch(64, size, generator=torch.Generator().manual_seed(9), radius=radius,
-                                    positive_fraction=1.0)
+        xt, _, centres = blob_batch(
+            64, size, generator=torch.Generator().manual_seed(9), radius=radius, positive_fraction=1.0
+        )
         for levels in (0, 1, 2):
             out = class_activation_maps(model, normalize(xt), dense_levels=levels)
             up = out.upsampled("frontal", (size, size))[:, 0].flatten(1).argmax(1)
@@ -88,8 +90,10 @@ def cam_table(train: bool) -> None:
             loc[levels] = (float(d.median()), float((d <= 2 * radius).float().mean()))
         print(f"\n(tiny classifier, 128-px blob images, sigma {radius:.0f} px; its map is 2x2 at L=0)")
     print("\nCAM resolution trade-off, dn121-512 at 512x512 (prediction always uses the 4x4 map)")
-    print(f"{'dense_levels':>12s} {'map':>7s} {'cell px':>8s} {'predict GF':>10s} {'explain GF':>10s} "
-          f"{'blob median px':>14s} {'hit@2sigma':>10s}")
+    print(
+        f"{'dense_levels':>12s} {'map':>7s} {'cell px':>8s} {'predict GF':>10s} {'explain GF':>10s} "
+        f"{'blob median px':>14s} {'hit@2sigma':>10s}"
+    )
     for levels, side, pred, expl in rows:
         med, hit = loc.get(levels, (float("nan"), float("nan")))
         print(f"{levels:12d} {f'{side}x{side}':>7s} {512 // side:8d} {pred:10.2f} {expl:10.2f} {med:14.1f} {hit:10.2f}")

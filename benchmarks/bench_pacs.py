@@ -78,9 +78,24 @@ class Run:
         self.orthanc = Orthanc(work / "orthanc", {"cxr": (AET, "127.0.0.1", self.dicom_port)}).start()
         self.data = work / "data"
         cxr = Path(sys.executable).with_name("cxr")
-        cmd = [str(cxr), "serve", "--port", str(self.http_port), "--data-dir", str(self.data),
-               "--dicom-port", str(self.dicom_port), "--dicom-aet", AET, "--dicom-allow", "BENCH",
-               "--dicom-quiet", str(quiet), "--send-to", f"ORTHANC@127.0.0.1:{self.orthanc.dicom_port}"]
+        cmd = [
+            str(cxr),
+            "serve",
+            "--port",
+            str(self.http_port),
+            "--data-dir",
+            str(self.data),
+            "--dicom-port",
+            str(self.dicom_port),
+            "--dicom-aet",
+            AET,
+            "--dicom-allow",
+            "BENCH",
+            "--dicom-quiet",
+            str(quiet),
+            "--send-to",
+            f"ORTHANC@127.0.0.1:{self.orthanc.dicom_port}",
+        ]
         if stow and self.orthanc.dicomweb:
             cmd += ["--stow-url", self.orthanc.dicomweb_url]
         self.targets = 2 if (stow and self.orthanc.dicomweb) else 1
@@ -100,8 +115,11 @@ class Run:
             time.sleep(0.3)
 
     def send(self, files: list[Path]) -> None:
-        r = subprocess.run(["storescu", "-aet", "BENCH", "-aec", AET, "127.0.0.1", str(self.dicom_port),
-                            *map(str, files)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["storescu", "-aet", "BENCH", "-aec", AET, "127.0.0.1", str(self.dicom_port), *map(str, files)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise SystemExit(f"storescu failed: {r.stderr[-500:]}")
 
@@ -110,17 +128,23 @@ class Run:
         db = self.data / "pacs" / "pacs.db"
         if not db.exists():
             return []
-        rows = _rows(db, "SELECT p.study_id, p.state, p.last_rx_at, p.finished_at AS queued_at, "
-                         "COUNT(o.id) AS n, SUM(o.state = 'sent') AS sent, MAX(o.sent_at) AS last_sent "
-                         "FROM pacs_studies p LEFT JOIN outbox o ON o.study_id = p.study_id GROUP BY p.study_id")
+        rows = _rows(
+            db,
+            "SELECT p.study_id, p.state, p.last_rx_at, p.finished_at AS queued_at, "
+            "COUNT(o.id) AS n, SUM(o.state = 'sent') AS sent, MAX(o.sent_at) AS last_sent "
+            "FROM pacs_studies p LEFT JOIN outbox o ON o.study_id = p.study_id GROUP BY p.study_id",
+        )
         return rows
 
     def wait(self, n_studies: int, timeout: float) -> list[sqlite3.Row]:
         deadline = time.monotonic() + timeout
         while True:
             rows = self.results()
-            done = [r for r in rows if r["state"] != "queued" and r["state"] != "promoting" and r["n"]
-                    and r["sent"] == r["n"]]
+            done = [
+                r
+                for r in rows
+                if r["state"] != "queued" and r["state"] != "promoting" and r["n"] and r["sent"] == r["n"]
+            ]
             bad = [r for r in rows if r["state"] in ("refused", "failed", "deleted")]
             if bad:
                 raise SystemExit(f"{len(bad)} studies {bad[0]['state']}; see {self.work / 'listener.log'}")
@@ -167,7 +191,7 @@ def main() -> None:
         run.wait(1, 600)
         print(f"warm-up study back in {time.time() - t0:.1f} s (first analysis; quiet period {args.quiet} s)")
         singles = []
-        for i, f in enumerate(files[1:1 + args.single], start=2):
+        for i, f in enumerate(files[1 : 1 + args.single], start=2):
             run.send([f])
             rows = run.wait(i, 600)
             singles.append(max(rows, key=lambda r: r["last_rx_at"] or 0))
@@ -177,7 +201,7 @@ def main() -> None:
         before = {r["study_id"] for r in run.results()}
         load0 = os.getloadavg()[0]
         t_burst = time.time()
-        run.send(files[1 + args.single:])
+        run.send(files[1 + args.single :])
         t_sent = time.time()
         rss_samples = []
         deadline = time.monotonic() + 3600
@@ -185,8 +209,9 @@ def main() -> None:
             rss_samples.append(_vm(run.proc.pid, "VmRSS"))
             rows = run.results()
             burst = [r for r in rows if r["study_id"] not in before]
-            if len(burst) >= args.studies and all(r["state"] == "results" and r["n"] and r["sent"] == r["n"]
-                                                  for r in burst):
+            if len(burst) >= args.studies and all(
+                r["state"] == "results" and r["n"] and r["sent"] == r["n"] for r in burst
+            ):
                 break
             if any(r["state"] in ("refused", "failed", "deleted") for r in burst) or time.monotonic() > deadline:
                 raise SystemExit(f"burst did not complete; see {work / 'listener.log'}")
@@ -195,8 +220,10 @@ def main() -> None:
         load1 = os.getloadavg()[0]
         peak = _vm(run.proc.pid, "VmHWM")
         stored = run.orthanc.stored()
-        uids = [r["sop_instance_uid"] for r in _rows(run.data / "pacs" / "pacs.db",
-                                                      "SELECT DISTINCT sop_instance_uid FROM outbox")]
+        uids = [
+            r["sop_instance_uid"]
+            for r in _rows(run.data / "pacs" / "pacs.db", "SELECT DISTINCT sop_instance_uid FROM outbox")
+        ]
         per_uid = [sum(n for (s, _), n in stored.items() if s == u) for u in uids]
         exactly_once = all(n == run.targets for n in per_uid)
         twice = sum(1 for n in per_uid if n > run.targets)
@@ -207,26 +234,40 @@ def main() -> None:
         n_results = sum(r["n"] for r in burst)
     finally:
         run.close()
-    print(f"\nPACS link on {os.cpu_count()} CPUs (load average {load0:.1f} at the burst's start, {load1:.1f} at its "
-          f"end; other processes share these cores), quiet period {args.quiet} s, "
-          f"targets: C-STORE{' + STOW-RS' if run.targets == 2 else ''}\n")
+    print(
+        f"\nPACS link on {os.cpu_count()} CPUs (load average {load0:.1f} at the burst's start, {load1:.1f} at its "
+        f"end; other processes share these cores), quiet period {args.quiet} s, "
+        f"targets: C-STORE{' + STOW-RS' if run.targets == 2 else ''}\n"
+    )
     print("| what | measured | target |")
     print("|---|---|---|")
     print(f"| burst: studies sent by storescu (one association) | {args.studies} in {t_sent - t_burst:.1f} s | |")
-    print(f"| burst: results in Orthanc | {len(burst)} studies, {n_results} result instances; each stored exactly "
-          f"once: {'yes' if exactly_once else 'NO'} ({twice} twice) | all 50, none twice |")
-    print(f"| burst: throughput (first instance sent -> last result in Orthanc) | {args.studies / minutes:.1f} "
-          f"studies/min ({(t_end - t_burst):.0f} s) | reported |")
+    print(
+        f"| burst: results in Orthanc | {len(burst)} studies, {n_results} result instances; each stored exactly "
+        f"once: {'yes' if exactly_once else 'NO'} ({twice} twice) | all 50, none twice |"
+    )
+    print(
+        f"| burst: throughput (first instance sent -> last result in Orthanc) | {args.studies / minutes:.1f} "
+        f"studies/min ({(t_end - t_burst):.0f} s) | reported |"
+    )
     print(f"| burst: analysis per study (median) | {statistics.median(burst_ana):.1f} s | |")
-    print(f"| burst: last instance -> result in Orthanc, quiet excluded (median / max; queued behind the others) | "
-          f"{statistics.median(burst_lat):.0f} s / {burst_lat[-1]:.0f} s | |")
-    print(f"| listener peak RSS (VmHWM, whole run) | {peak:.2f} GB (max sampled during burst "
-          f"{max(rss_samples):.2f} GB) | <= {GOALS['rss_gb']} GB |")
+    print(
+        f"| burst: last instance -> result in Orthanc, quiet excluded (median / max; queued behind the others) | "
+        f"{statistics.median(burst_lat):.0f} s / {burst_lat[-1]:.0f} s | |"
+    )
+    print(
+        f"| listener peak RSS (VmHWM, whole run) | {peak:.2f} GB (max sampled during burst "
+        f"{max(rss_samples):.2f} GB) | <= {GOALS['rss_gb']} GB |"
+    )
     if lat:
-        print(f"| single study, warm: last instance -> result in Orthanc, quiet excluded (median / max of "
-              f"{len(lat)}) | {statistics.median(lat):.1f} s / {max(lat):.1f} s | <= {GOALS['latency_s']} s |")
-        print(f"| single study, warm: of which analysis incl. report + DICOM writing (median) | "
-              f"{statistics.median(ana):.1f} s | |")
+        print(
+            f"| single study, warm: last instance -> result in Orthanc, quiet excluded (median / max of "
+            f"{len(lat)}) | {statistics.median(lat):.1f} s / {max(lat):.1f} s | <= {GOALS['latency_s']} s |"
+        )
+        print(
+            f"| single study, warm: of which analysis incl. report + DICOM writing (median) | "
+            f"{statistics.median(ana):.1f} s | |"
+        )
     print(f"\nwork folder: {work}" + ("" if args.keep else " (removed)"))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

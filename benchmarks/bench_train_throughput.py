@@ -89,16 +89,22 @@ def _sync(device: torch.device) -> None:
 
 
 def _grads(modules: dict[str, torch.nn.Module]) -> torch.Tensor:
-    return torch.cat([p.grad.detach().float().flatten() for m in modules.values() for p in m.parameters()
-                      if p.grad is not None])
+    return torch.cat(
+        [p.grad.detach().float().flatten() for m in modules.values() for p in m.parameters() if p.grad is not None]
+    )
 
 
 def _setup(row: Row, mode: str, device: torch.device, kwargs: dict[str, Any]):
     """(config, task, modules, batch) for one row and mode, as the trainer builds them (same seed: same weights)."""
     amp, channels_last = MODES[mode]
     # the manifest is never read: the batches are synthetic
-    sets = [f"task={row.task}", f"model.name={row.model}", f"run.amp={amp}", f"run.channels_last={channels_last}",
-            "data.manifests=[synthetic.csv]"]
+    sets = [
+        f"task={row.task}",
+        f"model.name={row.model}",
+        f"run.amp={amp}",
+        f"run.channels_last={channels_last}",
+        "data.manifests=[synthetic.csv]",
+    ]
     top: dict[str, Any] = {"model.kwargs": kwargs or None}
     if row.task == "bone":
         sets.append(f"model.discriminator={row.model}")
@@ -132,8 +138,9 @@ def first_step_check(row: Row, mode: str, device: torch.device, kwargs: dict[str
     return rel, cos
 
 
-def time_row(row: Row, mode: str, device: torch.device, warmup: int, steps: int,
-             kwargs: dict[str, Any]) -> dict[str, Any]:
+def time_row(
+    row: Row, mode: str, device: torch.device, warmup: int, steps: int, kwargs: dict[str, Any]
+) -> dict[str, Any]:
     cfg, task, modules, batch = _setup(row, mode, device, kwargs)
     optimizers = make_optimizers(task, modules, cfg)
     if device.type == "cuda":
@@ -148,8 +155,16 @@ def time_row(row: Row, mode: str, device: torch.device, warmup: int, steps: int,
     _sync(device)
     seconds = (time.perf_counter() - t0) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
-    return {"row": row.label, "model": row.model, "input": f"{row.size}x{row.size}", "batch": row.batch, "mode": mode,
-            "images_per_s": row.batch / seconds, "ms_per_step": seconds * 1e3, "peak_gib": peak}
+    return {
+        "row": row.label,
+        "model": row.model,
+        "input": f"{row.size}x{row.size}",
+        "batch": row.batch,
+        "mode": mode,
+        "images_per_s": row.batch / seconds,
+        "ms_per_step": seconds * 1e3,
+        "peak_gib": peak,
+    }
 
 
 def main() -> None:
@@ -175,10 +190,14 @@ def main() -> None:
     if args.quick:
         rows = [Row(r.label, r.task, r.model, 128, 2, QUICK_KWARGS[r.task]) for r in rows]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device {name}, torch {torch.__version__}, {args.warmup} warm-up + {args.steps} timed steps per cell; "
-          "fp32 convolutions may use TF32 (PyTorch's default)")
-    header = (f"{'row':36s} {'input':>9s} {'batch':>5s} {'mode':>8s} {'img/s':>8s} {'ms/step':>8s} {'peak GiB':>8s} "
-              f"{'loss rel':>9s} {'grad cos':>8s} {'CheXpert epoch':>14s}")
+    print(
+        f"device {name}, torch {torch.__version__}, {args.warmup} warm-up + {args.steps} timed steps per cell; "
+        "fp32 convolutions may use TF32 (PyTorch's default)"
+    )
+    header = (
+        f"{'row':36s} {'input':>9s} {'batch':>5s} {'mode':>8s} {'img/s':>8s} {'ms/step':>8s} {'peak GiB':>8s} "
+        f"{'loss rel':>9s} {'grad cos':>8s} {'CheXpert epoch':>14s}"
+    )
     print(header)
     results = []
     for row in rows:
@@ -186,20 +205,26 @@ def main() -> None:
         for mode in args.modes:
             r = time_row(row, mode, device, args.warmup, args.steps, kwargs)
             r["loss_rel_vs_fp32"], r["grad_cos_vs_fp32"] = (
-                (0.0, 1.0) if mode == "fp32" else first_step_check(row, mode, device, kwargs))
-            r["chexpert_epoch_min"] = CHEXPERT_TRAIN_IMAGES / r["images_per_s"] / 60 if row.task in (
-                "triage", "classifier") else math.nan
+                (0.0, 1.0) if mode == "fp32" else first_step_check(row, mode, device, kwargs)
+            )
+            r["chexpert_epoch_min"] = (
+                CHEXPERT_TRAIN_IMAGES / r["images_per_s"] / 60 if row.task in ("triage", "classifier") else math.nan
+            )
             results.append(r)
             epoch = "" if math.isnan(r["chexpert_epoch_min"]) else f"{r['chexpert_epoch_min']:.1f} min"
-            print(f"{row.label:36s} {r['input']:>9s} {row.batch:5d} {mode:>8s} {r['images_per_s']:8.1f} "
-                  f"{r['ms_per_step']:8.1f} {r['peak_gib']:8.2f} {r['loss_rel_vs_fp32']:9.1e} "
-                  f"{r['grad_cos_vs_fp32']:8.4f} {epoch:>14s}", flush=True)
+            print(
+                f"{row.label:36s} {r['input']:>9s} {row.batch:5d} {mode:>8s} {r['images_per_s']:8.1f} "
+                f"{r['ms_per_step']:8.1f} {r['peak_gib']:8.2f} {r['loss_rel_vs_fp32']:9.1e} "
+                f"{r['grad_cos_vs_fp32']:8.4f} {epoch:>14s}",
+                flush=True,
+            )
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
-            rows_out = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                        for r in results]
+            rows_out = [
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in results
+            ]
             json.dump({"device": name, "torch": torch.__version__, "rows": rows_out}, f, indent=1)
 
 

@@ -21,22 +21,35 @@ from pathlib import Path
 BASE = "configs/bone_ablation/base.yaml"
 MANIFEST = "../shared/data/bse_jsrt/manifest.csv"
 RECON = ["loss.l1_weight=1000", "loss.grad_weight=1000"]
-AUG = ["augment.hflip=true", "augment.rotate_deg=8", "augment.scale=[0.7,1.0]", "augment.level_prob=0.5",
-       "augment.contrast=0.2"]
+AUG = [
+    "augment.hflip=true",
+    "augment.rotate_deg=8",
+    "augment.scale=[0.7,1.0]",
+    "augment.level_prob=0.5",
+    "augment.contrast=0.2",
+]
 FULL = ["model.kwargs.output=residual", *RECON, *AUG]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "v1": ("recipe of card 1.0.0 (sigmoid head, L1x100, SN, SA, TTUR, 2-scale D + FM)", []),
     "residual": ("+ residual bone layer (linear head from 0)", ["model.kwargs.output=residual"]),
     "recon": ("+ L1x1000 and gradient L1x1000", ["model.kwargs.output=residual", *RECON]),
     "full": ("+ augmentation (h-flip, rot 8, scale 0.7, window 50 %, contrast 0.2) = full recipe", FULL),
-    "no-gan": ("full recipe without D (no adversarial, no feature matching)",
-               [*FULL, "loss.adv_weight=0", "loss.fm_weight=0"]),
-    "no-gan-sigmoid": ("no-gan with the sigmoid head of card 1.0.0 (what the residual head buys without D)",
-                       [*FULL, "model.kwargs.output=sigmoid", "loss.adv_weight=0", "loss.fm_weight=0"]),
-    "no-sa-sn": ("1.0.0 recipe without self-attention and spectral norm in G",
-                 ["model.kwargs.attention=false", "model.kwargs.spectral=false"]),
-    "no-fm-ttur-ms": ("1.0.0 recipe with a 1-scale D, no feature matching, one learning rate",
-                      ["model.discriminator_kwargs.num_scales=1", "loss.fm_weight=0", "optim.lr_d=2.0e-4"]),
+    "no-gan": (
+        "full recipe without D (no adversarial, no feature matching)",
+        [*FULL, "loss.adv_weight=0", "loss.fm_weight=0"],
+    ),
+    "no-gan-sigmoid": (
+        "no-gan with the sigmoid head of card 1.0.0 (what the residual head buys without D)",
+        [*FULL, "model.kwargs.output=sigmoid", "loss.adv_weight=0", "loss.fm_weight=0"],
+    ),
+    "no-sa-sn": (
+        "1.0.0 recipe without self-attention and spectral norm in G",
+        ["model.kwargs.attention=false", "model.kwargs.spectral=false"],
+    ),
+    "no-fm-ttur-ms": (
+        "1.0.0 recipe with a 1-scale D, no feature matching, one learning rate",
+        ["model.discriminator_kwargs.num_scales=1", "loss.fm_weight=0", "optim.lr_d=2.0e-4"],
+    ),
 }
 
 
@@ -52,20 +65,38 @@ def run(variant: str) -> None:
         cmd.append("--resume")
     subprocess.run(cmd, check=True)
     out = run_dir(variant) / "eval_val.json"
-    subprocess.run([sys.executable, "-m", "cxrassist.cli", "evaluate", "bone", "--manifest", MANIFEST, "--weights",
-                    str(run_dir(variant) / "export" / "cxrassist-bone"), "--json", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cxrassist.cli",
+            "evaluate",
+            "bone",
+            "--manifest",
+            MANIFEST,
+            "--weights",
+            str(run_dir(variant) / "export" / "cxrassist-bone"),
+            "--json",
+            str(out),
+        ],
+        check=True,
+    )
 
 
 def table() -> str:
-    lines = ["| variant | what | soft-tissue PSNR over identity (dB) | suppression ratio | bone SSIM |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| variant | what | soft-tissue PSNR over identity (dB) | suppression ratio | bone SSIM |",
+        "|---|---|---|---|---|",
+    ]
     for variant, (what, _) in VARIANTS.items():
         path = run_dir(variant) / "eval_val.json"
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
-        lines.append(f"| {variant} | {what} | {m['psnr'] - m['identity_psnr']:+.2f} | "
-                     f"{m['bone_suppression_ratio']:.3f} | {m['bone_ssim']:.4f} |")
+        lines.append(
+            f"| {variant} | {what} | {m['psnr'] - m['identity_psnr']:+.2f} | "
+            f"{m['bone_suppression_ratio']:.3f} | {m['bone_ssim']:.4f} |"
+        )
     return "\n".join(lines)
 
 

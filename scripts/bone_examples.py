@@ -60,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     for case in VAL_IDS:
         row = rows[case]
         assert row["split"] == "val", f"{case} is not a val case"
-        cases.append((f"{case} (val)", load_image01(SHARED / "bse_jsrt" / row["image"]),
-                      load_image01(SHARED / "bse_jsrt" / row["bone_suppressed"])))
+        cases.append(
+            (
+                f"{case} (val)",
+                load_image01(SHARED / "bse_jsrt" / row["image"]),
+                load_image01(SHARED / "bse_jsrt" / row["bone_suppressed"]),
+            )
+        )
     from pydicom.data import get_testdata_file
 
     cases.append(("RG1 (CR, unseen)", read_xray(get_testdata_file("RG1_UNCI.dcm")).pixels, None))
@@ -72,13 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         lung = predict_lung_mask(lung_model, lung_card, image)[2]
         window = bone_display_window(bone, lung)
         soft = np.clip(image - bone, 0, 1)
-        row_tiles = [_tile(image, f"{name}\nradiograph"),
-                     _tile(window.apply(bone), f"predicted bone\nwindow {window.low:.3f}-{window.high:.3f}"),
-                     _tile(soft, "predicted soft tissue\nradiograph's range")]
+        row_tiles = [
+            _tile(image, f"{name}\nradiograph"),
+            _tile(window.apply(bone), f"predicted bone\nwindow {window.low:.3f}-{window.high:.3f}"),
+            _tile(soft, "predicted soft tissue\nradiograph's range"),
+        ]
         if reference is not None:
             true_bone = np.clip(image - reference, 0, 1)
-            row_tiles += [_tile(reference, "reference soft tissue\n(BSE-JSRT)"),
-                          _tile(window.apply(true_bone), "reference bone\nsame window")]
+            row_tiles += [
+                _tile(reference, "reference soft tissue\n(BSE-JSRT)"),
+                _tile(window.apply(true_bone), "reference bone\nsame window"),
+            ]
         else:
             row_tiles += [_tile(None, "no reference\n(film outside the sets)"), _tile(None, "")]
         tiles.append(row_tiles)
@@ -86,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     head = 24
     sheet = Image.new("L", (TILE * 5, head + len(tiles) * (TILE + 30)), 0)
     ImageDraw.Draw(sheet).text(
-        (4, 6), f"{bone_card.name} {bone_card.version}: bone window = 1st-99.5th percentile inside the thorax; "
-                "decision support, not a diagnosis", fill=255)
+        (4, 6),
+        f"{bone_card.name} {bone_card.version}: bone window = 1st-99.5th percentile inside the thorax; "
+        "decision support, not a diagnosis",
+        fill=255,
+    )
     for r, row_tiles in enumerate(tiles):
         for c, tile in enumerate(row_tiles):
             sheet.paste(tile, (c * TILE, head + r * (TILE + 30)))

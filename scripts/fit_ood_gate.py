@@ -37,9 +37,15 @@ from cxrassist import ood  # noqa: E402
 
 #: Frontal chest sets of ../shared/data and the manifest column holding the frontal image (bse_jsrt repeats jsrt).
 CHEST_SETS: dict[str, str] = {
-    "montgomery": "image", "shenzhen": "image", "jsrt": "image", "covid19_gb_seg": "image",
-    "nih_cxr14_sample": "image", "covid_radiography": "image", "rsna_lung_opacity": "image",
-    "rsna_normal": "image", "covid_chestxray": "frontal",
+    "montgomery": "image",
+    "shenzhen": "image",
+    "jsrt": "image",
+    "covid19_gb_seg": "image",
+    "nih_cxr14_sample": "image",
+    "covid_radiography": "image",
+    "rsna_lung_opacity": "image",
+    "rsna_normal": "image",
+    "covid_chestxray": "frontal",
 }
 EFFECTIVE_SIZE = 224
 PASS_FRACTION = 0.99
@@ -84,8 +90,10 @@ class Scorer:
 
     def plane_features(self, planes: list[np.ndarray] | np.ndarray) -> list[np.ndarray]:
         """Pooled features of planes [1, S, S] already reduced and letterboxed (:meth:`OodGate.planes`)."""
-        chunks = [self.gate.features(self.model, np.stack(planes[i : i + self.batch]))
-                  for i in range(0, len(planes), self.batch)]
+        chunks = [
+            self.gate.features(self.model, np.stack(planes[i : i + self.batch]))
+            for i in range(0, len(planes), self.batch)
+        ]
         return [np.concatenate([c[i] for c in chunks]) for i in range(len(self.gate.layers))]
 
     def scores(self, images: Iterable[np.ndarray]) -> np.ndarray:
@@ -182,8 +190,25 @@ def natural_photos() -> list[np.ndarray]:
     try:
         import skimage.data as skd
 
-        for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "moon", "page", "text", "brick", "grass",
-                     "gravel", "coins", "horse", "hubble_deep_field", "immunohistochemistry", "retina", "clock"):
+        for name in (
+            "astronaut",
+            "camera",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "moon",
+            "page",
+            "text",
+            "brick",
+            "grass",
+            "gravel",
+            "coins",
+            "horse",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "retina",
+            "clock",
+        ):
             try:
                 img = np.asarray(getattr(skd, name)(), dtype=np.float64)
             except Exception:  # noqa: BLE001 - some need a download
@@ -347,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     size = card_input_size(card)
     t0 = time.time()
 
-    probe = ood.OodGate([ood.LayerStats(n, p, np.zeros(1), np.eye(1)) for n, p in LAYERS], 0.0, EFFECTIVE_SIZE,
-                        size, args.transform)
+    probe = ood.OodGate(
+        [ood.LayerStats(n, p, np.zeros(1), np.eye(1)) for n, p in LAYERS], 0.0, EFFECTIVE_SIZE, size, args.transform
+    )
     scorer = Scorer(model, probe)
     train = chest_files(args.data, "train", args.per_set)
     val = chest_files(args.data, "val", args.val_per_set)
@@ -373,12 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     lat_manifest = args.data / "covid_chestxray" / "manifest.csv"
     if lat_manifest.is_file():
         with open(lat_manifest, newline="", encoding="utf-8") as fh:
-            lat_rows = [(r["patient_id"], args.data / "covid_chestxray" / r["lateral"]) for r in csv.DictReader(fh)
-                        if r.get("lateral")]
+            lat_rows = [
+                (r["patient_id"], args.data / "covid_chestxray" / r["lateral"])
+                for r in csv.DictReader(fh)
+                if r.get("lateral")
+            ]
     lat_imgs = [read_pixels(p) for _, p in lat_rows]
     lat_aug = [[img] + [mild(img, rng) for _ in range(7)] for img in lat_imgs]  # 8 views of each lateral
-    print(f"features of {len(train)} train films, {len(mild_planes)} mild variations, {len(neg_planes)} "
-          f"transformed copies, {len(lat_imgs)} laterals x 8 and {len(val)} val films ...", file=sys.stderr)
+    print(
+        f"features of {len(train)} train films, {len(mild_planes)} mild variations, {len(neg_planes)} "
+        f"transformed copies, {len(lat_imgs)} laterals x 8 and {len(val)} val films ...",
+        file=sys.stderr,
+    )
     f_train = scorer.plane_features(pos_planes)
     f_mild = scorer.plane_features(mild_planes)
     f_neg = scorer.plane_features(neg_planes)
@@ -423,8 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in dict.fromkeys(val_sets):
         idx = [i for i, s in enumerate(val_sets) if s == name]
         per_set[name] = {"n": len(idx), "passed": round(float(np.mean(passed_val[idx])), 4)}
-    print(f"threshold {threshold:.3f}, view {view.threshold:.3f} (C={c}); val pass {np.mean(passed_val):.4f}; "
-          f"held-out halves {held}", file=sys.stderr)
+    print(
+        f"threshold {threshold:.3f}, view {view.threshold:.3f} (C={c}); val pass {np.mean(passed_val):.4f}; "
+        f"held-out halves {held}",
+        file=sys.stderr,
+    )
 
     # ---- rejection table
     rng = random.Random(0)
@@ -433,11 +468,17 @@ def main(argv: list[str] | None = None) -> int:
     def add_row(what: str, images: list[np.ndarray], verdicts: list[ood.OodResult], target: str) -> None:
         refused = [not v.passed for v in verdicts]
         whole = [whole_path_refuses(img, r) for img, r in zip(images, refused, strict=True)]
-        rows.append({"input": what, "n": len(images), "gate_refused": round(float(np.mean(refused)), 4),
-                     "refused": round(float(np.mean(whole)), 4),
-                     "median_score": round(float(np.median([v.score for v in verdicts])), 2),
-                     "median_view": round(float(np.median([v.view_score for v in verdicts])), 3),
-                     "target": target})
+        rows.append(
+            {
+                "input": what,
+                "n": len(images),
+                "gate_refused": round(float(np.mean(refused)), 4),
+                "refused": round(float(np.mean(whole)), 4),
+                "median_score": round(float(np.median([v.score for v in verdicts])), 2),
+                "median_view": round(float(np.median([v.view_score for v in verdicts])), 3),
+                "target": target,
+            }
+        )
 
     def add_arrays(what: str, images: list[np.ndarray], target: str = "refuse") -> None:
         if images:
@@ -449,12 +490,17 @@ def main(argv: list[str] | None = None) -> int:
             return
         pix = [px for px in (any_pixels(p) for p in paths) if px is not None]
         verdicts = gate.verdicts(scorer.features(pix)) if pix else []
-        rows.append({"input": what, "n": len(results),
-                     "gate_refused": round(float(np.mean([r[0] for r in results])), 4),
-                     "refused": round(float(np.mean([r[1] for r in results])), 4),
-                     "median_score": round(float(np.median([v.score for v in verdicts])), 2) if verdicts else None,
-                     "median_view": round(float(np.median([v.view_score for v in verdicts])), 3) if verdicts else None,
-                     "target": "refuse"})
+        rows.append(
+            {
+                "input": what,
+                "n": len(results),
+                "gate_refused": round(float(np.mean([r[0] for r in results])), 4),
+                "refused": round(float(np.mean([r[1] for r in results])), 4),
+                "median_score": round(float(np.median([v.score for v in verdicts])), 2) if verdicts else None,
+                "median_view": round(float(np.median([v.view_score for v in verdicts])), 3) if verdicts else None,
+                "target": "refuse",
+            }
+        )
 
     rg3, others = pydicom_test_images()
     add_files("RG3 (tibia CR, pydicom-data)", rg3)
@@ -478,8 +524,12 @@ def main(argv: list[str] | None = None) -> int:
             if idx:
                 for j, v in zip(idx, gate_k.verdicts([np.stack([f_lat[j][0] for j in idx])]), strict=True):
                     verdicts[j] = v
-        add_row("lateral views fed as frontal (covid_chestxray; view head fitted without the patient)", lat_imgs,
-                [v for v in verdicts if v is not None], "refuse")
+        add_row(
+            "lateral views fed as frontal (covid_chestxray; view head fitted without the patient)",
+            lat_imgs,
+            [v for v in verdicts if v is not None],
+            "refuse",
+        )
     add_arrays("val films cropped to 40 % of the side", [crop(img, 0.4, rng) for img in sample])
     add_arrays("val films cropped to 60 % of the side", [crop(img, 0.6, rng) for img in sample])
     add_arrays("val films rotated 90 degrees", [rotate(img, 90) for img in sample])
@@ -487,44 +537,67 @@ def main(argv: list[str] | None = None) -> int:
     add_arrays("val films rotated 30 degrees", [rotate(img, 30) for img in sample])
     add_arrays("val films rotated 45 degrees", [rotate(img, -45) for img in sample])
     add_arrays("val films rotated 15 degrees (borderline; no target)", [rotate(img, 15) for img in sample], "none")
-    add_arrays("val films, mild changes (<= 10 degrees, >= 85 % crop, mirrored; must pass)",
-               [mild(img, rng) for img in sample], "pass")
+    add_arrays(
+        "val films, mild changes (<= 10 degrees, >= 85 % crop, mirrored; must pass)",
+        [mild(img, rng) for img in sample],
+        "pass",
+    )
     rg1 = list(pydicom_chest_films())
     add_arrays("real DICOM chest film (RG1, pydicom-data; must pass)", [read_pixels(p) for p in rg1], "pass")
-    rows.append({"input": "val chest films (thresholds set here)", "n": int(d_val.size),
-                 "gate_refused": round(float(np.mean(~passed_val)), 4), "refused": None,
-                 "median_score": round(float(np.median(d_val)), 2), "median_view": round(float(np.median(v_val)), 3),
-                 "target": "pass"})
+    rows.append(
+        {
+            "input": "val chest films (thresholds set here)",
+            "n": int(d_val.size),
+            "gate_refused": round(float(np.mean(~passed_val)), 4),
+            "refused": None,
+            "median_score": round(float(np.median(d_val)), 2),
+            "median_view": round(float(np.median(v_val)), 3),
+            "target": "pass",
+        }
+    )
 
     gate_card = {
         "name": "cxrassist-ood",
         "version": "1.1.0",
         "method": "largest over layers (" + ", ".join(f"{n} pooled {p}" for n, p in LAYERS) + ") of the "
-                  "Mahalanobis distance / sqrt(D) of the triage network's pooled features (signed square root) to "
-                  "the train films' mean under their Ledoit-Wolf covariance, divided by its median on the val films; "
-                  "plus a view head (logistic regression on the same features) against lateral, rotated, "
-                  "upside-down, cropped and inverted films",
+        "Mahalanobis distance / sqrt(D) of the triage network's pooled features (signed square root) to "
+        "the train films' mean under their Ledoit-Wolf covariance, divided by its median on the val films; "
+        "plus a view head (logistic regression on the same features) against lateral, rotated, "
+        "upside-down, cropped and inverted films",
         "shrinkage": shrinkage,
         "transform": args.transform,
         "effective_size": EFFECTIVE_SIZE,
         "input_size": size,
         "threshold": threshold,
         "threshold_rule": f"view head: lets 99.5 % of the val chest films through; distance: the smallest under "
-                          f"which >= {PASS_FRACTION:.0%} of the val chest films pass both",
-        "view": {"C": c, "fitted_on": {"positives": {"train films": len(f_train[0]), "mild variations": len(f_mild[0])},
-                                       "negatives": {**{k: neg_kinds.count(k) for k in dict.fromkeys(neg_kinds)},
-                                                     "lateral views x 8 (covid_chestxray, all splits)": len(lat_imgs)}},
-                 "C_rule": "best 3-fold cross-validated log-loss on the train features"},
+        f"which >= {PASS_FRACTION:.0%} of the val chest films pass both",
+        "view": {
+            "C": c,
+            "fitted_on": {
+                "positives": {"train films": len(f_train[0]), "mild variations": len(f_mild[0])},
+                "negatives": {
+                    **{k: neg_kinds.count(k) for k in dict.fromkeys(neg_kinds)},
+                    "lateral views x 8 (covid_chestxray, all splits)": len(lat_imgs),
+                },
+            },
+            "C_rule": "best 3-fold cross-validated log-loss on the train features",
+        },
         "triage": {"name": str(card.name), "version": str(card.version), "sha256": card.sha256},
-        "training": {"data": {name: sum(1 for s, _ in train if s == name) for name in CHEST_SETS},
-                     "split": "train", "per_set_max": args.per_set,
-                     "command": "python scripts/fit_ood_gate.py"
-                                + (f" --weights {args.weights}" if args.weights else "")},
-        "validation": {"split": "val", "n": int(d_val.size), "passed": round(float(np.mean(passed_val)), 4),
-                       "held_out_passed": round(float(np.mean(held)), 4),
-                       "held_out_rule": "thresholds chosen on one half of the val films (by patient hash), pass rate "
-                                        "on the other half, mean of the two",
-                       "per_set": per_set},
+        "training": {
+            "data": {name: sum(1 for s, _ in train if s == name) for name in CHEST_SETS},
+            "split": "train",
+            "per_set_max": args.per_set,
+            "command": "python scripts/fit_ood_gate.py" + (f" --weights {args.weights}" if args.weights else ""),
+        },
+        "validation": {
+            "split": "val",
+            "n": int(d_val.size),
+            "passed": round(float(np.mean(passed_val)), 4),
+            "held_out_passed": round(float(np.mean(held)), 4),
+            "held_out_rule": "thresholds chosen on one half of the val films (by patient hash), pass rate "
+            "on the other half, mean of the two",
+            "per_set": per_set,
+        },
         "rejection": rows,
         "date": time.strftime("%Y-%m-%d"),
         "seconds": round(time.time() - t0, 1),
@@ -539,11 +612,16 @@ def main(argv: list[str] | None = None) -> int:
 def table_md(rows: list[dict[str, Any]]) -> str:
     pct: Callable[[Any], str] = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     num: Callable[[Any], str] = lambda v: "—" if v is None else str(v)  # noqa: E731
-    lines = ["| input | n | should be | refused by the gate | refused overall (reader + checks + gate) | "
-             "median distance | median view p |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| input | n | should be | refused by the gate | refused overall (reader + checks + gate) | "
+        "median distance | median view p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['input']} | {r['n']} | {r.get('target', 'refuse')} | {pct(r['gate_refused'])} | "
-                     f"{pct(r['refused'])} | {num(r['median_score'])} | {num(r.get('median_view'))} |")
+        lines.append(
+            f"| {r['input']} | {r['n']} | {r.get('target', 'refuse')} | {pct(r['gate_refused'])} | "
+            f"{pct(r['refused'])} | {num(r['median_score'])} | {num(r.get('median_view'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -568,35 +646,35 @@ def model_card_md(card: dict[str, Any]) -> str:
         fitted = view["fitted_on"]
         negs = ", ".join(f"{k} {n}" for k, n in fitted["negatives"].items())
         view_text = f"""
-**View head.** A logistic regression (C = {view['C']}, {view['C_rule']}) on the same features gives the
-probability that the film is not a whole, upright frontal chest film; over **{view['threshold']:.3f}** the study is
-refused. Fitted on {fitted['positives']['train films']} train films and {fitted['positives']['mild variations']} mild
+**View head.** A logistic regression (C = {view["C"]}, {view["C_rule"]}) on the same features gives the
+probability that the film is not a whole, upright frontal chest film; over **{view["threshold"]:.3f}** the study is
+refused. Fitted on {fitted["positives"]["train films"]} train films and {fitted["positives"]["mild variations"]} mild
 variations of them (rotated <= 10 degrees, collimated to >= 85 %, mirrored) against {negs}.
 """
-    return f"""# {card['name']} {card['version']} — out-of-distribution gate
+    return f"""# {card["name"]} {card["version"]} — out-of-distribution gate
 
-**What it is.** {card['method']}; films reduced to a long side of {card['effective_size']} px, letterboxed to
-{card['input_size']} px like the triage input. Distance ~1 for a typical training film; over the threshold
-**{card['threshold']:.3f}** a study is refused (`cxr analyze --force` analyses it anyway and marks the report).
+**What it is.** {card["method"]}; films reduced to a long side of {card["effective_size"]} px, letterboxed to
+{card["input_size"]} px like the triage input. Distance ~1 for a typical training film; over the threshold
+**{card["threshold"]:.3f}** a study is refused (`cxr analyze --force` analyses it anyway and marks the report).
 {view_text}
-**Bound to** triage `{card['triage']['name']}` {card['triage']['version']}, weights sha256
-`{card['triage']['sha256']}`. The pipeline refuses this gate with any other triage weights; refit with
-`{card['training']['command']}`.
+**Bound to** triage `{card["triage"]["name"]}` {card["triage"]["version"]}, weights sha256
+`{card["triage"]["sha256"]}`. The pipeline refuses this gate with any other triage weights; refit with
+`{card["training"]["command"]}`.
 
 **Fitted on** the `train` split of the chest sets of `../shared/data` ({train}; at most
-{card['training']['per_set_max']} per set).
+{card["training"]["per_set_max"]} per set).
 
-**Threshold rule:** {card['threshold_rule']}. Val pass rate {100 * v['passed']:.1f} % of {v['n']} films
-({per_set}). Held out: {100 * v.get('held_out_passed', v['passed']):.1f} % ({v.get('held_out_rule', 'not measured')}).
+**Threshold rule:** {card["threshold_rule"]}. Val pass rate {100 * v["passed"]:.1f} % of {v["n"]} films
+({per_set}). Held out: {100 * v.get("held_out_passed", v["passed"]):.1f} % ({v.get("held_out_rule", "not measured")}).
 
-**Measured rejection** (`scripts/fit_ood_gate.py`, {card['date']}; the transformed films are val films, never seen
+**Measured rejection** (`scripts/fit_ood_gate.py`, {card["date"]}; the transformed films are val films, never seen
 in fitting; each lateral is scored by a view head fitted without that patient's laterals):
 
-{table_md(card['rejection'])}
+{table_md(card["rejection"])}
 
 "Refused overall" is what a user sees: the reader's refusals (modality, colour, size...), the pixel and chest
 checks (these arrays carry no metadata, so the image statistics decide), then this gate.
-Stats file sha256 `{card['sha256']}`.
+Stats file sha256 `{card["sha256"]}`.
 {DATA_TERMS}"""
 
 

@@ -43,8 +43,10 @@ def _describe_extra(pipeline: object, path: Path) -> list[str]:
     res = pipeline.analyze(read_xray(path), force=True)  # type: ignore[attr-defined]
     h, w = res.lung_mask.shape
     rows, cols = np.nonzero(res.lung_mask)
-    lines = [f"{path.name}: {h}x{w} px, lung field rows {rows.min()}-{rows.max()}, cols {cols.min()}-{cols.max()}; "
-             f"positive: {', '.join(f.code for f in res.findings if f.positive) or 'none'}"]
+    lines = [
+        f"{path.name}: {h}x{w} px, lung field rows {rows.min()}-{rows.max()}, cols {cols.min()}-{cols.max()}; "
+        f"positive: {', '.join(f.code for f in res.findings if f.positive) or 'none'}"
+    ]
     for f in res.findings:
         if f.code not in LUNG_CODES:
             continue
@@ -52,9 +54,11 @@ def _describe_extra(pipeline: object, path: Path) -> list[str]:
         r, c = map_peak(cam, res.cam_record)
         side = "image left (patient's right)" if c < w / 2 else "image right (patient's left)"
         level = "upper" if r < h / 3 else "middle" if r < 2 * h / 3 else "lower"
-        lines.append(f"  {f.code} p={f.probability:.3f} thr={f.threshold:.3f} {'POS' if f.positive else 'neg'}  "
-                     f"peak (row {r:.0f}, col {c:.0f}) = ({r / h:.2f}, {c / w:.2f}) of the film: {level} third, "
-                     f"{side}; in lung (dilated): {near_mask(res.lung_mask, r, c)}; empty map: {cam.max() <= 0}")
+        lines.append(
+            f"  {f.code} p={f.probability:.3f} thr={f.threshold:.3f} {'POS' if f.positive else 'neg'}  "
+            f"peak (row {r:.0f}, col {c:.0f}) = ({r / h:.2f}, {c / w:.2f}) of the film: {level} third, "
+            f"{side}; in lung (dilated): {near_mask(res.lung_mask, r, c)}; empty map: {cam.max() <= 0}"
+        )
     return lines
 
 
@@ -94,11 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models: {models}; split {args.split}; lung mask dilated by {args.dilate:g} x sqrt(area)")
     print(format_table(result["summary"]))
     per_code = result["summary"]["all"]["lung_calls_per_code"]
-    print("in-lung share per finding ('all'): " + ", ".join(
-        f"{code} {v['in_lung']:.2f} (n={v['calls']})" for code, v in per_code.items()))
-    print("in lung: peak of a positive lung-finding call (AT CO ED PN PX LL AO) inside the dilated lung mask; out: "
-          "median distance of the others to the mask (share of the film's long side); pointing: peak inside a box of "
-          "that finding, called or not (nih_boxes: train films, pointing only; 'all' = the val films + the boxes)")
+    print(
+        "in-lung share per finding ('all'): "
+        + ", ".join(f"{code} {v['in_lung']:.2f} (n={v['calls']})" for code, v in per_code.items())
+    )
+    print(
+        "in lung: peak of a positive lung-finding call (AT CO ED PN PX LL AO) inside the dilated lung mask; out: "
+        "median distance of the others to the mask (share of the film's long side); pointing: peak inside a box of "
+        "that finding, called or not (nih_boxes: train films, pointing only; 'all' = the val films + the boxes)"
+    )
     if result["refused"]:
         print(f"refused by the chest check (not forced): {len(result['refused'])}")
     extra = args.extra

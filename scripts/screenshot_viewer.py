@@ -22,8 +22,14 @@ import httpx
 from playwright.sync_api import sync_playwright
 from pydicom.data import get_testdata_file
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -52,8 +58,9 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
-        server = subprocess.Popen([sys.executable, "-m", "cxrassist.cli", "serve", "--port", str(port),
-                                   "--data-dir", data_dir])
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cxrassist.cli", "serve", "--port", str(port), "--data-dir", data_dir]
+        )
         try:
             for _ in range(240):
                 try:
@@ -64,8 +71,9 @@ def main() -> None:
             ids = []
             for path in films(args.shared):
                 with open(path, "rb") as fh:
-                    ids.append(httpx.post(f"{url}/api/studies", files={"files": (path.name, fh)}, timeout=60)
-                               .json()["id"])
+                    ids.append(
+                        httpx.post(f"{url}/api/studies", files={"files": (path.name, fh)}, timeout=60).json()["id"]
+                    )
             for sid in ids:
                 for _ in range(600):
                     if httpx.get(f"{url}/api/studies/{sid}").json()["status"] in ("done", "failed", "refused"):

@@ -37,75 +37,101 @@ SHIPPED = REPO / "src" / "cxrassist" / "weights" / "shipped"
 
 ROLES: dict[str, dict[str, Any]] = {
     "lung": {
-        "dir": "lungseg", "task": "segmentation", "name": "cxrassist-lungseg",
+        "dir": "lungseg",
+        "task": "segmentation",
+        "name": "cxrassist-lungseg",
         "eval": ["montgomery", "shenzhen", "jsrt", "covid19_gb_seg"],
         "terms": "Trained on Montgomery and Shenzhen (NLM, research; the Shenzhen lung masks are CC BY-NC-SA 4.0), "
-                 "JSRT/SCR (research and education; commercial use needs JSRT's permission) and covid19_gb_seg "
-                 "(CC BY 4.0 masks; per-image licences, many CC BY-NC-SA). Treat the weights as research-use only.",
+        "JSRT/SCR (research and education; commercial use needs JSRT's permission) and covid19_gb_seg "
+        "(CC BY 4.0 masks; per-image licences, many CC BY-NC-SA). Treat the weights as research-use only.",
         "limits": "Trained on ~740 adult frontal films (TB screening, JSRT nodules, COVID-19). Montgomery and Shenzhen "
-                  "were stored squashed to 512x512 and JSRT at 224 px, so outlines are learned at low resolution. "
-                  "The covid19_gb_seg outlines follow another convention: they run across the heart shadow to the "
-                  "mediastinum (the lung behind the heart is included), where the other three sets stop at the heart "
-                  "border; that set is repeated 4x in training so the model learns it on such films, and the mask "
-                  "it draws over the heart varies with the film's look. Not validated on children, on "
-                  "portable AP films with devices, or on lateral views (the pipeline runs it on the frontal only).",
+        "were stored squashed to 512x512 and JSRT at 224 px, so outlines are learned at low resolution. "
+        "The covid19_gb_seg outlines follow another convention: they run across the heart shadow to the "
+        "mediastinum (the lung behind the heart is included), where the other three sets stop at the heart "
+        "border; that set is repeated 4x in training so the model learns it on such films, and the mask "
+        "it draws over the heart varies with the film's look. Not validated on children, on "
+        "portable AP films with devices, or on lateral views (the pipeline runs it on the frontal only).",
     },
     "bone": {
-        "dir": "bone", "task": "bone", "name": "cxrassist-bone",
+        "dir": "bone",
+        "task": "bone",
+        "name": "cxrassist-bone",
         "eval": ["bse_jsrt"],
         # 2.0.0 continues the 1.0.0 generator: its config is kept and rerun first
         "init_from": "runs/shipped-bone-1.0.0/export/bone-gan-compact",
         "stage_before": "cxr train bone --config configs/shipped/bone-1.0.0.yaml --threads 2",
         "terms": "Trained on BSE-JSRT pairs of JSRT films (JSRT: research and education, commercial use needs "
-                 "JSRT's permission; the BSE-JSRT copy is listed CC0 by its uploader). Treat the weights as "
-                 "research-use only.",
+        "JSRT's permission; the BSE-JSRT copy is listed CC0 by its uploader). Treat the weights as "
+        "research-use only.",
         "limits": "Trained on 109 BSE-JSRT pairs (one scanner type, digitised film, PA, adults); the target is the "
-                  "difference between a radiograph and its software bone-suppressed version, i.e. it learns that "
-                  "software's notion of bone: ribs and clavicles, not the spine (which stays in its soft-tissue "
-                  "image). Expect weaker suppression on CR/DR films, AP films and children. 2.0.0 is 1.0.0 (a GAN: "
-                  "spectral norm, self-attention, TTUR, 2-scale discriminator with feature matching) trained on "
-                  "with the generator alone, L1 and gradient-L1 losses weighted 10x and stronger augmentation; the "
-                  "ablation behind that choice is in README.md (scripts/bone_ablation.py).",
+        "difference between a radiograph and its software bone-suppressed version, i.e. it learns that "
+        "software's notion of bone: ribs and clavicles, not the spine (which stays in its soft-tissue "
+        "image). Expect weaker suppression on CR/DR films, AP films and children. 2.0.0 is 1.0.0 (a GAN: "
+        "spectral norm, self-attention, TTUR, 2-scale discriminator with feature matching) trained on "
+        "with the generator alone, L1 and gradient-L1 losses weighted 10x and stronger augmentation; the "
+        "ablation behind that choice is in README.md (scripts/bone_ablation.py).",
     },
     "triage": {
-        "dir": "triage", "task": "triage", "name": "cxrassist-triage",
-        "eval": ["nih_cxr14_sample", "rsna_normal", "rsna_lung_opacity", "montgomery", "shenzhen", "jsrt",
-                 "covid19_gb_seg", "covid_chestxray", "covid_radiography"],
+        "dir": "triage",
+        "task": "triage",
+        "name": "cxrassist-triage",
+        "eval": [
+            "nih_cxr14_sample",
+            "rsna_normal",
+            "rsna_lung_opacity",
+            "montgomery",
+            "shenzhen",
+            "jsrt",
+            "covid19_gb_seg",
+            "covid_chestxray",
+            "covid_radiography",
+        ],
         "limits": "Normal vs abnormal learned from every labelled film of ../shared/data except covid_radiography "
-                  "(left out of training for its site-shortcut risk; scored here as a source the model never saw): "
-                  "RSNA radiologist-normal NIH films, RSNA abnormal NIH films, the NIH sample, TB (Shenzhen, "
-                  "Montgomery), JSRT nodules, COVID-19 pneumonia. Every film passes through 224 px first "
-                  "(input.effective_size), so 224-px and 512-px sources carry the same detail. The figure to judge it "
-                  "by is the NIH-source AUROC (one source: no set-telling can lift it); the threshold (sensitivity "
-                  "0.95) and the calibration were chosen on NIH-source val films by 2-fold patient-wise "
-                  "cross-fitting, so its reported sensitivity/specificity come from points that never saw the film. "
-                  "RSNA abnormal films are 80 % AP (portable) while the normals are mostly PA: part of the NIH-source "
-                  "figure may be view. NIH labels are text-mined (noisy). Trained from scratch (no ImageNet weights "
-                  "could be had), warm-started from triage 1.2.0; score = mean logit over three centred zooms.",
+        "(left out of training for its site-shortcut risk; scored here as a source the model never saw): "
+        "RSNA radiologist-normal NIH films, RSNA abnormal NIH films, the NIH sample, TB (Shenzhen, "
+        "Montgomery), JSRT nodules, COVID-19 pneumonia. Every film passes through 224 px first "
+        "(input.effective_size), so 224-px and 512-px sources carry the same detail. The figure to judge it "
+        "by is the NIH-source AUROC (one source: no set-telling can lift it); the threshold (sensitivity "
+        "0.95) and the calibration were chosen on NIH-source val films by 2-fold patient-wise "
+        "cross-fitting, so its reported sensitivity/specificity come from points that never saw the film. "
+        "RSNA abnormal films are 80 % AP (portable) while the normals are mostly PA: part of the NIH-source "
+        "figure may be view. NIH labels are text-mined (noisy). Trained from scratch (no ImageNet weights "
+        "could be had), warm-started from triage 1.2.0; score = mean logit over three centred zooms.",
         "terms": "Trained on data with non-commercial or research-only terms (RSNA challenge data: non-commercial "
-                 "research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education, commercial use needs JSRT's "
-                 "permission; COVID-19 image collection: per-image licences, many CC BY-NC-SA). Treat the weights as "
-                 "research-use only; commercial use needs a licence check of every source.",
+        "research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education, commercial use needs JSRT's "
+        "permission; COVID-19 image collection: per-image licences, many CC BY-NC-SA). Treat the weights as "
+        "research-use only; commercial use needs a licence check of every source.",
     },
     "classifier": {
-        "dir": "classifier", "task": "classifier", "name": "cxrassist-findings",
-        "eval": ["nih_cxr14_sample", "rsna_normal", "rsna_lung_opacity", "montgomery", "shenzhen", "jsrt",
-                 "covid19_gb_seg", "covid_chestxray", "covid_radiography"],
+        "dir": "classifier",
+        "task": "classifier",
+        "name": "cxrassist-findings",
+        "eval": [
+            "nih_cxr14_sample",
+            "rsna_normal",
+            "rsna_lung_opacity",
+            "montgomery",
+            "shenzhen",
+            "jsrt",
+            "covid19_gb_seg",
+            "covid_chestxray",
+            "covid_radiography",
+        ],
         "limits": "13 CheXpert findings learned from partial labels (an unknown label is masked out of the loss): "
-                  "the NIH ChestX-ray14 sample (449 films, text-mined labels, distilled from a CheXNet reproduction "
-                  "with weight 0.5 on its 8 mappable findings), RSNA radiologist-normal NIH films as negatives for "
-                  "the 12 non-device findings, RSNA abnormal films for Lung Opacity, TB -> Lung Opacity, JSRT "
-                  "nodules -> Lung Lesion, COVID-19 -> Pneumonia/Lung Opacity. Channels: radiograph + lung-segmented "
-                  "(the bone channel was dropped: the bone model sees 512-px detail that 224-px sources lack, a "
-                  "resolution shortcut, and it added nothing in the earlier ablation). A finding is called positive "
-                  "only when validated (>= 10 NIH-source positives and AUROC CI lower bound >= 0.65 on NIH-source "
-                  "val); thresholds at specificity 0.90 and calibration chosen on NIH-source val by 2-fold "
-                  "patient-wise cross-fitting. Enlarged Cardiomediastinum, Fracture and Support Devices have no "
-                  "labelled data at all.",
+        "the NIH ChestX-ray14 sample (449 films, text-mined labels, distilled from a CheXNet reproduction "
+        "with weight 0.5 on its 8 mappable findings), RSNA radiologist-normal NIH films as negatives for "
+        "the 12 non-device findings, RSNA abnormal films for Lung Opacity, TB -> Lung Opacity, JSRT "
+        "nodules -> Lung Lesion, COVID-19 -> Pneumonia/Lung Opacity. Channels: radiograph + lung-segmented "
+        "(the bone channel was dropped: the bone model sees 512-px detail that 224-px sources lack, a "
+        "resolution shortcut, and it added nothing in the earlier ablation). A finding is called positive "
+        "only when validated (>= 10 NIH-source positives and AUROC CI lower bound >= 0.65 on NIH-source "
+        "val); thresholds at specificity 0.90 and calibration chosen on NIH-source val by 2-fold "
+        "patient-wise cross-fitting. Enlarged Cardiomediastinum, Fracture and Support Devices have no "
+        "labelled data at all.",
         "terms": "Trained on data with non-commercial or research-only terms (RSNA challenge data: non-commercial "
-                 "research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education; COVID-19 image collection: "
-                 "per-image licences, many CC BY-NC-SA); distilled from a BSD-3-Clause CheXNet reproduction's "
-                 "published probabilities. Treat the weights as research-use only.",
+        "research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education; COVID-19 image collection: "
+        "per-image licences, many CC BY-NC-SA); distilled from a BSD-3-Clause CheXNet reproduction's "
+        "published probabilities. Treat the weights as research-use only.",
     },
 }
 TEACHER = SHARED / "nih_cxr14_sample" / "teacher_chexnet_preds.csv"
@@ -144,8 +170,10 @@ def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     command = f"cxr train {cfg['task']} --config configs/shipped/{role}.yaml --threads 2"
     if cfg["model"].get("init_from") and ROLES[role].get("stage_before"):
         command = f"{ROLES[role]['stage_before']} && {command}"
-    header = (f"# Reproduces src/cxrassist/weights/shipped/{ROLES[role]['dir']} (written by scripts/ship_weights.py)\n"
-              f"# {command}\n")
+    header = (
+        f"# Reproduces src/cxrassist/weights/shipped/{ROLES[role]['dir']} (written by scripts/ship_weights.py)\n"
+        f"# {command}\n"
+    )
     out.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
     return out, command
 
@@ -179,8 +207,15 @@ def evaluate_all(role: str, weights: Path) -> dict[str, Any]:
     manifests = [shared_manifest(d) for d in spec["eval"]]
     # one pass over every val film: per-source figures, cross-fitted operating points and calibration written into
     # the card (the same call and rule as `cxr evaluate --write-thresholds operating`)
-    res = evaluate(spec["task"], manifests, weights=str(weights), write_thresholds="operating", bootstrap=1000,
-                   roc_dir=weights / "roc", teacher=str(TEACHER) if spec["task"] == "classifier" else None)
+    res = evaluate(
+        spec["task"],
+        manifests,
+        weights=str(weights),
+        write_thresholds="operating",
+        bootstrap=1000,
+        roc_dir=weights / "roc",
+        teacher=str(TEACHER) if spec["task"] == "classifier" else None,
+    )
     print(res["_table"])
     metrics: dict[str, Any] = {"val": {k: v for k, v in res.items() if not k.startswith("_") and k != "weights"}}
     if spec["task"] == "triage":  # the plain view beside the zoom average, so the card shows what the zooms add
@@ -215,8 +250,10 @@ def before_after(target: Path) -> Path:
     panel = Image.new("L", (side * len(tiles), side + 18), 0)
     draw = ImageDraw.Draw(panel)
     for i, (tile, title) in enumerate(zip(tiles, titles, strict=True)):
-        panel.paste(Image.fromarray((tile * 255).astype(np.uint8)).resize((side, side), Image.Resampling.LANCZOS),
-                    (i * side, 18))
+        panel.paste(
+            Image.fromarray((tile * 255).astype(np.uint8)).resize((side, side), Image.Resampling.LANCZOS),
+            (i * side, 18),
+        )
         draw.text((i * side + 4, 3), title, fill=255)
     out = target / "before_after.png"
     panel.save(out, optimize=True)
@@ -243,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
 
     target = SHIPPED / spec["dir"]
     card.name, card.version, card.status, card.date = spec["name"], args.version, "trained", today()
-    card.training = {**card.training, "command": command, "config_file": str(config_path.relative_to(REPO)),
-                     "best_step": step}
+    card.training = {
+        **card.training,
+        "command": command,
+        "config_file": str(config_path.relative_to(REPO)),
+        "best_step": step,
+    }
     cfg = card.training.get("config") or {}
     if cfg.get("data", {}).get("lung_weights"):
         cfg["data"]["lung_weights"], cfg["data"]["bone_weights"] = "lungseg", "bone"
@@ -269,9 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         card.validated = dict.fromkeys(card.labels, True)
     if spec.get("terms"):
         card.extra["data_terms"] = spec["terms"]
-    card.notes = (f"Limits: {spec['limits']} fp16 storage: largest output difference vs fp32 on a real film "
-                  f"{diff:.2e}. Measured on the split=val cases of ../shared/data (public sets, resized); the "
-                  "held-back test split of those sets was not used.")
+    card.notes = (
+        f"Limits: {spec['limits']} fp16 storage: largest output difference vs fp32 on a real film "
+        f"{diff:.2e}. Measured on the split=val cases of ../shared/data (public sets, resized); the "
+        "held-back test split of those sets was not used."
+    )
     card.write(target / "card.json")
     markdown = render_markdown(card)
     if spec["task"] == "bone":
@@ -291,18 +334,25 @@ def key_figures(d: dict[str, Any]) -> str:
     if v.get("task") == "triage":
         e = v["per_label"]["abnormal"]
         n, op = e["validation"], d.get("operating_points", {}).get(d["labels"][0], {})
-        others = ", ".join(f"{k} {_f(x)}" for k, x in v["auroc_by_source"].items()
-                           if k != "nih_source" and isinstance(x, float) and x == x)
-        return (f"NIH-source AUROC {_f(n['auroc'])} (95% CI {_f(n['ci95'][0])}-{_f(n['ci95'][1])}, {n['n_pos']} "
-                f"abnormal of {n['n']}); at sensitivity {_f(op.get('sensitivity'))} (cross-fitted) specificity "
-                f"{_f(op.get('specificity'))}; other sources: {others}")
+        others = ", ".join(
+            f"{k} {_f(x)}"
+            for k, x in v["auroc_by_source"].items()
+            if k != "nih_source" and isinstance(x, float) and x == x
+        )
+        return (
+            f"NIH-source AUROC {_f(n['auroc'])} (95% CI {_f(n['ci95'][0])}-{_f(n['ci95'][1])}, {n['n_pos']} "
+            f"abnormal of {n['n']}); at sensitivity {_f(op.get('sensitivity'))} (cross-fitted) specificity "
+            f"{_f(op.get('specificity'))}; other sources: {others}"
+        )
     if v.get("task") == "classifier":
         ref = v.get("reference") or {}
         validated = [k for k, x in d["validated"].items() if x]
-        return (f"NIH-source mean AUROC (findings with >= 10 positives) {_f(v['mean_auroc_validation'])}; on "
-                f"nih_cxr14_sample val over {', '.join(ref.get('findings', []))}: model "
-                f"{_f(ref.get('model_mean_auroc'))}"
-                f", CheXNet reference {_f(ref.get('teacher_mean_auroc'))}; validated: {', '.join(validated) or 'none'}")
+        return (
+            f"NIH-source mean AUROC (findings with >= 10 positives) {_f(v['mean_auroc_validation'])}; on "
+            f"nih_cxr14_sample val over {', '.join(ref.get('findings', []))}: model "
+            f"{_f(ref.get('model_mean_auroc'))}"
+            f", CheXNet reference {_f(ref.get('teacher_mean_auroc'))}; validated: {', '.join(validated) or 'none'}"
+        )
     if "dice" in next(iter(v.values()), {}):
         return "; ".join(f"{ds} Dice {r['dice']:.3f}" for ds, r in v.items())
     ci = v.get("ci95") or {}
@@ -311,11 +361,13 @@ def key_figures(d: dict[str, Any]) -> str:
         c = ci.get(key)
         return f" (95% CI {c[0]:.{nd}f}-{c[1]:.{nd}f})" if c else ""
 
-    return (f"bone-suppressed PSNR {v['psnr']:.2f} dB (identity {v['identity_psnr']:.2f}, gain "
-            f"{v['psnr'] - v['identity_psnr']:+.2f} dB{interval('psnr_gain', 2)}), SSIM {v['ssim']:.4f}; "
-            f"bone image PSNR {v['bone_psnr']:.2f} dB, SSIM {v['bone_ssim']:.4f}{interval('bone_ssim', 4)}; "
-            f"suppression ratio {v['bone_suppression_ratio']:.3f}{interval('bone_suppression_ratio', 3)} "
-            f"({v['n_cases']} val pairs)")
+    return (
+        f"bone-suppressed PSNR {v['psnr']:.2f} dB (identity {v['identity_psnr']:.2f}, gain "
+        f"{v['psnr'] - v['identity_psnr']:+.2f} dB{interval('psnr_gain', 2)}), SSIM {v['ssim']:.4f}; "
+        f"bone image PSNR {v['bone_psnr']:.2f} dB, SSIM {v['bone_ssim']:.4f}{interval('bone_ssim', 4)}; "
+        f"suppression ratio {v['bone_suppression_ratio']:.3f}{interval('bone_suppression_ratio', 3)} "
+        f"({v['n_cases']} val pairs)"
+    )
 
 
 def _per_label_table(d: dict[str, Any]) -> list[str]:
@@ -324,12 +376,17 @@ def _per_label_table(d: dict[str, Any]) -> list[str]:
     if not per:
         return []
     sources = [s for s in v.get("n_by_source", {}) if s != "nih_source"]
-    lines = ["## Per label, per source (split=val)", "",
-             "NIH-source = " + ", ".join(sorted(s for s in sources if s.startswith(("nih", "rsna")))) + ". "
-             "Sensitivity/specificity: cross-fitted on NIH-source films (each film judged by an operating point "
-             "fitted without it). Teacher: a CheXNet reproduction on the same nih_cxr14_sample val films.", "",
-             "| label | NIH-source AUROC (95% CI) | pos/n | threshold | sens | spec | ECE raw → cal | teacher / model "
-             "on nih_cxr14_sample | validated | AUROC per source |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Per label, per source (split=val)",
+        "",
+        "NIH-source = " + ", ".join(sorted(s for s in sources if s.startswith(("nih", "rsna")))) + ". "
+        "Sensitivity/specificity: cross-fitted on NIH-source films (each film judged by an operating point "
+        "fitted without it). Teacher: a CheXNet reproduction on the same nih_cxr14_sample val films.",
+        "",
+        "| label | NIH-source AUROC (95% CI) | pos/n | threshold | sens | spec | ECE raw → cal | teacher / model "
+        "on nih_cxr14_sample | validated | AUROC per source |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     names = d["labels"]
     for code, e in per.items():
         name = names[0] if code == "abnormal" else next((x for x in names if x), code)
@@ -341,43 +398,70 @@ def _per_label_table(d: dict[str, Any]) -> list[str]:
         cf = op["cross_fitted"]["fitting_population"]
         ref = e.get("reference")
         teacher = f"{_f(ref['teacher_auroc'])} / {_f(ref['model_auroc'])} ({ref['n_pos']}/{ref['n']})" if ref else "—"
-        src = "; ".join(f"{k} {_f(x['auroc'])} ({x['n_pos']}/{x['n']})" for k, x in e["by_source"].items()
-                        if k != "nih_source")
-        lines.append(f"| {name} | {_f(n['auroc'])} ({_f(n['ci95'][0], 2)}–{_f(n['ci95'][1], 2)}) | "
-                     f"{n['n_pos']}/{n['n']}"
-                     f" | {_f(d['thresholds'].get(name))} | {_f(cf.get('sensitivity'), 2)} | "
-                     f"{_f(cf.get('specificity'), 2)} | {_f(op['ece_raw'])} → "
-                     f"{_f(op['ece_calibrated'])} | {teacher} | {d['validated'].get(name, False)} | {src} |")
+        src = "; ".join(
+            f"{k} {_f(x['auroc'])} ({x['n_pos']}/{x['n']})" for k, x in e["by_source"].items() if k != "nih_source"
+        )
+        lines.append(
+            f"| {name} | {_f(n['auroc'])} ({_f(n['ci95'][0], 2)}–{_f(n['ci95'][1], 2)}) | "
+            f"{n['n_pos']}/{n['n']}"
+            f" | {_f(d['thresholds'].get(name))} | {_f(cf.get('sensitivity'), 2)} | "
+            f"{_f(cf.get('specificity'), 2)} | {_f(op['ece_raw'])} → "
+            f"{_f(op['ece_calibrated'])} | {teacher} | {d['validated'].get(name, False)} | {src} |"
+        )
     if v.get("calls_per_normal_film"):
-        lines += ["", "Positive calls (validated findings only) per film known to be normal: " + "; ".join(
-            f"{k} {x['mean_calls']:.2f} ({x['n_films']} films)" for k, x in v["calls_per_normal_film"].items())]
+        lines += [
+            "",
+            "Positive calls (validated findings only) per film known to be normal: "
+            + "; ".join(
+                f"{k} {x['mean_calls']:.2f} ({x['n_films']} films)" for k, x in v["calls_per_normal_film"].items()
+            ),
+        ]
     lines += ["", f"Validated = {v.get('validation_rule', '')}.", ""]
     return lines
 
 
 def render_markdown(card: Any) -> str:
     d = card.to_dict()
-    lines = [f"# {d['name']} {d['version']}", "", f"**Intended use:** {d['intended_use']}", "",
-             f"**Key figures (split=val):** {key_figures(d)}", "",
-             f"- architecture: `{d['architecture']}` {json.dumps(d['kwargs'])}",
-             f"- input: {json.dumps(d['input'])}",
-             f"- weights: `model.safetensors` ({d.get('storage_dtype')}), sha256 `{d['sha256']}`",
-             f"- parameters: {d.get('num_parameters')}",
-             f"- trained with: `{d['training'].get('command')}` (config `{d['training'].get('config_file')}`)",
-             f"- code version: {d['code_version']}, date: {d['date']}", "",
-             "## Training data", "", "```json", json.dumps(d["training"].get("data"), indent=1)[:3000], "```", "",
-             *_per_label_table(d),
-             "## Thresholds and validation", "", "| label | threshold | validated |", "|---|---|---|"]
+    lines = [
+        f"# {d['name']} {d['version']}",
+        "",
+        f"**Intended use:** {d['intended_use']}",
+        "",
+        f"**Key figures (split=val):** {key_figures(d)}",
+        "",
+        f"- architecture: `{d['architecture']}` {json.dumps(d['kwargs'])}",
+        f"- input: {json.dumps(d['input'])}",
+        f"- weights: `model.safetensors` ({d.get('storage_dtype')}), sha256 `{d['sha256']}`",
+        f"- parameters: {d.get('num_parameters')}",
+        f"- trained with: `{d['training'].get('command')}` (config `{d['training'].get('config_file')}`)",
+        f"- code version: {d['code_version']}, date: {d['date']}",
+        "",
+        "## Training data",
+        "",
+        "```json",
+        json.dumps(d["training"].get("data"), indent=1)[:3000],
+        "```",
+        "",
+        *_per_label_table(d),
+        "## Thresholds and validation",
+        "",
+        "| label | threshold | validated |",
+        "|---|---|---|",
+    ]
     for lab in d["labels"]:
         thr = d["thresholds"].get(lab)
         lines.append(f"| {lab} | {thr if thr is None else round(float(thr), 4)} | {d['validated'].get(lab, False)} |")
     lines += ["", "## Limits", "", d["notes"], ""]
     if d.get("data_terms"):
         lines += ["## Data terms", "", d["data_terms"], ""]
-    lines += ["## How to reproduce the figures", "",
-              f"`cxr evaluate {d['training'].get('task', '')} --weights <this folder> --manifest "
-              "../shared/data/<set>/manifest.csv ...` (the sets listed per source above; `--teacher "
-              "../shared/data/nih_cxr14_sample/teacher_chexnet_preds.csv` for the reference column).", ""]
+    lines += [
+        "## How to reproduce the figures",
+        "",
+        f"`cxr evaluate {d['training'].get('task', '')} --weights <this folder> --manifest "
+        "../shared/data/<set>/manifest.csv ...` (the sets listed per source above; `--teacher "
+        "../shared/data/nih_cxr14_sample/teacher_chexnet_preds.csv` for the reference column).",
+        "",
+    ]
     return "\n".join(lines)
 
 

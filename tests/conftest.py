@@ -137,8 +137,9 @@ def build_dicom(
         ds.PhotometricInterpretation = photometric
         if ds.SamplesPerPixel == 3:
             ds.PlanarConfiguration = 0
-        ds.Rows, ds.Columns = int(arr.shape[-3 if ds.SamplesPerPixel == 3 else -2]), int(
-            arr.shape[-2 if ds.SamplesPerPixel == 3 else -1]
+        ds.Rows, ds.Columns = (
+            int(arr.shape[-3 if ds.SamplesPerPixel == 3 else -2]),
+            int(arr.shape[-2 if ds.SamplesPerPixel == 3 else -1]),
         )
         ds.BitsAllocated = ba
         ds.BitsStored = bits_stored
@@ -227,8 +228,11 @@ def rg1_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, int, tup
     ds.save_as(buf, enforce_file_format=True)
     data = buf.getvalue()
     name = str(ds.PatientName)
-    ids = tuple(v for v in (name, *name.split("^"), str(ds.PatientID), str(ds.PatientBirthDate),
-                            str(ds.AccessionNumber)) if len(v) >= 4)
+    ids = tuple(
+        v
+        for v in (name, *name.split("^"), str(ds.PatientID), str(ds.PatientBirthDate), str(ds.AccessionNumber))
+        if len(v) >= 4
+    )
     return data, data.index(b"\xe0\x7f\x10\x00"), ids
 
 

@@ -28,8 +28,10 @@ def jsonable(value: Any, *, strict: bool = False) -> Any:
     if isinstance(value, float):  # also numpy float64, a float subclass
         return float(value) if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {(k if k is None or isinstance(k, _JSON_KEY_TYPES) else str(k)): jsonable(v, strict=strict)
-                for k, v in value.items()}
+        return {
+            (k if k is None or isinstance(k, _JSON_KEY_TYPES) else str(k)): jsonable(v, strict=strict)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v, strict=strict) for v in value]
     if isinstance(value, PurePath):

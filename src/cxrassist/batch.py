@@ -31,8 +31,21 @@ log = logging.getLogger(__name__)
 
 WORKLIST_NAME = "worklist.csv"
 FAILURES_NAME = "failures.csv"
-WORKLIST_COLUMNS = ("rank", "study", "status", "priority", "priority_score", "abnormal_probability",
-                    "critical_findings", "top_findings", "forced", "untrained", "report", "files", "error")
+WORKLIST_COLUMNS = (
+    "rank",
+    "study",
+    "status",
+    "priority",
+    "priority_score",
+    "abnormal_probability",
+    "critical_findings",
+    "top_findings",
+    "forced",
+    "untrained",
+    "report",
+    "files",
+    "error",
+)
 _STATUS_ORDER = {"done": 0, "skipped": 0, "refused": 1, "failed": 2}
 
 
@@ -83,8 +96,14 @@ def _analyze_study(study: Study, root: str, out_root: str, formats: tuple[str, .
     files = [str(Path(f).relative_to(root)) for f in study.files]
     t0 = time.perf_counter()
     try:
-        report = analyze_paths(study.files, None, Path(out_root) / study.folder_name, pipeline=_WORKER["pipeline"],
-                               formats=formats, force=force)
+        report = analyze_paths(
+            study.files,
+            None,
+            Path(out_root) / study.folder_name,
+            pipeline=_WORKER["pipeline"],
+            formats=formats,
+            force=force,
+        )
         status, error = "done", ""
     except InputError as exc:
         report, status, error = None, "refused", str(exc)
@@ -110,10 +129,18 @@ def _existing_report(out_root: Path, study: Study) -> dict[str, Any] | None:
         return None
 
 
-def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = None,
-              weights_dir: Path | str | None = None, allow_untrained: bool = False, workers: int = 1,
-              force: bool = False, formats: Iterable[str] | str = DEFAULT_FORMATS,
-              progress: bool = True) -> BatchSummary:
+def run_batch(
+    input_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    pipeline: Any = None,
+    weights_dir: Path | str | None = None,
+    allow_untrained: bool = False,
+    workers: int = 1,
+    force: bool = False,
+    formats: Iterable[str] | str = DEFAULT_FORMATS,
+    progress: bool = True,
+) -> BatchSummary:
     """Analyse every study under ``input_dir`` into ``out_dir/<study>/`` and write the worklist."""
     from cxrassist.io.quiet import install
 
@@ -157,14 +184,17 @@ def run_batch(input_dir: Path | str, out_dir: Path | str, *, pipeline: Any = Non
             threads = max(1, (os.cpu_count() or 1) // workers)
             if pipeline is not None:
                 if pipeline.spec is None:
-                    raise ValueError("a Pipeline built in memory cannot be sent to worker processes; use "
-                                     "Pipeline.load(...) or pass weights_dir")
+                    raise ValueError(
+                        "a Pipeline built in memory cannot be sent to worker processes; use "
+                        "Pipeline.load(...) or pass weights_dir"
+                    )
                 spec = dict(pipeline.spec)
             else:
                 spec = {"weights_dir": str(weights_dir) if weights_dir else None, "allow_untrained": allow_untrained}
             init = (spec, threads)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_init_worker, initargs=init) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=init
+            ) as pool:
                 futures = [pool.submit(_analyze_study, s, str(root), str(out_root), fmts, force) for s in todo]
                 for fut in as_completed(futures):
                     summary.outcomes.append(fut.result())
@@ -209,11 +239,13 @@ def _row(o: StudyOutcome) -> dict[str, Any]:
         shown = [f for f in ranked if f["positive"]] or ranked[:3]
         report_file = r["outputs"].get("html") or REPORT_NAME
         row |= {
-            "priority": t["priority"], "priority_score": f"{t['priority_score']:.4f}",
+            "priority": t["priority"],
+            "priority_score": f"{t['priority_score']:.4f}",
             "abnormal_probability": f"{t['abnormal_probability']:.4f}",
             "critical_findings": ";".join(t["critical_findings"]),
             "top_findings": "; ".join(f"{f['name']} {f['probability']:.2f}" for f in shown),
-            "forced": str(r["forced"]).lower(), "untrained": str(r["untrained"]).lower(),
+            "forced": str(r["forced"]).lower(),
+            "untrained": str(r["untrained"]).lower(),
             "report": f"{o.folder}/{report_file}",
         }
     return row

@@ -52,14 +52,22 @@ def card_get(obj: Any, key: str, default: Any = None) -> Any:
 
 def card_input_size(card: Any) -> int:
     """The model-space size (letterbox square side) a card's model expects (``input.size``, required)."""
-    return card_settings(card).input.size if isinstance(card, CardSettings) else read_size(
-        (card_dict(card).get("input") or {}).get("size"), str(card_get(card, "name", "model")))
+    return (
+        card_settings(card).input.size
+        if isinstance(card, CardSettings)
+        else read_size((card_dict(card).get("input") or {}).get("size"), str(card_get(card, "name", "model")))
+    )
 
 
 def card_effective_size(card: Any) -> int | None:
     """The card's ``input.effective_size`` (films reduced to this long side before the letterbox), or None."""
-    return card_settings(card).input.effective_size if isinstance(card, CardSettings) else read_effective_size(
-        (card_dict(card).get("input") or {}).get("effective_size"), str(card_get(card, "name", "model")))
+    return (
+        card_settings(card).input.effective_size
+        if isinstance(card, CardSettings)
+        else read_effective_size(
+            (card_dict(card).get("input") or {}).get("effective_size"), str(card_get(card, "name", "model"))
+        )
+    )
 
 
 def lung_threshold(settings: CardSettings) -> float:
@@ -121,18 +129,28 @@ def predict_bone(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray,
     return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0).astype(np.float32)
 
 
-def to_model_space(rec: SpatialRecord, *, lung_mask: np.ndarray | None = None,
-                   bone: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def to_model_space(
+    rec: SpatialRecord, *, lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Original-resolution lung mask (nearest, 0/1) and bone image (bilinear, [0, 1]) in ``rec``'s model space."""
-    lung_m = (rec.to_model(lung_mask.astype(np.float32), nearest=True) > 0.5).astype(np.float32) \
-        if lung_mask is not None else None
+    lung_m = (
+        (rec.to_model(lung_mask.astype(np.float32), nearest=True) > 0.5).astype(np.float32)
+        if lung_mask is not None
+        else None
+    )
     bone_m = np.clip(rec.to_model(bone), 0.0, 1.0).astype(np.float32) if bone is not None else None
     return lung_m, bone_m
 
 
-def classifier_planes(pixels: np.ndarray, size: int, channels: Sequence[str], *,
-                      lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None,
-                      detail: int | None = None) -> tuple[np.ndarray, SpatialRecord]:
+def classifier_planes(
+    pixels: np.ndarray,
+    size: int,
+    channels: Sequence[str],
+    *,
+    lung_mask: np.ndarray | None = None,
+    bone: np.ndarray | None = None,
+    detail: int | None = None,
+) -> tuple[np.ndarray, SpatialRecord]:
     """The [C, size, size] input planes in [0, 1] (not yet normalized) and the radiograph's record.
 
     ``lung_mask`` and ``bone`` are at the radiograph's original resolution; a channel whose source is None is zeros

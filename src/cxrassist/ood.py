@@ -62,11 +62,15 @@ class OodResult:
     @property
     def reason(self) -> str:
         if not self.distance_passed:
-            return (f"out-of-distribution score {self.score:.2f} is over the gate's threshold {self.threshold:.2f}: "
-                    "the image is unlike the chest films the models were trained on")
-        return (f"view check {self.view_score:.2f} is over its threshold {self.view_threshold:.2f}: the image does "
-                "not look like a whole, upright frontal chest film (lateral, rotated, upside down, cropped or "
-                "inverted?)")
+            return (
+                f"out-of-distribution score {self.score:.2f} is over the gate's threshold {self.threshold:.2f}: "
+                "the image is unlike the chest films the models were trained on"
+            )
+        return (
+            f"view check {self.view_score:.2f} is over its threshold {self.view_threshold:.2f}: the image does "
+            "not look like a whole, upright frontal chest film (lateral, rotated, upside down, cropped or "
+            "inverted?)"
+        )
 
     def to_dict(self, card: Mapping[str, Any]) -> dict[str, Any]:
         """What report.json says (see docs/report-schema.md)."""
@@ -74,12 +78,18 @@ class OodResult:
             "score": round(min(self.score, 1e6), 4),  # JSON has no infinity
             "threshold": round(self.threshold, 4),
             "passed": self.passed,
-            "gate": {"name": str(card.get("name", "")), "version": str(card.get("version", "")),
-                     "sha256": card.get("sha256")},
+            "gate": {
+                "name": str(card.get("name", "")),
+                "version": str(card.get("version", "")),
+                "sha256": card.get("sha256"),
+            },
         }
         if self.view_score is not None and self.view_threshold is not None:
-            out["view"] = {"score": round(self.view_score, 4), "threshold": round(self.view_threshold, 4),
-                           "passed": self.view_passed}
+            out["view"] = {
+                "score": round(self.view_score, 4),
+                "threshold": round(self.view_threshold, 4),
+                "passed": self.view_passed,
+            }
         return out
 
 
@@ -168,8 +178,9 @@ class OodGate:
         return self.verdicts(self.features(model, self.planes(pixels)[None], device))[0]
 
 
-def pooled_features(model: Any, batch: np.ndarray, layers: Sequence[tuple[str, str]], device: Any = "cpu",
-                    transform: str = "sqrt") -> list[np.ndarray]:
+def pooled_features(
+    model: Any, batch: np.ndarray, layers: Sequence[tuple[str, str]], device: Any = "cpu", transform: str = "sqrt"
+) -> list[np.ndarray]:
     """Spatially pooled activations of the named DenseNet layers for planes in [0, 1] (normalised here).
 
     ``norm5`` is taken after the ReLU the classifier head applies; "mean+std" concatenates the two poolings.
@@ -208,8 +219,9 @@ def triage_sha(triage_card: Any) -> str | None:
     return str(value) if value else None
 
 
-def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[str, Any],
-              view: ViewHead | None = None) -> dict[str, Any]:
+def save_gate(
+    directory: Path | str, layers: Sequence[LayerStats], card: dict[str, Any], view: ViewHead | None = None
+) -> dict[str, Any]:
     """Write stats.safetensors and gate.json (layers, view head, the stats file's sha256); returns the card written."""
     from safetensors.numpy import save_file
 
@@ -224,11 +236,18 @@ def save_gate(directory: Path | str, layers: Sequence[LayerStats], card: dict[st
     if view is not None:
         for key in ("center", "spread", "coef"):
             tensors[f"view.{key}"] = np.ascontiguousarray(getattr(view, key), dtype=np.float32)
-        card = dict(card, view=dict(card.get("view", {}), layer=layers[view.layer].name, intercept=view.intercept,
-                                    threshold=view.threshold))
+        card = dict(
+            card,
+            view=dict(
+                card.get("view", {}), layer=layers[view.layer].name, intercept=view.intercept, threshold=view.threshold
+            ),
+        )
     save_file(tensors, str(out / STATS_FILE))
-    card = dict(card, layers=[{"name": lay.name, "pool": lay.pool, "scale": lay.scale, "dim": int(lay.mean.size)}
-                              for lay in layers], sha256=sha256_file(out / STATS_FILE))
+    card = dict(
+        card,
+        layers=[{"name": lay.name, "pool": lay.pool, "scale": lay.scale, "dim": int(lay.mean.size)} for lay in layers],
+        sha256=sha256_file(out / STATS_FILE),
+    )
     (out / GATE_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
 
@@ -255,11 +274,13 @@ def load_gate(weights_dir: Path | str, triage_card: Any) -> OodGate | None:
         transform = str(card.get("transform", "sqrt"))
         specs = [(str(lay["name"]), str(lay["pool"]), float(lay["scale"])) for lay in card["layers"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WeightsError(f"out-of-distribution gate {card_path} is unreadable ({type(exc).__name__}); refit it "
-                           f"with: {REFIT_COMMAND}") from exc
+        raise WeightsError(
+            f"out-of-distribution gate {card_path} is unreadable ({type(exc).__name__}); refit it with: {REFIT_COMMAND}"
+        ) from exc
     if transform not in TRANSFORMS or not specs:
-        raise WeightsError(f"out-of-distribution gate {card_path}: unknown transform or no layers; refit it with: "
-                           f"{REFIT_COMMAND}")
+        raise WeightsError(
+            f"out-of-distribution gate {card_path}: unknown transform or no layers; refit it with: {REFIT_COMMAND}"
+        )
     loaded_triage = triage_sha(triage_card)
     if loaded_triage != expected_triage:
         raise WeightsError(
@@ -267,21 +288,25 @@ def load_gate(weights_dir: Path | str, triage_card: Any) -> OodGate | None:
             f"loaded triage weights are {(loaded_triage or 'untrained')[:12]}: refit it with: {REFIT_COMMAND}"
         )
     if not stats_path.is_file() or sha256_file(stats_path) != card.get("sha256"):
-        raise WeightsError(f"out-of-distribution gate {stats_path} is missing or does not match the sha256 in "
-                           f"{GATE_CARD}; refit it with: {REFIT_COMMAND}")
+        raise WeightsError(
+            f"out-of-distribution gate {stats_path} is missing or does not match the sha256 in "
+            f"{GATE_CARD}; refit it with: {REFIT_COMMAND}"
+        )
     tensors = load_file(str(stats_path))
     layers = []
     for i, (name, pool, scale) in enumerate(specs):
         mean, precision = tensors[f"mean.{i}"].astype(np.float64), tensors[f"precision.{i}"].astype(np.float64)
         if precision.shape != (mean.size, mean.size) or scale <= 0:
-            raise WeightsError(f"out-of-distribution gate {stats_path}: layer {name} is malformed; refit it with: "
-                               f"{REFIT_COMMAND}")
+            raise WeightsError(
+                f"out-of-distribution gate {stats_path}: layer {name} is malformed; refit it with: {REFIT_COMMAND}"
+            )
         layers.append(LayerStats(name, pool, mean, precision, scale))
     return OodGate(layers, threshold, effective, size, transform, card, _load_view(card, layers, tensors, stats_path))
 
 
-def _load_view(card: Mapping[str, Any], layers: Sequence[LayerStats], tensors: Mapping[str, np.ndarray],
-               stats_path: Path) -> ViewHead | None:
+def _load_view(
+    card: Mapping[str, Any], layers: Sequence[LayerStats], tensors: Mapping[str, np.ndarray], stats_path: Path
+) -> ViewHead | None:
     """The view head recorded in gate.json + stats.safetensors, or None for a gate without one (1.0 gates)."""
     spec = card.get("view")
     if not spec:
@@ -289,20 +314,31 @@ def _load_view(card: Mapping[str, Any], layers: Sequence[LayerStats], tensors: M
     try:
         layer = [lay.name for lay in layers].index(str(spec["layer"]))
         arrays = {k: tensors[f"view.{k}"].astype(np.float64) for k in ("center", "spread", "coef")}
-        head = ViewHead(layer, arrays["center"], arrays["spread"], arrays["coef"], float(spec["intercept"]),
-                        float(spec["threshold"]))
+        head = ViewHead(
+            layer,
+            arrays["center"],
+            arrays["spread"],
+            arrays["coef"],
+            float(spec["intercept"]),
+            float(spec["threshold"]),
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise WeightsError(f"out-of-distribution gate {stats_path}: the view head is malformed "
-                           f"({type(exc).__name__}); refit it with: {REFIT_COMMAND}") from exc
+        raise WeightsError(
+            f"out-of-distribution gate {stats_path}: the view head is malformed "
+            f"({type(exc).__name__}); refit it with: {REFIT_COMMAND}"
+        ) from exc
     dim = layers[layer].mean.size
     if not all(a.shape == (dim,) for a in (head.center, head.spread, head.coef)) or not np.all(head.spread > 0):
-        raise WeightsError(f"out-of-distribution gate {stats_path}: the view head does not fit layer "
-                           f"{layers[layer].name}; refit it with: {REFIT_COMMAND}")
+        raise WeightsError(
+            f"out-of-distribution gate {stats_path}: the view head does not fit layer "
+            f"{layers[layer].name}; refit it with: {REFIT_COMMAND}"
+        )
     return head
 
 
-def fit_view_head(positive: np.ndarray, negative: np.ndarray, layer: int = 0, c: float = 0.05,
-                  seed: int = 0) -> ViewHead:
+def fit_view_head(
+    positive: np.ndarray, negative: np.ndarray, layer: int = 0, c: float = 0.05, seed: int = 0
+) -> ViewHead:
     """Fit the view head: features of whole upright frontal films (``positive``) against transformed ones.
 
     Balanced class weights (there are more films than transformed copies); the threshold is left at 0.5 for the

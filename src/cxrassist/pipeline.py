@@ -50,6 +50,7 @@ UNTRAINED_ARCHITECTURES: dict[str, str] = {
 }
 UNTRAINED_WARNING = "UNTRAINED MODEL — outputs are meaningless"
 
+
 def channel_names(card: Any, key: str = "channels") -> list[str]:
     """The card's ``input.channels`` (or ``input.lateral_channels``), read by ``weights.settings``."""
     return list(getattr(card_settings(card).input, key))
@@ -94,8 +95,10 @@ def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
     for role in ("classifier", "triage"):  # the card's channels are what the network takes
         n_in = getattr(models[role][0], "in_chans", None)
         if n_in is not None and int(n_in) != len(s[role].input.channels):
-            raise WeightsError(f"{role} {s[role].name!r}: the card names {len(s[role].input.channels)} input "
-                               f"channels ({', '.join(s[role].input.channels)}), the network takes {int(n_in)}")
+            raise WeightsError(
+                f"{role} {s[role].name!r}: the card names {len(s[role].input.channels)} input "
+                f"channels ({', '.join(s[role].input.channels)}), the network takes {int(n_in)}"
+            )
     if not s["triage"].labels:
         raise WeightsError(f"triage model {s['triage'].name!r}: the card names no output label")
     # The lateral branch's channels: the card's input.lateral_channels, else the model's lateral_in_chans (the lung
@@ -104,16 +107,24 @@ def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
     if hasattr(cls_model, "lateral_in_chans") or cls.input.lateral_channels:
         n = int(getattr(cls_model, "lateral_in_chans", 1) or 1)
         lateral = cls.input.lateral_channels or INPUT_CHANNELS[:n]
-    return ModelSettings(lung=s["lung"], bone=s["bone"], classifier=cls, triage=s["triage"],
-                         finding_index=tuple(index), finding_labels=tuple(labels), lateral_channels=lateral,
-                         summaries=tuple(model_summary(role, models[role][1]) for role in ROLES))
+    return ModelSettings(
+        lung=s["lung"],
+        bone=s["bone"],
+        classifier=cls,
+        triage=s["triage"],
+        finding_index=tuple(index),
+        finding_labels=tuple(labels),
+        lateral_channels=lateral,
+        summaries=tuple(model_summary(role, models[role][1]) for role in ROLES),
+    )
 
 
 class Pipeline:
     """The four models with their cards; ``analyze`` runs one study through the stage functions below."""
 
-    def __init__(self, *, lung: LoadedModel, bone: LoadedModel, classifier: LoadedModel, triage: LoadedModel,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, *, lung: LoadedModel, bone: LoadedModel, classifier: LoadedModel, triage: LoadedModel, device: str = "cpu"
+    ) -> None:
         import torch
 
         self.device = torch.device(device)
@@ -131,9 +142,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, weights_dir: Path | str | None = None, *, names: Mapping[str, str] | None = None,
-             allow_untrained: bool = False, untrained_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-             device: str = "cpu") -> Pipeline:
+    def load(
+        cls,
+        weights_dir: Path | str | None = None,
+        *,
+        names: Mapping[str, str] | None = None,
+        allow_untrained: bool = False,
+        untrained_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        device: str = "cpu",
+    ) -> Pipeline:
         """Load the four models from ``weights_dir`` (default: the shipped weights), one sub-folder per model.
 
         A missing model raises :class:`WeightsError` naming it, unless ``allow_untrained`` builds its architecture
@@ -162,8 +179,13 @@ class Pipeline:
         pipe.ood_gate = load_gate(base, loaded["triage"][1])  # None without <weights>/ood; refuses a stale gate
         # How to load it again (worker processes cannot receive the models themselves: spectral-norm
         # parametrisations do not pickle).
-        pipe.spec = {"weights_dir": str(base), "names": dict(chosen), "allow_untrained": allow_untrained,
-                     "untrained_kwargs": {k: dict(v) for k, v in (untrained_kwargs or {}).items()}, "device": device}
+        pipe.spec = {
+            "weights_dir": str(base),
+            "names": dict(chosen),
+            "allow_untrained": allow_untrained,
+            "untrained_kwargs": {k: dict(v) for k, v in (untrained_kwargs or {}).items()},
+            "device": device,
+        }
         return pipe
 
     # ------------------------------------------------------------------ inference
@@ -215,17 +237,32 @@ class Pipeline:
         warnings = [*first, *warnings, *last]
         timings["total"] = _ms(t_all)
         return AnalysisResult(
-            frontal=frontal, lateral=lateral, chest_check=check, forced=refused, lung_mask=lung_mask,
-            lung_areas=lung_areas(lung_mask, frontal.pixel_spacing_mm), bone=bone, bone_suppressed=suppressed,
-            findings=findings, triage=triage, cams=cams, cam_record=rec, lateral_cams=lat_cams,
-            lateral_record=rec_lat, lateral_check=lateral_check, models=models, timings_ms=timings, warnings=warnings,
+            frontal=frontal,
+            lateral=lateral,
+            chest_check=check,
+            forced=refused,
+            lung_mask=lung_mask,
+            lung_areas=lung_areas(lung_mask, frontal.pixel_spacing_mm),
+            bone=bone,
+            bone_suppressed=suppressed,
+            findings=findings,
+            triage=triage,
+            cams=cams,
+            cam_record=rec,
+            lateral_cams=lat_cams,
+            lateral_record=rec_lat,
+            lateral_check=lateral_check,
+            models=models,
+            timings_ms=timings,
+            warnings=warnings,
             ood=ood,
         )
 
 
 # ---------------------------------------------------------------------- the stages, each callable on its own
-def check_study(frontal: XRay, lateral: XRay | None, force: bool) -> tuple[ChestCheck, ChestCheck | None, bool,
-                                                                           list[str]]:
+def check_study(
+    frontal: XRay, lateral: XRay | None, force: bool
+) -> tuple[ChestCheck, ChestCheck | None, bool, list[str]]:
     """(frontal check, lateral check, refused-but-forced, warnings). Refuses a non-chest or non-frontal film with
     NotChestXRayError unless ``force``."""
     warnings: list[str] = []
@@ -241,14 +278,16 @@ def check_study(frontal: XRay, lateral: XRay | None, force: bool) -> tuple[Chest
     return check, lateral_check, refused, warnings
 
 
-def ood_verdict(gate: Any, triage_model: Any, triage: CardSettings, frontal: XRay, force: bool, device: Any,
-                warnings: list[str]) -> dict[str, Any] | None:
+def ood_verdict(
+    gate: Any, triage_model: Any, triage: CardSettings, frontal: XRay, force: bool, device: Any, warnings: list[str]
+) -> dict[str, Any] | None:
     """The out-of-distribution gate's verdict (report.json's ``ood``); over its threshold the study is refused
     (``OutOfDistributionError``) unless ``force``, which analyses it and marks it."""
     if gate is None:
         if triage.trained:
-            warnings.append("no out-of-distribution gate with these weights: images unlike the training films "
-                            "are not refused")
+            warnings.append(
+                "no out-of-distribution gate with these weights: images unlike the training films are not refused"
+            )
         return None
     verdict = gate.check(triage_model, frontal.pixels, device)
     if not verdict.passed and not force:
@@ -258,8 +297,13 @@ def ood_verdict(gate: Any, triage_model: Any, triage: CardSettings, frontal: XRa
     return verdict.to_dict(gate.card)
 
 
-def model_input(pixels: np.ndarray, inp: InputSettings, channels: Sequence[str], derived: Mapping[str, np.ndarray],
-                device: Any = "cpu") -> tuple[Any, SpatialRecord]:
+def model_input(
+    pixels: np.ndarray,
+    inp: InputSettings,
+    channels: Sequence[str],
+    derived: Mapping[str, np.ndarray],
+    device: Any = "cpu",
+) -> tuple[Any, SpatialRecord]:
     """The [1, C, S, S] normalized input of a model (``channels.classifier_planes``, shared with training)."""
     import torch
 
@@ -267,8 +311,9 @@ def model_input(pixels: np.ndarray, inp: InputSettings, channels: Sequence[str],
     return torch.from_numpy(normalize(planes))[None].to(device), rec
 
 
-def classify(model: Any, x: Any, x_lat: Any, finding_index: Sequence[int]) -> tuple[np.ndarray, np.ndarray,
-                                                                                  np.ndarray | None]:
+def classify(
+    model: Any, x: Any, x_lat: Any, finding_index: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(raw probabilities, frontal CAMs, lateral CAMs or None), each in FINDINGS order; CAMs scaled to [0, 1]."""
     import torch
 
@@ -304,8 +349,17 @@ def finding_results(probs: np.ndarray, labels: Sequence[LabelSettings], *, train
         p = _calibrated(label, float(raw))  # thresholds are on the calibrated probability
         # Only a validated finding is ever called positive (and so can raise the worklist priority): a finding
         # without measured accuracy shows its probability with a "not validated" tag, never a verdict.
-        out.append(FindingResult(f.code, f.name, p, label.threshold, is_validated and bool(p >= label.threshold),
-                                 is_validated, label.measured))
+        out.append(
+            FindingResult(
+                f.code,
+                f.name,
+                p,
+                label.threshold,
+                is_validated and bool(p >= label.threshold),
+                is_validated,
+                label.measured,
+            )
+        )
     return out
 
 
@@ -314,8 +368,9 @@ def triage_result(p_abnormal: float, label: LabelSettings, findings: list[Findin
     return triage_priority(_calibrated(label, p_abnormal), label.threshold, findings, label.measured)
 
 
-def study_warnings(models: Sequence[Mapping[str, Any]], findings: Sequence[FindingResult]) -> tuple[list[str],
-                                                                                                  list[str]]:
+def study_warnings(
+    models: Sequence[Mapping[str, Any]], findings: Sequence[FindingResult]
+) -> tuple[list[str], list[str]]:
     """The warnings that frame a study's own: (first: untrained models, last: unvalidated findings)."""
     first, last = [], []
     untrained = [m["role"] for m in models if m["status"] != "trained"]
@@ -354,9 +409,16 @@ def build_untrained(role: str, **kwargs: Any) -> LoadedModel:
     arch = kwargs.pop("architecture", UNTRAINED_ARCHITECTURES[role])
     size = kwargs.pop("size", None)
     model = create_model(arch, **kwargs)
-    card = ModelCard.new(arch, name=f"{role}-untrained", version="0.0.0+untrained", kwargs=kwargs,
-                         status="untrained", intended_use=UNTRAINED_WARNING, notes=UNTRAINED_WARNING,
-                         date=time.strftime("%Y-%m-%d"))
+    card = ModelCard.new(
+        arch,
+        name=f"{role}-untrained",
+        version="0.0.0+untrained",
+        kwargs=kwargs,
+        status="untrained",
+        intended_use=UNTRAINED_WARNING,
+        notes=UNTRAINED_WARNING,
+        date=time.strftime("%Y-%m-%d"),
+    )
     if size is not None:
         card.input = {**card.input, "size": int(size)}
     return model, card

@@ -190,8 +190,9 @@ def overlay_heatmap(gray: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, f
     return np.asarray(rgbx.convert("RGB"))  # dropping the 4th byte in C: ~10x faster than a strided numpy copy
 
 
-def overlay_contour(gray: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (25, 230, 50),
-                    thickness: int = 3) -> np.ndarray:
+def overlay_contour(
+    gray: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (25, 230, 50), thickness: int = 3
+) -> np.ndarray:
     """The radiograph in grey with the outline of ``mask`` drawn in ``color``; uint8 RGB (H, W, 3)."""
     g8 = as_uint8(gray)
     rgb = np.repeat(g8[..., None], 3, axis=2)
@@ -199,8 +200,7 @@ def overlay_contour(gray: np.ndarray, mask: np.ndarray, *, color: tuple[int, int
     return rgb
 
 
-def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord,
-                           size: tuple[int, int] | None = None) -> np.ndarray:
+def heatmap_to_original_u8(cam: np.ndarray, record: SpatialRecord, size: tuple[int, int] | None = None) -> np.ndarray:
     """A model-space map (any resolution, [0, 1]) -> uint8 heat on the original pixel grid.
 
     The same mapping as ``SpatialRecord.to_original`` (bilinear to model size, crop the padding, bilinear to the
@@ -241,8 +241,12 @@ class DisplayWindow:
         return np.clip((np.asarray(image, dtype=np.float32) - self.low) / span, 0.0, 1.0)
 
     def to_dict(self) -> dict[str, object]:
-        return {"low": round(float(self.low), 6), "high": round(float(self.high), 6), "units": _WINDOW_UNITS,
-                "method": self.method}
+        return {
+            "low": round(float(self.low), 6),
+            "high": round(float(self.high), 6),
+            "units": _WINDOW_UNITS,
+            "method": self.method,
+        }
 
     def describe(self) -> str:
         """One line for DICOM comments and captions."""
@@ -263,8 +267,10 @@ def thorax_box(mask: np.ndarray, margin: float = 0.1) -> tuple[slice, slice] | N
     h, w = np.shape(mask)
     dy = int(margin * (rows[-1] - rows[0] + 1))
     dx = int(margin * (cols[-1] - cols[0] + 1))
-    return (slice(max(0, rows[0] - dy), min(h, rows[-1] + dy + 1)),
-            slice(max(0, cols[0] - dx), min(w, cols[-1] + dx + 1)))
+    return (
+        slice(max(0, rows[0] - dy), min(h, rows[-1] + dy + 1)),
+        slice(max(0, cols[0] - dx), min(w, cols[-1] + dx + 1)),
+    )
 
 
 def bone_display_window(bone: np.ndarray, lung_mask: np.ndarray | None = None) -> DisplayWindow:
@@ -281,5 +287,8 @@ def bone_display_window(bone: np.ndarray, lung_mask: np.ndarray | None = None) -
     low, high = (float(v) for v in np.percentile(region[::step, ::step], BONE_WINDOW_PERCENTILES))
     high = max(high, low + BONE_WINDOW_MIN_WIDTH)
     where = "inside the thorax (lung-mask box + 10 %)" if box is not None else "over the whole image"
-    return DisplayWindow(low, high, f"bone image percentiles {BONE_WINDOW_PERCENTILES[0]:g}-"
-                                    f"{BONE_WINDOW_PERCENTILES[1]:g} {where}, linear")
+    return DisplayWindow(
+        low,
+        high,
+        f"bone image percentiles {BONE_WINDOW_PERCENTILES[0]:g}-{BONE_WINDOW_PERCENTILES[1]:g} {where}, linear",
+    )

@@ -93,8 +93,9 @@ def resize(arr: np.ndarray, shape: tuple[int, int], *, nearest: bool = False) ->
     return np.asarray(out, dtype=np.float32)
 
 
-def letterbox(pixels: np.ndarray, size: int = MODEL_SIZE, *, nearest: bool = False,
-              detail: int | None = None) -> tuple[np.ndarray, SpatialRecord]:
+def letterbox(
+    pixels: np.ndarray, size: int = MODEL_SIZE, *, nearest: bool = False, detail: int | None = None
+) -> tuple[np.ndarray, SpatialRecord]:
     """Aspect-preserving resize to ``size`` x ``size`` with zero padding; returns the canvas and its record.
 
     ``detail`` (a model card's ``input.effective_size``): the image is first reduced so its long side is at most
@@ -110,7 +111,8 @@ def letterbox(pixels: np.ndarray, size: int = MODEL_SIZE, *, nearest: bool = Fal
         return record.to_model(pixels, nearest=nearest), record
     canvas = np.zeros((size, size), dtype=np.float32)
     canvas[record.top : record.top + record.new_h, record.left : record.left + record.new_w] = resize(
-        small, (record.new_h, record.new_w), nearest=nearest)
+        small, (record.new_h, record.new_w), nearest=nearest
+    )
     return canvas, record
 
 

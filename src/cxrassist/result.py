@@ -38,8 +38,12 @@ class TriageResult:
     measured: Mapping[str, Any] | None = None  # the triage card's operating point figures
 
 
-def triage_priority(abnormal_probability: float, threshold: float, findings: list[FindingResult],
-                    measured: Mapping[str, Any] | None = None) -> TriageResult:
+def triage_priority(
+    abnormal_probability: float,
+    threshold: float,
+    findings: list[FindingResult],
+    measured: Mapping[str, Any] | None = None,
+) -> TriageResult:
     """The documented worklist priority.
 
     - ``critical`` when a critical finding (``labels.CRITICAL_CODES``: pneumothorax, edema) is positive (positive
@@ -52,8 +56,14 @@ def triage_priority(abnormal_probability: float, threshold: float, findings: lis
     critical = [f for f in findings if f.code in CRITICAL_CODES and f.positive]
     p = float(abnormal_probability)
     if critical:
-        return TriageResult(p, threshold, "critical", 2.0 + max(f.probability for f in critical),
-                            tuple(f.code for f in critical), measured)
+        return TriageResult(
+            p,
+            threshold,
+            "critical",
+            2.0 + max(f.probability for f in critical),
+            tuple(f.code for f in critical),
+            measured,
+        )
     if p >= threshold:
         return TriageResult(p, threshold, "high", 1.0 + min(p, 0.999999), (), measured)
     return TriageResult(p, threshold, "routine", min(p, 0.999999), (), measured)

@@ -57,9 +57,13 @@ def is_dicom_file(path: Path) -> bool:
 
 
 def _candidate_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
-                                                                          p.relative_to(folder).parts)
-                  and (is_dicom_file(p) or p.suffix.lower() in RASTER_SUFFIXES))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and (is_dicom_file(p) or p.suffix.lower() in RASTER_SUFFIXES)
+    )
 
 
 def expand_inputs(paths: Iterable[Path | str]) -> list[Path]:
@@ -111,8 +115,9 @@ def choose_views(images: Sequence[XRay], lateral: XRay | None = None) -> StudyIm
         raise InputError("no image to analyse")
     studies = {x.study_uid for x in list(images) + ([lateral] if lateral else []) if x.study_uid}
     if len(studies) > 1:
-        raise InputError(f"the inputs belong to {len(studies)} different studies; analyse them one at a time "
-                         "or use `cxr batch`")
+        raise InputError(
+            f"the inputs belong to {len(studies)} different studies; analyse them one at a time or use `cxr batch`"
+        )
     notes: list[str] = []
     frontals: list[XRay] = []
     laterals: list[XRay] = []
@@ -177,7 +182,8 @@ def discover_studies(root: Path) -> list[Study]:
         if is_dicom_file(path):
             try:
                 uid = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).get(
-                    "StudyInstanceUID")
+                    "StudyInstanceUID"
+                )
             except Exception:  # noqa: BLE001 - unreadable: its own study, the analysis will say why
                 uid = None
         key = str(uid) if uid else rel.as_posix()

@@ -55,18 +55,21 @@ REFUSALS = {
     "too small": (lambda tmp, mk: _small_png(tmp / "small.png"), "40x40"),
     "truncated": (lambda tmp, mk: _truncated_png(tmp / "cut.png"), "cut.png"),
     "not an image": (lambda tmp, mk: _text(tmp / "notes.txt"), "not a DICOM, PNG, JPEG or TIFF"),
-    "SR without pixels": (lambda tmp, mk: mk(with_pixels=False, modality="SR",
-                                             sop_class="1.2.840.10008.5.1.4.1.1.88.11"), "no pixel data"),
-    "CT volume": (lambda tmp, mk: mk(_smooth(64, 64), modality="CT", frames=4,
-                                     sop_class="1.2.840.10008.5.1.4.1.1.2.1"), "4-frame"),
+    "SR without pixels": (
+        lambda tmp, mk: mk(with_pixels=False, modality="SR", sop_class="1.2.840.10008.5.1.4.1.1.88.11"),
+        "no pixel data",
+    ),
+    "CT volume": (
+        lambda tmp, mk: mk(_smooth(64, 64), modality="CT", frames=4, sop_class="1.2.840.10008.5.1.4.1.1.2.1"),
+        "4-frame",
+    ),
     "ultrasound": (lambda tmp, mk: mk(_smooth(80, 80), modality="US"), "modality US"),
     "bomb": (lambda tmp, mk: mk(_smooth(64, 64), rows=30000, columns=30000), "100 MP"),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
-def test_every_refusal_is_one_cli_line_with_exit_2(kind: str, tmp_path: Path, make_dicom,
-                                                   cxr_main) -> None:
+def test_every_refusal_is_one_cli_line_with_exit_2(kind: str, tmp_path: Path, make_dicom, cxr_main) -> None:
     build, fragment = REFUSALS[kind]
     path = build(tmp_path, make_dicom)
     code, out, err = cxr_main(["info", str(path)])
@@ -77,8 +80,7 @@ def test_every_refusal_is_one_cli_line_with_exit_2(kind: str, tmp_path: Path, ma
     assert "Traceback" not in err and out == ""
 
 
-def test_missing_decoder_is_one_cli_line(make_dicom, monkeypatch: pytest.MonkeyPatch,
-                                         cxr_main) -> None:
+def test_missing_decoder_is_one_cli_line(make_dicom, monkeypatch: pytest.MonkeyPatch, cxr_main) -> None:
     from pydicom.pixels import get_decoder, get_encoder
     from pydicom.uid import JPEG2000Lossless
 

@@ -113,7 +113,8 @@ def test_the_checker_sees_a_lazy_cycle(tmp_path: Path) -> None:
     (pkg / "training" / "tasks.py").write_text("def make():\n    from cxrassist.training.gan import BoneTask\n")
     (pkg / "training" / "gan.py").write_text("from .tasks import make\n")
     (pkg / "training" / "typed.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cxrassist.training.tasks import make\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cxrassist.training.tasks import make\n"
+    )
     graph = import_graph(tmp_path)
     assert graph["cxrassist.training.gan"] == {"cxrassist.training.tasks"}
     assert graph["cxrassist.training.typed"] == set()
@@ -134,6 +135,9 @@ def test_the_library_never_imports_what_sits_beside_it() -> None:
 
 def test_evaluation_depends_only_on_the_library_and_data() -> None:
     graph = import_graph()
-    bad = {m: sorted(t for t in ts if _area(t) in ("training", "cli"))
-           for m, ts in graph.items() if _area(m) == "evaluation"}
+    bad = {
+        m: sorted(t for t in ts if _area(t) in ("training", "cli"))
+        for m, ts in graph.items()
+        if _area(m) == "evaluation"
+    }
     assert {m: ts for m, ts in bad.items() if ts} == {}

@@ -75,8 +75,10 @@ def _sample(folder, n, seed=0):
 @pytest.mark.shared_data
 def test_shared_data_frontal_pass_rate(shared_data):
     """30 frontal radiographs from each shared set pass the image-statistics path (no metadata in PNG/JPEG)."""
-    folders = [shared_data / d / "images" for d in ("montgomery", "shenzhen", "jsrt", "covid19_gb_seg", "bse_jsrt",
-                                                     "nih_cxr14_sample")]
+    folders = [
+        shared_data / d / "images"
+        for d in ("montgomery", "shenzhen", "jsrt", "covid19_gb_seg", "bse_jsrt", "nih_cxr14_sample")
+    ]
     folders.append(shared_data / "covid_chestxray" / "frontal")
     rates, failures = {}, []
     for folder in folders:

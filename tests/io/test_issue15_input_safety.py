@@ -165,8 +165,9 @@ def test_fuzzed_files_are_quiet_in_a_real_process(rg1_small, tmp_path: Path, byt
         path = tmp_path / f"fuzz_{seed:03d}.dcm"
         path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
         files.append(str(path))
-    proc = subprocess.run([sys.executable, "-m", "cxrassist.cli", "info", *files], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cxrassist.cli", "info", *files], capture_output=True, text=True, timeout=300
+    )
     err_lines = proc.stderr.strip().splitlines()
     read = proc.stdout.count("  chest check")
     refused = len(files) - read
@@ -202,7 +203,8 @@ def test_reduce_message_keeps_what_is_wrong_and_drops_the_value():
 
     assert reduce_message("Invalid value for VR UI: b'1.2\\x00Doe^John'. Please see") == "Invalid value for VR UI"
     assert reduce_message("Unknown Value Representation '0x55 0xb5' in tag (0002,0010)") == (
-        "Unknown Value Representation in (0002,0010)")
+        "Unknown Value Representation in (0002,0010)"
+    )
     notes = ReadNotes()
     for i in range(20000):
         notes.add(f"Invalid value for VR PN: 'Patient{i}'")

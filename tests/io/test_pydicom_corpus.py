@@ -20,8 +20,13 @@ def corpus_files() -> list[Path]:
         roots.append(Path(data_store.__file__).parent / "data")
     except ImportError:
         pass
-    return sorted(p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file()
-                  and not p.name.startswith(".") and p.suffix not in (".py", ".pyc", ".json", ".txt", ".md"))
+    return sorted(
+        p
+        for root in roots
+        if root.is_dir()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix not in (".py", ".pyc", ".json", ".txt", ".md")
+    )
 
 
 @pytest.mark.slow

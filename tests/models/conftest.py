@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/models/blobs.py, tiny_models.py
 
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -49,6 +49,7 @@ def test_constructors_read_no_files_and_open_no_sockets(monkeypatch: pytest.Monk
         def f(*args, **kwargs):
             touched.append(f"{what}{args[:1]!r}")
             raise PermissionError(f"constructor tried {what}")
+
         return f
 
     monkeypatch.setattr(builtins, "open", refuse("open"))
@@ -72,12 +73,25 @@ def test_constructors_read_no_files_and_open_no_sockets(monkeypatch: pytest.Monk
 def test_card_beside_weights_has_every_listed_field(tmp_path, name: str) -> None:
     kwargs = tiny_kwargs(name)
     model = create_model(name, **kwargs).eval()
-    card = ModelCard.new(name, kwargs=kwargs, metrics={"auroc": 0.7},
-                         training={"data": "synthetic", "split": "patient-disjoint 80/20"})
+    card = ModelCard.new(
+        name, kwargs=kwargs, metrics={"auroc": 0.7}, training={"data": "synthetic", "split": "patient-disjoint 80/20"}
+    )
     save_weights(model, tmp_path, card)
     raw = json.loads((tmp_path / "card.json").read_text())
-    for key in ("name", "architecture", "kwargs", "input", "labels", "thresholds", "training", "metrics", "sha256",
-                "code_version", "date", "intended_use"):
+    for key in (
+        "name",
+        "architecture",
+        "kwargs",
+        "input",
+        "labels",
+        "thresholds",
+        "training",
+        "metrics",
+        "sha256",
+        "code_version",
+        "date",
+        "intended_use",
+    ):
         assert raw.get(key) not in (None, ""), key
     assert raw["architecture"] == name and raw["kwargs"] == json.loads(json.dumps(kwargs))
     assert {"size", "channels", "domain"} <= set(raw["input"])

@@ -85,8 +85,9 @@ def test_grad_cam_fallback_on_any_layer() -> None:
 
 def _train_blob_classifier(size: int, steps: int, radius: float) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = create_model("dn121-512", num_classes=1, growth_rate=8, block_config=(2, 2), num_init_features=16,
-                         bn_size=2)
+    model = create_model(
+        "dn121-512", num_classes=1, growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
     for _ in range(steps):

@@ -18,8 +18,13 @@ from cxrassist.weights import INTENDED_USE, ModelCard, list_shipped, save_weight
 
 
 def test_card_defaults_and_json_round_trip() -> None:
-    card = ModelCard.new("dn121-512-lung-bone", version="1.2.0", metrics={"auroc_macro": 0.81},
-                         thresholds={"Edema": 0.3}, validated={"Edema": True})
+    card = ModelCard.new(
+        "dn121-512-lung-bone",
+        version="1.2.0",
+        metrics={"auroc_macro": 0.81},
+        thresholds={"Edema": 0.3},
+        validated={"Edema": True},
+    )
     assert card.labels == list(FINDING_NAMES)
     assert card.input["channels"] == ["radiograph", "lung_segmented", "bone_subtracted"]
     assert card.thresholds["Edema"] == 0.3 and card.thresholds["Pneumothorax"] == 0.5
@@ -43,8 +48,13 @@ def test_card_defaults_and_json_round_trip() -> None:
 def weights_dir(tmp_path):
     name = "triage-dn121-512"
     model = create_model(name, **tiny_kwargs(name))
-    card = ModelCard.new(name, name="triage-test", kwargs=tiny_kwargs(name), status="trained",
-                         metrics={"auroc": 0.912, "val": {"loss": 0.25}})
+    card = ModelCard.new(
+        name,
+        name="triage-test",
+        kwargs=tiny_kwargs(name),
+        status="trained",
+        metrics={"auroc": 0.912, "val": {"loss": 0.25}},
+    )
     save_weights(model, tmp_path / "triage-test", card, dtype=torch.float16)
     return tmp_path
 
@@ -74,8 +84,10 @@ def test_cli_models_json_and_table(weights_dir) -> None:
 
 
 def test_cli_models_does_not_import_torch() -> None:
-    code = ("import sys; from cxrassist.cli import main\n"
-            "try:\n    main(['models', '--json'])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO_TORCH')")
+    code = (
+        "import sys; from cxrassist.cli import main\n"
+        "try:\n    main(['models', '--json'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO_TORCH')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("NO_TORCH"), out.stdout[-300:] + out.stderr[-300:]

@@ -14,8 +14,16 @@ from cxrassist.models import create_model, get_model_spec, list_models
 from cxrassist.weights import ModelCard, load_model, save_weights
 
 REQUIRED = {
-    "dn121-512", "dn121-512-lung", "dn121-512-lung-bone", "dn121-512-dual", "dn121-512-dual-lung",
-    "dn121-512-dual-lung-bone", "triage-dn121-512", "lungseg-vgg16unet", "lungseg-vgg16unet-compact", "bone-gan",
+    "dn121-512",
+    "dn121-512-lung",
+    "dn121-512-lung-bone",
+    "dn121-512-dual",
+    "dn121-512-dual-lung",
+    "dn121-512-dual-lung-bone",
+    "triage-dn121-512",
+    "lungseg-vgg16unet",
+    "lungseg-vgg16unet-compact",
+    "bone-gan",
     "bone-gan-compact",
 }
 

@@ -50,8 +50,11 @@ def test_import_layouts(tv_state, layout: str) -> None:
     assert report.source_layout == {"torchvision-old": "torchvision"}.get(layout, layout)
     assert not report.missing and report.loaded == len([k for k in tv_state if k.startswith("features.")])
     own = model.state_dict()
-    for key in ("features.denseblock3.denselayer7.conv2.weight", "features.norm5.running_var",
-                "features.transition2.conv.weight"):
+    for key in (
+        "features.denseblock3.denselayer7.conv2.weight",
+        "features.norm5.running_var",
+        "features.transition2.conv.weight",
+    ):
         torch.testing.assert_close(own[key], tv_state[key])
     if layout == "torchxrayvision":  # 1 -> 3 channels: replicated and scaled by 1/3 (same response to gray)
         assert any("conv0" in a for a in report.adapted)
@@ -68,15 +71,19 @@ def test_import_into_dual_branch_and_adapted_stem_width(tv_state) -> None:
     report = import_densenet121_state_dict(dual, tv_state)
     sd = dual.state_dict()
     for branch in ("frontal", "lateral"):
-        torch.testing.assert_close(sd[f"{branch}.features.denseblock2.denselayer3.conv1.weight"],
-                                   tv_state["features.denseblock2.denselayer3.conv1.weight"])
-    torch.testing.assert_close(sd["features.denseblock4.denselayer16.conv2.weight"],
-                               tv_state["features.denseblock4.denselayer16.conv2.weight"])
+        torch.testing.assert_close(
+            sd[f"{branch}.features.denseblock2.denselayer3.conv1.weight"],
+            tv_state["features.denseblock2.denselayer3.conv1.weight"],
+        )
+    torch.testing.assert_close(
+        sd["features.denseblock4.denselayer16.conv2.weight"], tv_state["features.denseblock4.denselayer16.conv2.weight"]
+    )
     assert not report.missing
     one = create_model("dn121-512", stem_channels=1)
     rep = import_densenet121_state_dict(one, tv_state)
-    torch.testing.assert_close(one.state_dict()["features.conv0.weight"],
-                               tv_state["features.conv0.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(
+        one.state_dict()["features.conv0.weight"], tv_state["features.conv0.weight"].sum(1, keepdim=True)
+    )
     assert rep.adapted
 
 
@@ -124,10 +131,13 @@ def test_init_classifier_from_triage(target: str) -> None:
     x = torch.randn(2, 1, 128, 128)
     if target == "dn121-512-dual-lung":
         sd, tsd = clf.state_dict(), triage.state_dict()
-        torch.testing.assert_close(sd["frontal.features.denseblock1.denselayer1.conv1.weight"],
-                                   tsd["features.denseblock1.denselayer1.conv1.weight"])
-        torch.testing.assert_close(sd["features.denseblock4.denselayer1.conv2.weight"],
-                                   tsd["features.denseblock4.denselayer1.conv2.weight"])
+        torch.testing.assert_close(
+            sd["frontal.features.denseblock1.denselayer1.conv1.weight"],
+            tsd["features.denseblock1.denselayer1.conv1.weight"],
+        )
+        torch.testing.assert_close(
+            sd["features.denseblock4.denselayer1.conv2.weight"], tsd["features.denseblock4.denselayer1.conv2.weight"]
+        )
         return
     # extra channels start at zero, so the classifier's features equal the triage features on the radiograph
     extra = torch.randn(2, clf.in_chans - 1, 128, 128)

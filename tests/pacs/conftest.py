@@ -33,5 +33,3 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PacsEnv]:
         if os.environ.get("CXR_KEEP_PACS_TMP") != "1":
             shutil.rmtree(work / "data", ignore_errors=True)  # ~100 MB of result images per study
             shutil.rmtree(work / "orthanc" / "db", ignore_errors=True)
-
-

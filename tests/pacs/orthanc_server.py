@@ -54,17 +54,30 @@ class Orthanc:
         self.dicomweb = DICOMWEB_PLUGIN.exists()
         (self.workdir / "stored.lua").write_text(_LUA.format(log=self.stored_log))
         config: dict[str, Any] = {
-            "Name": "cxrassist-test", "StorageDirectory": str(self.workdir / "db"),
-            "IndexDirectory": str(self.workdir / "db"), "HttpPort": self.http_port, "DicomPort": self.dicom_port,
-            "DicomAet": aet, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "HttpBindAddress": "127.0.0.1", "DicomServerEnabled": True,
+            "Name": "cxrassist-test",
+            "StorageDirectory": str(self.workdir / "db"),
+            "IndexDirectory": str(self.workdir / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpBindAddress": "127.0.0.1",
+            "DicomServerEnabled": True,
             "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
             "DicomModalities": {name: list(node) for name, node in modalities.items()},
-            "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False, "DicomCheckModalityHost": False,
-            "OverwriteInstances": True, "LuaScripts": [str(self.workdir / "stored.lua")],
-            "ConcurrentJobs": 2, "SaveJobs": False, "StorageCompression": False, "DicomScuTimeout": 30,
-            "StableAge": 1, "HttpTimeout": 30,
+            "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowEcho": False,
+            "DicomCheckModalityHost": False,
+            "OverwriteInstances": True,
+            "LuaScripts": [str(self.workdir / "stored.lua")],
+            "ConcurrentJobs": 2,
+            "SaveJobs": False,
+            "StorageCompression": False,
+            "DicomScuTimeout": 30,
+            "StableAge": 1,
+            "HttpTimeout": 30,
         }
         self.config_path = self.workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=1))
@@ -77,8 +90,9 @@ class Orthanc:
 
     def start(self, timeout: float = 30.0) -> Orthanc:
         with open(self.workdir / "orthanc.log", "ab") as log:
-            self.proc = subprocess.Popen([ORTHANC, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.workdir)
+            self.proc = subprocess.Popen(
+                [ORTHANC, str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:

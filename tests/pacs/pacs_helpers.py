@@ -48,9 +48,21 @@ class Listener:
     def command(self) -> list[str]:
         cxr = Path(sys.executable).with_name("cxr")
         cmd = [str(cxr)] if cxr.exists() else [sys.executable, "-m", "cxrassist.cli"]
-        cmd += ["serve", "--port", str(self.http_port), "--data-dir", str(self.data_dir),
-                "--dicom-port", str(self.dicom_port), "--dicom-aet", AET, "--dicom-quiet", "1",
-                "--send-to", f"{self.orthanc.aet}@127.0.0.1:{self.orthanc.dicom_port}"]
+        cmd += [
+            "serve",
+            "--port",
+            str(self.http_port),
+            "--data-dir",
+            str(self.data_dir),
+            "--dicom-port",
+            str(self.dicom_port),
+            "--dicom-aet",
+            AET,
+            "--dicom-quiet",
+            "1",
+            "--send-to",
+            f"{self.orthanc.aet}@127.0.0.1:{self.orthanc.dicom_port}",
+        ]
         for ae in ALLOWED:
             cmd += ["--dicom-allow", ae]
         if self.orthanc.dicomweb:

@@ -67,15 +67,22 @@ def _check_sr(ds: Any, detail: dict[str, Any], study_uid: str, evidence_uid: str
     assert ds.SOPClassUID == SR_CLASS and ds.StudyInstanceUID == study_uid
     assert "decision support" in ds.SeriesDescription
     hd.sr.ComprehensiveSR.from_dataset(ds)  # a valid Comprehensive SR to highdicom
-    referenced = {r.ReferencedSOPInstanceUID for s in ds.CurrentRequestedProcedureEvidenceSequence
-                  for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    referenced = {
+        r.ReferencedSOPInstanceUID
+        for s in ds.CurrentRequestedProcedureEvidenceSequence
+        for se in s.ReferencedSeriesSequence
+        for r in se.ReferencedSOPSequence
+    }
     assert evidence_uid in referenced  # the radiograph it was made from (not one of our own images)
     items = _content(ds.ContentSequence)
     texts = [str(i.TextValue) for i in items if i.ValueType == "TEXT"]
     for m in detail["models"]:
         assert any(f"{m['name']} {m['version']}" in t for t in texts), (m, texts)
-    numbers = {i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
-               for i in items if i.ValueType == "NUM" and "MeasuredValueSequence" in i}
+    numbers = {
+        i.ConceptNameCodeSequence[0].CodeValue: float(i.MeasuredValueSequence[0].NumericValue)
+        for i in items
+        if i.ValueType == "NUM" and "MeasuredValueSequence" in i
+    }
     assert len(detail["findings"]) == 13
     for f in detail["findings"]:
         assert numbers[f["code"]] == pytest.approx(f["probability"], abs=1e-4), f["code"]
@@ -106,8 +113,7 @@ def test_echo_and_unknown_calling_ae(pacs: PacsEnv, rg1_path: Path):
 
 def test_storescu_rg1_results_back_in_its_study(pacs: PacsEnv, rg1_path: Path):
     rg1 = pydicom.dcmread(rg1_path, stop_before_pixels=True)
-    sent = dcmtk("storescu", "-aet", "STORESCU", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port),
-                 str(rg1_path))
+    sent = dcmtk("storescu", "-aet", "STORESCU", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port), str(rg1_path))
     assert sent.returncode == 0, sent.stderr
     detail = pacs.listener.wait_study("STORESCU")
     assert detail["status"] == "done", detail.get("reason")
@@ -149,8 +155,7 @@ def test_orthanc_pushes_a_study(pacs: PacsEnv, rg1_path: Path):
 
 def test_tibia_is_refused_and_sends_nothing(pacs: PacsEnv, rg3_path: Path):
     before = pacs.orthanc.stored()
-    sent = dcmtk("storescu", "-aet", "MODALITY", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port),
-                 str(rg3_path))
+    sent = dcmtk("storescu", "-aet", "MODALITY", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port), str(rg3_path))
     assert sent.returncode == 0, sent.stderr
     detail = pacs.listener.wait_study("MODALITY")
     assert detail["status"] == "refused" and detail["reason"], detail
@@ -183,8 +188,17 @@ def test_kill9_with_results_in_the_outbox_sends_each_exactly_once(pacs: PacsEnv,
     earlier = {r["sop_instance_uid"] for r in _outbox(pacs)}
     pacs.orthanc.stop()  # the PACS is down: results wait in the outbox
     copy = copy_with_new_uids(rg1_path, tmp_path / "rg1-copy.dcm", JPEG2000Lossless)
-    sent = dcmtk("storescu", "-xv", "-aet", "KILLTEST", "-aec", AET, "127.0.0.1", str(pacs.listener.dicom_port),
-                 str(tmp_path / "rg1-copy.dcm"))  # -xv: storescu proposes JPEG 2000 only when told
+    sent = dcmtk(
+        "storescu",
+        "-xv",
+        "-aet",
+        "KILLTEST",
+        "-aec",
+        AET,
+        "127.0.0.1",
+        str(pacs.listener.dicom_port),
+        str(tmp_path / "rg1-copy.dcm"),
+    )  # -xv: storescu proposes JPEG 2000 only when told
     assert sent.returncode == 0, sent.stderr
     detail = pacs.listener.wait_study("KILLTEST")
     assert detail["status"] == "done", detail.get("reason")
@@ -221,8 +235,22 @@ def test_no_patient_identifier_in_the_log(pacs: PacsEnv, rg1_path: Path, rg3_pat
     for path in (rg1_path, rg3_path):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         name = str(ds.get("PatientName", ""))
-        values = [name, *name.split("^"), *(str(ds.get(k, "")) for k in (
-            "PatientID", "PatientBirthDate", "AccessionNumber", "StudyInstanceUID", "SOPInstanceUID",
-            "InstitutionName", "ReferringPhysicianName", "StudyID"))]
+        values = [
+            name,
+            *name.split("^"),
+            *(
+                str(ds.get(k, ""))
+                for k in (
+                    "PatientID",
+                    "PatientBirthDate",
+                    "AccessionNumber",
+                    "StudyInstanceUID",
+                    "SOPInstanceUID",
+                    "InstitutionName",
+                    "ReferringPhysicianName",
+                    "StudyID",
+                )
+            ),
+        ]
         for value in {v.strip() for v in values if len(v.strip()) >= 4}:
             assert value not in log, f"{path.name}: a header value is in the listener's log"

@@ -54,7 +54,7 @@ def test_intake_quiet_period_late_instances_and_recovery(tmp_path: Path):
     with pytest.raises(TooManyInstances):
         small.receive("7.7", "7.7.2", b"two", "MOD")
     now[0] += 5.0
-    (study, files), = a.due()
+    ((study, files),) = a.due()
     assert study.source == "MOD" and len(files) == 2 and study.folder.name == uid_key("1.2.3")
     assert "1.2.3" not in " ".join(p.name for p in staging.rglob("*"))  # no UID in a path
     a.receive("1.2.3", "1.2.3.9", b"late", "MOD")  # came while the study was being handed over
@@ -65,7 +65,7 @@ def test_intake_quiet_period_late_instances_and_recovery(tmp_path: Path):
     (study.folder / ".tmp-half-written.dcm").write_bytes(b"x")
     assert b.recover() == 1 and b.due() == []
     now[0] += 5.0
-    (again, files), = b.due()
+    ((again, files),) = b.due()
     assert [f.read_bytes() for f in files] == [b"late"] and not (study.folder / ".tmp-half-written.dcm").exists()
     b.done(again, files)
     assert not study.folder.exists() and b.pending == 0
@@ -75,8 +75,10 @@ def test_outbox_queues_once_and_backs_off(tmp_path: Path):
     box = Outbox(tmp_path / "pacs.db")
     box.begin_study("s1", "key", "MOD", 1.0)
     assert box.owns("s1") and not box.owns("s2")
-    entries = [{"path": "out/dicom/sr.dcm", "sop_instance_uid": "9.1", "kind": "SR"},
-               {"path": "out/dicom/sc_01.dcm", "sop_instance_uid": "9.2", "kind": "SC"}]
+    entries = [
+        {"path": "out/dicom/sr.dcm", "sop_instance_uid": "9.1", "kind": "SR"},
+        {"path": "out/dicom/sc_01.dcm", "sop_instance_uid": "9.2", "kind": "SC"},
+    ]
     assert box.enqueue("s1", entries, ("dicom", "stow")) == 4
     assert box.enqueue("s1", entries, ("dicom", "stow")) == 0  # a second collection queues nothing twice
     assert box.studies("results")[0]["study_id"] == "s1"
@@ -91,7 +93,10 @@ def test_outbox_queues_once_and_backs_off(tmp_path: Path):
     assert box.retry_now() == 3
     due = {i.id for i in box.due(("dicom", "stow"))}
     assert second.id in due and first.id not in due
-    row = sqlite3.connect(tmp_path / "pacs.db").execute("SELECT attempts, state FROM outbox WHERE id = ?",
-                                                        (first.id,)).fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "pacs.db")
+        .execute("SELECT attempts, state FROM outbox WHERE id = ?", (first.id,))
+        .fetchone()
+    )
     assert row == (1, "sent")
     box.close()

@@ -60,10 +60,14 @@ def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for role in ROLES:
         model, card = build_untrained(role, **dict(TINY_KWARGS[role]))
         card = dataclasses.replace(
-            card, name=f"tiny-{role}", version="0.0.1-test", status="trained",
+            card,
+            name=f"tiny-{role}",
+            version="0.0.1-test",
+            status="trained",
             validated={k: k in VALIDATED for k in card.validated},
             metrics={"auroc": {"Pleural Effusion": 0.91, "Cardiomegaly": 0.88}, "n_test": 123},
-            intended_use="tests only", notes="tiny random test model",
+            intended_use="tests only",
+            notes="tiny random test model",
         )
         save_weights(model, root / DEFAULT_NAMES[role], card)
     return root

@@ -30,10 +30,18 @@ def test_batch_groups_dicoms_by_study_uid(tiny_pipeline, make_dicom, make_phanto
     (root / "pa").mkdir()
     (root / "other").mkdir()
     # files come back under make_dicom's tmp_path; 'in/...' names put them in the batch folder
-    lat = make_dicom((make_phantom(260, 240, 3) * 4095).astype("uint16"), name="in/lat/1.dcm", view_position="LL",
-                     extra={"StudyInstanceUID": uid})
-    front = make_dicom((make_phantom(300, 280) * 4095).astype("uint16"), name="in/pa/2.dcm", view_position="PA",
-                       extra={"StudyInstanceUID": uid})
+    lat = make_dicom(
+        (make_phantom(260, 240, 3) * 4095).astype("uint16"),
+        name="in/lat/1.dcm",
+        view_position="LL",
+        extra={"StudyInstanceUID": uid},
+    )
+    front = make_dicom(
+        (make_phantom(300, 280) * 4095).astype("uint16"),
+        name="in/pa/2.dcm",
+        view_position="PA",
+        extra={"StudyInstanceUID": uid},
+    )
     Image.fromarray((make_phantom(280, 260, 5) * 255).astype("uint8")).save(root / "other" / "x.png")
     out = tmp_path / "out"
     summary = run_batch(root, out, pipeline=tiny_pipeline, formats="json", progress=False)

@@ -29,12 +29,24 @@ def batch_dir(tmp_path: Path, make_phantom, rg3_file: Path, copy_to) -> Path:
     return root
 
 
-def test_batch_records_failures_and_resumes(tiny_weights_dir: Path, batch_dir: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_batch_records_failures_and_resumes(
+    tiny_weights_dir: Path, batch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     try:
-        main(["batch", str(batch_dir), "--out", str(out), "--weights", str(tiny_weights_dir), "--format",
-              "json,html", "--no-progress"])
+        main(
+            [
+                "batch",
+                str(batch_dir),
+                "--out",
+                str(out),
+                "--weights",
+                str(tiny_weights_dir),
+                "--format",
+                "json,html",
+                "--no-progress",
+            ]
+        )
     except SystemExit as exc:  # pragma: no cover - a failure here is the test failing
         pytest.fail(f"cxr batch exited {exc.code}: {capsys.readouterr().err}")
     stdout = capsys.readouterr().out

@@ -29,7 +29,7 @@ def _ribs(h: int = 200, w: int = 160) -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros((h, w), bool)
     mask[40:160, 20:70] = mask[40:160, 90:140] = True
     for k, y in enumerate(range(45, 160, 18)):
-        bone[y:y + 6, 15:145] = 0.01 + 0.003 * k
+        bone[y : y + 6, 15:145] = 0.01 + 0.003 * k
     return bone, mask
 
 
@@ -67,8 +67,11 @@ def test_an_empty_bone_image_stays_dark() -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped_bone_analysis(tiny_weights_dir: Path, rg1_file: Path, tmp_path_factory: pytest.TempPathFactory,
-                          ) -> tuple[Any, Path, dict[str, Any]]:
+def shipped_bone_analysis(
+    tiny_weights_dir: Path,
+    rg1_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Any, Path, dict[str, Any]]:
     """RG1 through the real pipeline with the SHIPPED lung and bone models (tiny classifier and triage)."""
     from cxrassist.io import read_xray
     from cxrassist.pipeline import Pipeline

@@ -19,8 +19,13 @@ from cxrassist.weights.settings import INPUT_CHANNELS, LabelSettings, card_setti
 
 
 def _card(**over: Any) -> dict[str, Any]:
-    card = {"name": "t", "labels": ["Abnormal"], "thresholds": {"Abnormal": 0.3}, "status": "trained",
-            "input": {"size": 256, "channels": ["radiograph"]}}
+    card = {
+        "name": "t",
+        "labels": ["Abnormal"],
+        "thresholds": {"Abnormal": 0.3},
+        "status": "trained",
+        "input": {"size": 256, "channels": ["radiograph"]},
+    }
     return {**card, **over}
 
 
@@ -62,8 +67,10 @@ def test_settings_of_the_shipped_cards_say_what_runs() -> None:
     tri, cls = card_settings(cards["triage"]), card_settings(cards["classifier"])
     assert (tri.input.size, tri.input.effective_size, tri.input.tta_zooms) == (256, 224, (1.0, 0.95, 0.9))
     assert tri.label("abnormal").threshold == pytest.approx(cards["triage"].thresholds["Abnormal"])
-    assert tri.label("Abnormal").calibration == (cards["triage"].calibration["Abnormal"]["a"],
-                                                 cards["triage"].calibration["Abnormal"]["b"])
+    assert tri.label("Abnormal").calibration == (
+        cards["triage"].calibration["Abnormal"]["a"],
+        cards["triage"].calibration["Abnormal"]["b"],
+    )
     assert cls.input.channels == ("radiograph", "lung_segmented") and cls.input.size == 256
     # the architecture name says the design (512 px); the card, and `cxr models`, say what runs
     assert cards["classifier"].architecture == "dn121-512-lung"
@@ -104,8 +111,11 @@ def test_a_classifier_card_missing_a_finding_is_refused_at_load(tiny_weights_dir
         Pipeline.load(root)
 
 
-def _labels(threshold: float = 0.5, validated: bool = True, calibration: tuple[float, float] | None = None,
-            ) -> list[LabelSettings]:
+def _labels(
+    threshold: float = 0.5,
+    validated: bool = True,
+    calibration: tuple[float, float] | None = None,
+) -> list[LabelSettings]:
     return [LabelSettings(f.name, threshold, validated, calibration, {"auroc": 0.8}) for f in FINDINGS]
 
 
@@ -144,8 +154,12 @@ def test_model_input_stage_follows_the_card(tiny_pipeline) -> None:
 
     s = tiny_pipeline.settings.classifier
     pixels = np.full((200, 100), 0.5, np.float32)
-    x, rec = model_input(pixels, s.input, s.input.channels, {"lung_mask": np.ones((200, 100), bool),
-                                                              "bone": np.zeros((200, 100), np.float32)})
+    x, rec = model_input(
+        pixels,
+        s.input,
+        s.input.channels,
+        {"lung_mask": np.ones((200, 100), bool), "bone": np.zeros((200, 100), np.float32)},
+    )
     assert tuple(x.shape) == (1, len(s.input.channels), s.input.size, s.input.size)
     assert (rec.orig_h, rec.orig_w, rec.size) == (200, 100, s.input.size)
     narrower = dataclasses.replace(s.input, size=64)

@@ -34,8 +34,9 @@ def _half_positive(model: torch.nn.Module, card: object) -> tuple[torch.nn.Modul
 
 
 @pytest.mark.parametrize("shape", [(320, 300), (200, 360)])
-def test_training_cache_matches_pipeline_planes(tiny_weights_dir: Path, make_phantom, tmp_path: Path,
-                                                shape: tuple[int, int]) -> None:
+def test_training_cache_matches_pipeline_planes(
+    tiny_weights_dir: Path, make_phantom, tmp_path: Path, shape: tuple[int, int]
+) -> None:
     lung = _half_positive(*load_model(tiny_weights_dir / "lungseg"))
     bone = load_model(tiny_weights_dir / "bone")
     png = tmp_path / "cxr.png"

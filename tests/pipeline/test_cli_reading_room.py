@@ -44,16 +44,27 @@ def test_info_says_why_the_spacing_is_unknown(cxr_main, rg1_file: Path) -> None:
     assert "unknown (PixelSpacing is 0\\0 (not positive); ImagerPixelSpacing absent" in line
 
 
-def test_analyze_says_models_are_loading(tiny_weights_dir: Path, phantom_png: Path, tmp_path: Path,
-                                         cxr_main) -> None:
+def test_analyze_says_models_are_loading(tiny_weights_dir: Path, phantom_png: Path, tmp_path: Path, cxr_main) -> None:
     out = tmp_path / "r"
-    code, _, err = cxr_main(["analyze", str(phantom_png), "--out", str(out), "--weights",
-                                  str(tiny_weights_dir), "--format", "json", "--progress"])
+    code, _, err = cxr_main(
+        [
+            "analyze",
+            str(phantom_png),
+            "--out",
+            str(out),
+            "--weights",
+            str(tiny_weights_dir),
+            "--format",
+            "json",
+            "--progress",
+        ]
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert lines[0].startswith("loading models (") and lines[1].startswith("models loaded in ")
     assert json.loads((out / "report.json").read_text())["impression"]
     # without a terminal and without --progress: quiet (one-line errors stay one line)
-    code, _, err = cxr_main(["analyze", str(phantom_png), "--out", str(out), "--weights", str(tiny_weights_dir),
-                             "--format", "json"])
+    code, _, err = cxr_main(
+        ["analyze", str(phantom_png), "--out", str(out), "--weights", str(tiny_weights_dir), "--format", "json"]
+    )
     assert code == 0 and "loading models" not in err

@@ -35,8 +35,9 @@ def _legacy_regrid(cam: torch.Tensor, levels: int, stride: int, offset_px: float
 
 
 # ---------------------------------------------------------------------------------------------- normalisation
-def test_negative_logit_positive_call_gets_a_nonempty_map(tiny_kwargs: dict[str, dict[str, Any]],
-                                                          make_phantom: Any) -> None:
+def test_negative_logit_positive_call_gets_a_nonempty_map(
+    tiny_kwargs: dict[str, dict[str, Any]], make_phantom: Any
+) -> None:
     """A head whose every cell pushes the logit down (p < 0.5) called positive at a low threshold still shows a map."""
     from cxrassist.pipeline import Pipeline, build_untrained
 
@@ -48,8 +49,12 @@ def test_negative_logit_positive_call_gets_a_nonempty_map(tiny_kwargs: dict[str,
         model.classifier.weight.copy_(-model.classifier.weight.abs() - 0.01)
         model.classifier.bias.zero_()
     at = CODES.index("AT")
-    card = dataclasses.replace(card, status="trained", thresholds={**card.thresholds, "Atelectasis": 1e-6},
-                               validated={k: k == "Atelectasis" for k in card.validated})
+    card = dataclasses.replace(
+        card,
+        status="trained",
+        thresholds={**card.thresholds, "Atelectasis": 1e-6},
+        validated={k: k == "Atelectasis" for k in card.validated},
+    )
     roles["classifier"] = (model, card)
     pipe = Pipeline(**roles)
 
@@ -145,13 +150,15 @@ def test_report_and_viewer_state_what_the_colours_mean(rg1_report: tuple[Path, d
 
 
 # ---------------------------------------------------------------------------------------------- measurement
-def _stand_in(cams: dict[str, np.ndarray], positive: set[str], record: SpatialRecord,
-              mask: np.ndarray) -> SimpleNamespace:
+def _stand_in(
+    cams: dict[str, np.ndarray], positive: set[str], record: SpatialRecord, mask: np.ndarray
+) -> SimpleNamespace:
     full = np.zeros((len(CODES), 8, 8), np.float32)
     for code, cam in cams.items():
         full[CODES.index(code)] = cam
-    findings = [SimpleNamespace(code=c, probability=0.9 if c in positive else 0.1, positive=c in positive)
-                for c in CODES]
+    findings = [
+        SimpleNamespace(code=c, probability=0.9 if c in positive else 0.1, positive=c in positive) for c in CODES
+    ]
     return SimpleNamespace(findings=findings, cams=full, cam_record=record, lung_mask=mask)
 
 
@@ -176,16 +183,23 @@ def test_measurement_on_a_synthetic_film() -> None:
     mask = np.zeros((h, w), bool)
     mask[40:120, 20:70] = True  # one "lung", 80 x 50 px: dilation radius 0.1 * sqrt(4000) = 6.3 px
     result = _stand_in(
-        cams={"LL": _one_hot(3, 2),  # (70, 50): inside
-              "AO": _one_hot(3, 7),  # (70, 150): far outside
-              "AT": _one_hot(3, 3),  # (70, 70): on the mask edge + 1 px -> inside once dilated
-              "PN": np.zeros((8, 8), np.float32),  # positive call with an empty map
-              "CA": _one_hot(6, 6),  # a positive non-lung finding: not in the lung share
-              "PE": _one_hot(7, 7)},  # not called; its box is top-left
-        positive={"LL", "AO", "AT", "PN", "CA"}, record=record, mask=mask)
+        cams={
+            "LL": _one_hot(3, 2),  # (70, 50): inside
+            "AO": _one_hot(3, 7),  # (70, 150): far outside
+            "AT": _one_hot(3, 3),  # (70, 70): on the mask edge + 1 px -> inside once dilated
+            "PN": np.zeros((8, 8), np.float32),  # positive call with an empty map
+            "CA": _one_hot(6, 6),  # a positive non-lung finding: not in the lung share
+            "PE": _one_hot(7, 7),
+        },  # not called; its box is top-left
+        positive={"LL", "AO", "AT", "PN", "CA"},
+        record=record,
+        mask=mask,
+    )
     assert near_mask(mask, 70, 73) and not near_mask(mask, 70, 80) and not near_mask(mask, -5, 30)
-    boxes = [Box("f", "LL", x=20, y=30, w=10, h=10, space=(80, 80)),  # on a half-size grid: rows 60-80, cols 40-60
-             Box("f", "PE", x=0, y=0, w=10, h=10, space=(80, 80))]
+    boxes = [
+        Box("f", "LL", x=20, y=30, w=10, h=10, space=(80, 80)),  # on a half-size grid: rows 60-80, cols 40-60
+        Box("f", "PE", x=0, y=0, w=10, h=10, space=(80, 80)),
+    ]
     scored = score_result(result, source="synthetic", image_id="f", boxes=boxes)
     calls = {c["code"]: c for c in scored["calls"]}
     assert calls["LL"]["in_lung"] and calls["AT"]["in_lung"] and not calls["AO"]["in_lung"]
@@ -196,8 +210,10 @@ def test_measurement_on_a_synthetic_film() -> None:
     assert points["PE"]["chance"] == pytest.approx(100 / 6400, abs=1e-4)
     assert calls["AO"]["lung_distance"] == pytest.approx((150 - 69.5) / 160, abs=0.01)
     assert calls["LL"]["lung_distance"] == 0
-    summary = summarize([scored, {**scored, "source": "other", "pointing": []},
-                         {**scored, "source": "boxes_only"}], pointing_only=["boxes_only"])
+    summary = summarize(
+        [scored, {**scored, "source": "other", "pointing": []}, {**scored, "source": "boxes_only"}],
+        pointing_only=["boxes_only"],
+    )
     assert summary["synthetic"]["lung_calls"] == 4 and summary["synthetic"]["in_lung"] == 2
     assert summary["synthetic"]["in_lung_share"] == 0.5  # PN's empty map points nowhere useful: (0, 0) is outside
     assert summary["synthetic"]["empty_maps"] == 1 and summary["synthetic"]["empty_share"] == 0.2

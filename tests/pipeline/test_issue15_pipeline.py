@@ -41,10 +41,19 @@ def gated_weights(tiny_weights_dir: Path, make_phantom, tmp_path_factory: pytest
         layers.append(layer)
     gate = ood.OodGate(layers, 0.0, 224, 128)
     threshold = 1.5 * ood.threshold_for(gate.scores(f_val))
-    ood.save_gate(root / ood.GATE_DIR, layers, {
-        "name": "test-gate", "version": "0.0.1", "threshold": threshold, "effective_size": 224, "input_size": 128,
-        "transform": "sqrt", "triage": {"name": card.name, "version": card.version, "sha256": card.sha256},
-    })
+    ood.save_gate(
+        root / ood.GATE_DIR,
+        layers,
+        {
+            "name": "test-gate",
+            "version": "0.0.1",
+            "threshold": threshold,
+            "effective_size": 224,
+            "input_size": 128,
+            "transform": "sqrt",
+            "triage": {"name": card.name, "version": card.version, "sha256": card.sha256},
+        },
+    )
     return root
 
 
@@ -62,8 +71,9 @@ def test_gate_passes_chest_like_films_and_refuses_noise(gated_weights: Path, mak
 
     pipe = pl.Pipeline.load(gated_weights)
     assert pipe.ood_gate is not None
-    passed = [pipe.ood_gate.check(pipe.models["triage"][0], make_phantom(310, 290, seed=s)).passed
-              for s in range(200, 210)]
+    passed = [
+        pipe.ood_gate.check(pipe.models["triage"][0], make_phantom(310, 290, seed=s)).passed for s in range(200, 210)
+    ]
     assert sum(passed) >= 8
     rng = np.random.default_rng(0)
     noise = XRay(pixels=rng.random((300, 280)).astype(np.float32), source_format="png")
@@ -147,8 +157,9 @@ def test_out_is_checked_before_any_model_runs(cxr_main, phantom_png: Path, tmp_p
     assert not (tmp_path / "file").is_dir()
 
 
-def test_batch_rerun_removes_partial_output_and_refuses_corrupt_dicoms(tiny_pipeline: Any, make_phantom,
-                                                                       tmp_path: Path, rg1_small):
+def test_batch_rerun_removes_partial_output_and_refuses_corrupt_dicoms(
+    tiny_pipeline: Any, make_phantom, tmp_path: Path, rg1_small
+):
     from PIL import Image
 
     from cxrassist.batch import run_batch
@@ -172,8 +183,9 @@ def test_batch_rerun_removes_partial_output_and_refuses_corrupt_dicoms(tiny_pipe
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
-def test_batch_discovery_of_fuzzed_dicoms_prints_no_identifier(tmp_path: Path, rg1_small, byte_flipper, capfd,
-                                                               real_warnings):
+def test_batch_discovery_of_fuzzed_dicoms_prints_no_identifier(
+    tmp_path: Path, rg1_small, byte_flipper, capfd, real_warnings
+):
     """cxr batch reads every DICOM header to group studies, before any read_xray: those warnings are quiet too."""
     from cxrassist.io.quiet import install
     from cxrassist.study import discover_studies

@@ -27,8 +27,15 @@ def _fitted(tmp_path: Path) -> tuple[ood.OodGate, np.ndarray, np.ndarray, dict]:
     head = ood.fit_view_head(upright, turned)
     head.threshold = ood.threshold_for(head.probability([upright]), 0.99)
     triage = {"name": "t", "version": "0", "sha256": "a" * 64}
-    card = {"name": "g", "version": "1.1.0", "threshold": 3.0, "effective_size": 224, "input_size": 64,
-            "transform": "none", "triage": triage}
+    card = {
+        "name": "g",
+        "version": "1.1.0",
+        "threshold": 3.0,
+        "effective_size": 224,
+        "input_size": 64,
+        "transform": "none",
+        "triage": triage,
+    }
     ood.save_gate(tmp_path / ood.GATE_DIR, [layer], card, head)
     return ood.load_gate(tmp_path, triage), upright, turned, triage
 
@@ -59,8 +66,11 @@ def test_gate_without_a_view_head_still_loads(tmp_path: Path):
     feats = rng.normal(0, 1, (100, DIM))
     mean, precision, _ = ood.fit_statistics(feats)
     triage = {"sha256": "b" * 64}
-    ood.save_gate(tmp_path / ood.GATE_DIR, [ood.LayerStats("norm5", "mean", mean, precision)],
-                  {"threshold": 5.0, "effective_size": 224, "input_size": 64, "transform": "none", "triage": triage})
+    ood.save_gate(
+        tmp_path / ood.GATE_DIR,
+        [ood.LayerStats("norm5", "mean", mean, precision)],
+        {"threshold": 5.0, "effective_size": 224, "input_size": 64, "transform": "none", "triage": triage},
+    )
     gate = ood.load_gate(tmp_path, triage)
     assert gate.view is None
     verdict = gate.verdicts([feats[:1]])[0]

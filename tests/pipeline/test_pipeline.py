@@ -87,8 +87,9 @@ def test_frontal_only_classifier_ignores_lateral(tiny_kwargs: dict, phantom_png:
     from cxrassist.pipeline import ROLES, build_untrained
 
     models = {role: build_untrained(role, **dict(tiny_kwargs[role])) for role in ROLES}
-    models["classifier"] = build_untrained("classifier", architecture="dn121-512-lung-bone",
-                                           **dict(tiny_kwargs["classifier"]))
+    models["classifier"] = build_untrained(
+        "classifier", architecture="dn121-512-lung-bone", **dict(tiny_kwargs["classifier"])
+    )
     pipe = Pipeline(**models)
     assert not pipe.takes_lateral
     result = pipe.analyze(read_xray(phantom_png), read_xray(lateral_png))

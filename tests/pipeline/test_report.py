@@ -50,8 +50,13 @@ def test_pngs_at_original_resolution(rg1_report: tuple[Path, dict], rg1_file: Pa
         with Image.open(out / f["heatmap_map"]) as im:
             assert max(im.size) == min(MAP_SIDE, max(w, h)) and im.mode == "L"
             assert abs(im.size[0] / im.size[1] - w / h) < 0.01
-    for rel in (report["lung"]["mask"], report["lung"]["segmented"], report["bone"]["subtracted"],
-                report["bone"]["suppressed"], report["images"]["radiograph"]):
+    for rel in (
+        report["lung"]["mask"],
+        report["lung"]["segmented"],
+        report["bone"]["subtracted"],
+        report["bone"]["suppressed"],
+        report["images"]["radiograph"],
+    ):
         with Image.open(out / rel) as im:
             assert im.size == (w, h)
     with Image.open(out / report["lung"]["mask"]) as im:
@@ -87,8 +92,9 @@ def test_dicom_sr_and_sc_reference_source_study(rg1_report: tuple[Path, dict], r
     assert sr.SeriesInstanceUID != source.SeriesInstanceUID and sr.SOPInstanceUID != source.SOPInstanceUID
     assert "decision support" in sr.SeriesDescription
     nums = [item for item in sr.ContentSequence if item.ValueType == "NUM"]
-    by_code = {item.ConceptNameCodeSequence[0].CodeValue: float(item.MeasuredValueSequence[0].NumericValue)
-               for item in nums}
+    by_code = {
+        item.ConceptNameCodeSequence[0].CodeValue: float(item.MeasuredValueSequence[0].NumericValue) for item in nums
+    }
     for f in report["findings"]:
         assert by_code[f["code"]] == pytest.approx(f["probability"], abs=1e-3)
     texts = " ".join(str(item.TextValue) for item in sr.ContentSequence if item.ValueType == "TEXT")
@@ -111,8 +117,9 @@ def test_dicom_for_non_dicom_input_gets_new_study(tiny_pipeline, phantom_png: Pa
     assert len(uids) == 1 and all(u.startswith(("1.2.826.0.1.3680043", "2.25")) for u in uids)
 
 
-def test_write_is_atomic_and_keeps_previous_report(tiny_pipeline, phantom_png: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_is_atomic_and_keeps_previous_report(
+    tiny_pipeline, phantom_png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = tiny_pipeline.analyze(read_xray(phantom_png))
     out = tmp_path / "reports" / "r"
     first = write_outputs(result, out, ["json", "html"])

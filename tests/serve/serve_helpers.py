@@ -14,13 +14,16 @@ import httpx
 TINY_UNTRAINED = {
     "lung": {"size": 64, "width": 0.0625},
     "bone": {"size": 64, "base_channels": 4, "depth": 3, "attention_level": 2},
-    "classifier": {"size": 256, "growth_rate": 4, "block_config": (1, 1, 1, 1), "num_init_features": 8,
-                   "branch_blocks": 2},
+    "classifier": {
+        "size": 256,
+        "growth_rate": 4,
+        "block_config": (1, 1, 1, 1),
+        "num_init_features": 8,
+        "branch_blocks": 2,
+    },
     "triage": {"size": 128, "growth_rate": 4, "block_config": (1, 1, 1, 1), "num_init_features": 8},
 }
 FINAL = {"done", "refused", "failed"}
-
-
 
 
 class LiveServer:

@@ -31,8 +31,9 @@ def test_foundation_refusals_are_4xx_json_and_docs_are_served(start_server, make
         "ColourPhotoError": _png(tmp_path / "photo.png", photo),
         "ImageTooSmallError": _png(tmp_path / "small.png", np.zeros((40, 40), np.uint8)),
         "NoPixelDataError": make_dicom(with_pixels=False, modality="SR", sop_class="1.2.840.10008.5.1.4.1.1.88.11"),
-        "MultiFrameError": make_dicom(_smooth(64, 64), modality="CT", frames=4,
-                                      sop_class="1.2.840.10008.5.1.4.1.1.2.1"),
+        "MultiFrameError": make_dicom(
+            _smooth(64, 64), modality="CT", frames=4, sop_class="1.2.840.10008.5.1.4.1.1.2.1"
+        ),
         "UnsupportedModalityError": make_dicom(_smooth(80, 80), modality="US"),
         "DecompressionBombError": make_dicom(_smooth(64, 64), rows=30000, columns=30000),
     }

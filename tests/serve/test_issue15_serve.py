@@ -98,8 +98,9 @@ def test_restart_removes_partial_report_folders_and_gives_up_on_crashing_studies
 
 
 @pytest.mark.slow
-def test_fuzzed_uploads_leave_no_identifier_in_the_server_log(start_server, tmp_path: Path, rg1_small, capfd,
-                                                              byte_flipper):
+def test_fuzzed_uploads_leave_no_identifier_in_the_server_log(
+    start_server, tmp_path: Path, rg1_small, capfd, byte_flipper
+):
     """Byte-flipped RG1 headers uploaded to the service: each is accepted or refused with a 4xx, and neither the
     log records (every logger, DEBUG) nor the process' stderr holds the patient's name, ID, birth date or
     accession number."""

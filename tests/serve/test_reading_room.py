@@ -21,8 +21,14 @@ from serve_helpers import LiveServer, upload, wait_final
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 AXE = Path(__file__).resolve().parents[1] / "fixtures" / "axe-core" / "axe.min.js"
 
 
@@ -41,8 +47,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory, rg1: Path, rg3: Path,
-         small_chest_png: Path) -> Iterator[dict[str, Any]]:
+def room(
+    tmp_path_factory: pytest.TempPathFactory, rg1: Path, rg3: Path, small_chest_png: Path
+) -> Iterator[dict[str, Any]]:
     """A server with the shipped models and four studies: RG1 (done), RG1 as a small PNG (done), RG3 (refused), and
     the small PNG with a second copy sent as its lateral (done; the shipped classifier reads the frontal only)."""
     from cxrassist.pipeline import Pipeline
@@ -54,8 +61,10 @@ def room(tmp_path_factory: pytest.TempPathFactory, rg1: Path, rg3: Path,
     server = LiveServer(create_app(settings, pipeline_factory=lambda: pipeline)).start()
     try:
         with server.client() as c:
-            ids = {name: upload(c, path).json()["id"] for name, path in
-                   (("rg1", rg1), ("png", small_chest_png), ("rg3", rg3))}
+            ids = {
+                name: upload(c, path).json()["id"]
+                for name, path in (("rg1", rg1), ("png", small_chest_png), ("rg3", rg3))
+            }
             ids["lat"] = upload(c, small_chest_png, small_chest_png, lateral="1").json()["id"]
             details = {name: wait_final(c, sid, timeout=300) for name, sid in ids.items()}
             order = [s["id"] for s in c.get("/api/studies").json()["studies"]]
@@ -102,7 +111,8 @@ def test_findings_ranked_with_their_measured_figures(browser: Any, room: dict[st
             ci = m["auroc_ci95"]
             expect(row.locator(".f-metrics")).to_contain_text(f"AUROC {m['auroc']:.2f} [{ci[0]:.2f}–{ci[1]:.2f}]")
             expect(row.locator(".f-metrics")).to_contain_text(
-                f"sens {m['sensitivity']:.2f} / spec {m['specificity']:.2f}")
+                f"sens {m['sensitivity']:.2f} / spec {m['specificity']:.2f}"
+            )
         else:
             expect(row.locator(".f-metrics")).to_contain_text("AUROC not measured")
         if f["threshold_measured"]:
@@ -141,8 +151,11 @@ def test_window_level_on_stored_16_bit_values(browser: Any, room: dict[str, Any]
         expected = 1.0 - apply_level(stored[ys, xs].astype(np.float64), c, w)  # MONOCHROME1: shown inverted
         got = page.evaluate("([xs, ys]) => xs.map((x, i) => cxrViewer.levelAt(x, ys[i]))", [xs.tolist(), ys.tolist()])
         np.testing.assert_allclose(got, expected, atol=1e-9)
-        shown = page.evaluate("([xs, ys]) => xs.map((x, i) => cxrViewer.base.canvas.getContext('2d')"
-                              ".getImageData(x, ys[i], 1, 1).data[0])", [xs.tolist(), ys.tolist()])
+        shown = page.evaluate(
+            "([xs, ys]) => xs.map((x, i) => cxrViewer.base.canvas.getContext('2d')"
+            ".getImageData(x, ys[i], 1, 1).data[0])",
+            [xs.tolist(), ys.tolist()],
+        )
         assert np.abs(np.array(shown) - np.round(255 * expected)).max() <= 1
 
     check()
@@ -196,15 +209,19 @@ def test_keyboard_shortcuts_and_help(browser: Any, room: dict[str, Any]):
     presets = room["details"]["rg1"]["view_pixels"]["frontal"]["presets"]
     for key, name in zip("1234", presets, strict=False):
         page.keyboard.press(key)
-        assert page.evaluate("() => [cxrViewer.center, cxrViewer.width]") == [presets[name]["center"],
-                                                                              presets[name]["width"]]
+        assert page.evaluate("() => [cxrViewer.center, cxrViewer.width]") == [
+            presets[name]["center"],
+            presets[name]["width"],
+        ]
         expect(page.locator(f"#presets button[data-preset='{name}']")).to_have_attribute("aria-pressed", "true")
     page.keyboard.press("+")
     expect(page.locator("#readout")).not_to_contain_text("zoom 1.00×")
     page.keyboard.press("r")
     expect(page.locator("#readout")).to_contain_text("zoom 1.00×")
-    assert page.evaluate("() => [cxrViewer.center, cxrViewer.width]") == [presets["default"]["center"],
-                                                                          presets["default"]["width"]]
+    assert page.evaluate("() => [cxrViewer.center, cxrViewer.width]") == [
+        presets["default"]["center"],
+        presets["default"]["width"],
+    ]
     # help overlay lists the keys; Esc closes it
     page.keyboard.press("?")
     expect(page.locator("#help")).to_be_visible()
@@ -219,8 +236,10 @@ def test_keyboard_shortcuts_and_help(browser: Any, room: dict[str, Any]):
     page.keyboard.press("Enter")
     expect(canvas).to_have_attribute("data-overlay", ranked[1])
     page.keyboard.press("Tab")
-    assert page.evaluate("() => document.activeElement.textContent") == page.locator(
-        f"#findings li[data-code='{ranked[2]}'] button.f-name").inner_text()
+    assert (
+        page.evaluate("() => document.activeElement.textContent")
+        == page.locator(f"#findings li[data-code='{ranked[2]}'] button.f-name").inner_text()
+    )
     # next / previous study in worklist order
     order = room["order"]
     i = order.index(room["ids"]["rg1"])
@@ -239,12 +258,31 @@ def test_worklist_columns_sort_and_filter(browser: Any, room: dict[str, Any]):
     page, problems = _page(browser, room, "/")
     expect(page.locator("tr.study-row")).to_have_count(4)
     headings = page.locator("#worklist thead th").all_inner_texts()
-    for name in ("Priority", "Patient", "Study date", "Description", "Accession", "Views", "Source", "Status",
-                 "Validated findings", "Study"):
+    for name in (
+        "Priority",
+        "Patient",
+        "Study date",
+        "Description",
+        "Accession",
+        "Views",
+        "Source",
+        "Status",
+        "Validated findings",
+        "Study",
+    ):
         assert any(h.strip().lower().startswith(name.lower()) for h in headings), (name, headings)
     rg1 = page.locator(f"tr[data-id='{room['ids']['rg1']}']")
-    for text in ("CompressedSamples RG1", "ID 9RG1", "2004-08-26 18:50", "THORAX", "exam Number", "frontal",
-                 "upload", "done", room["ids"]["rg1"][:8]):
+    for text in (
+        "CompressedSamples RG1",
+        "ID 9RG1",
+        "2004-08-26 18:50",
+        "THORAX",
+        "exam Number",
+        "frontal",
+        "upload",
+        "done",
+        room["ids"]["rg1"][:8],
+    ):
         expect(rg1).to_contain_text(text)
     detail = room["details"]["rg1"]
     expect(rg1.locator(".badge")).to_have_text(detail["triage"]["priority"])
@@ -260,7 +298,7 @@ def test_worklist_columns_sort_and_filter(browser: Any, room: dict[str, Any]):
     page.locator("#worklist th[data-sort='patient'] button").click()
     expect(page.locator("#worklist th[data-sort='patient']")).to_have_attribute("aria-sort", "ascending")
     names = page.locator("tr.study-row td:nth-child(2)").evaluate_all("els => els.map(e => e.innerText.trim())")
-    assert names == sorted(names, key=lambda n: ("" if n.startswith("—") else n.lower()))
+    assert names == sorted(names, key=lambda n: "" if n.startswith("—") else n.lower())
     page.locator("#text-filter").fill("9RG1")
     expect(page.locator("tr.study-row")).to_have_count(1)
     page.locator("#text-filter").fill("")
@@ -301,8 +339,11 @@ def test_lateral_is_shown_and_said_not_analysed(browser: Any, room: dict[str, An
 def _axe(page: Any) -> list[dict[str, Any]]:
     page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def test_axe_core_finds_no_serious_violation(browser: Any, room: dict[str, Any]):
@@ -334,7 +375,8 @@ def test_layout_fits_the_screen(browser: Any, room: dict[str, Any], size: tuple[
     tb = toolbar.bounding_box()
     assert tb["height"] <= 40, tb  # one line, no wrap
     assert page.evaluate(
-        "() => { const t = document.querySelector('.toolbar'); return t.scrollWidth <= t.clientWidth; }")
+        "() => { const t = document.querySelector('.toolbar'); return t.scrollWidth <= t.clientWidth; }"
+    )
     canvas = page.locator("#view").bounding_box()
     assert canvas["height"] >= 0.78 * h and canvas["width"] >= 0.6 * w, canvas
     # the highest-ranked finding, with its figures, is on screen without scrolling

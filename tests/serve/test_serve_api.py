@@ -92,7 +92,8 @@ def test_upload_rg1_is_analysed_to_a_report(client: httpx.Client, rg1_done: dict
     assert row["priority_score"] == pytest.approx(body["triage"]["priority_score"])
     assert len(row["top_findings"]) == 3
     assert row["top_findings"][0]["probability"] == max(
-        f["probability"] for f in body["findings"] if f["positive"] == row["top_findings"][0]["positive"])
+        f["probability"] for f in body["findings"] if f["positive"] == row["top_findings"][0]["positive"]
+    )
 
 
 def test_images_are_served(client: httpx.Client, rg1_done: dict[str, Any]):
@@ -140,8 +141,9 @@ def test_tibia_is_refused_with_its_reason(client: httpx.Client, rg3: Path):
         (PNG_MAGIC + b"\x00" * 50, "broken.png", None),
     ],
 )
-def test_garbage_upload_is_a_4xx_json_error(client: httpx.Client, live: LiveServer, content: bytes, name: str,
-                                            code: str | None):
+def test_garbage_upload_is_a_4xx_json_error(
+    client: httpx.Client, live: LiveServer, content: bytes, name: str, code: str | None
+):
     before = sorted(p.name for p in (live.data_dir / "studies").iterdir())
     r = client.post("/api/studies", files=[("files", (name, content, "application/octet-stream"))])
     assert 400 <= r.status_code < 500, r.text
@@ -208,8 +210,9 @@ def test_lateral_study(client: httpx.Client, small_chest_png: Path, tmp_path: Pa
     assert client.get(f"/api/studies/{body['study']['id']}/images/{lat_heat}").status_code == 200
 
 
-def test_worklist_order_filter_and_delete(client: httpx.Client, rg1_done: dict[str, Any], small_chest_png: Path,
-                                          live: LiveServer):
+def test_worklist_order_filter_and_delete(
+    client: httpx.Client, rg1_done: dict[str, Any], small_chest_png: Path, live: LiveServer
+):
     r = upload(client, small_chest_png)
     small = wait_final(client, r.json()["id"])
     assert small["status"] == "done"

@@ -17,8 +17,14 @@ import pytest
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 REPO = Path(__file__).resolve().parents[2]
 
 # A cheap fingerprint of what the canvas shows (every 61st byte of its RGBA data).
@@ -58,8 +64,14 @@ def test_viewer_upload_open_overlay_and_window(browser: Any, start_server: Any, 
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("request", lambda r: problems.append(f"external request {r.url}")
-            if not r.url.startswith((server.url, "data:", "blob:")) else None)
+    page.on(
+        "request",
+        lambda r: (
+            problems.append(f"external request {r.url}")
+            if not r.url.startswith((server.url, "data:", "blob:"))
+            else None
+        ),
+    )
 
     # worklist: upload through the file input, watch the study appear and finish
     page.goto(server.url + "/")

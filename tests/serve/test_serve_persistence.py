@@ -26,9 +26,16 @@ def test_store_claims_in_order_and_requeues_interrupted(tmp_path: Path):
     ids = _queue(store, 3)
     first = store.claim_next()
     assert first is not None and first.id == ids[0] and first.status == "running" and first.attempts == 1
-    store.finish(first.id, "done", summary={"priority": "high", "priority_score": 1.7, "abnormal_probability": 0.7,
-                                            "top_findings": [{"code": "PE", "name": "Pleural Effusion",
-                                                              "probability": 0.9, "positive": True}]})
+    store.finish(
+        first.id,
+        "done",
+        summary={
+            "priority": "high",
+            "priority_score": 1.7,
+            "abnormal_probability": 0.7,
+            "top_findings": [{"code": "PE", "name": "Pleural Effusion", "probability": 0.9, "positive": True}],
+        },
+    )
     second = store.claim_next()
     assert second is not None and second.id == ids[1]
     store.close()  # the process "dies" with ids[1] running

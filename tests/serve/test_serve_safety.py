@@ -15,10 +15,21 @@ from cxrassist.serve.settings import Settings, is_loopback
 TOKEN = "s3cret-token-for-tests-0123456789"
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("example.org", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("example.org", False),
+        ("", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool):
     assert is_loopback(host) is loopback
 
@@ -44,7 +55,10 @@ def test_cli_refuses_public_binding_without_token(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
     proc = subprocess.run(
         [sys.executable, "-m", "cxrassist.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert proc.returncode == ServeConfigError.exit_code, proc.stderr
     assert proc.stderr.startswith("error: refusing to listen on '0.0.0.0'") and "CXR_API_TOKEN" in proc.stderr
@@ -78,9 +92,12 @@ def test_upload_size_limit(start_server, tmp_path: Path, small_chest_png: Path, 
         r = c.post("/api/studies", files=[("files", ("big.dcm", rg1.read_bytes(), "application/dicom"))])
         assert r.status_code == 413 and r.json()["error"] == "too_large" and "0.2 MB" in r.json()["detail"]
         # a chunked body without Content-Length is counted while it is read
-        body = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.dcm\"\r\n\r\n" + b"\0" * 400_000
-        r = c.post("/api/studies", content=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
-                   headers={"content-type": "multipart/form-data; boundary=b"})
+        body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.dcm"\r\n\r\n' + b"\0" * 400_000
+        r = c.post(
+            "/api/studies",
+            content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
         assert r.status_code == 413 and r.json()["error"] == "too_large"
         upload = [("files", ("s.png", small_chest_png.read_bytes(), "image/png"))]
         assert c.post("/api/studies", files=upload).status_code == 202
@@ -105,8 +122,22 @@ def test_cli_serve_starts_queues_and_stops(tmp_path: Path, small_chest_png: Path
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cxrassist.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
-         "--workers", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "cxrassist.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+            "--workers",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 60

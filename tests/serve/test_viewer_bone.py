@@ -18,8 +18,14 @@ from serve_helpers import TINY_UNTRAINED, LiveServer, upload, wait_final
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # Grey-level statistics (R channel) of the main canvas, and of an <img> drawn onto a scratch canvas.
 CANVAS_STATS = """() => {

@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 ROLE_DIRS = ("lungseg", "bone", "triage", "classifier")
 # skipped on a machine without ../shared/data; in CI (CI=true) they run, and fail if it is missing
-needs_shared = pytest.mark.skipif(not SHARED.is_dir() and os.environ.get("CI", "").lower() != "true",
-                                  reason="../shared/data is not present")
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir() and os.environ.get("CI", "").lower() != "true", reason="../shared/data is not present"
+)
 
 
 def _cards() -> dict[str, object]:
@@ -80,8 +81,22 @@ def test_validated_follows_the_one_rule_and_travels_with_its_figures() -> None:
 
 def _evaluate(task: str, manifests: list[str], weights: str, tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / f"{task}.json"
-    cmd = [sys.executable, "-m", "cxrassist.cli", "evaluate", task, "--weights", weights, "--json", str(out),
-           "--split", "val", "--threads", "2", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxrassist.cli",
+        "evaluate",
+        task,
+        "--weights",
+        weights,
+        "--json",
+        str(out),
+        "--split",
+        "val",
+        "--threads",
+        "2",
+        *extra,
+    ]
     for m in manifests:
         cmd += ["--manifest", str(SHARED / m / "manifest.csv")]
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, timeout=900)
@@ -153,9 +168,18 @@ def test_shipped_pipeline_on_the_real_chest_film(shipped_rg1_result: object) -> 
 def test_evaluate_reproduces_classifier_card_on_nih(tmp_path: Path) -> None:
     card = _cards()["classifier"]
     want = card.metrics["val"]
-    res = _evaluate("classifier", ["nih_cxr14_sample"], str(shipped_dir() / "classifier"), tmp_path,
-                    "--bootstrap", "0", "--cache-dir", str(tmp_path / "cache"),
-                    "--teacher", str(SHARED / "nih_cxr14_sample" / "teacher_chexnet_preds.csv"))
+    res = _evaluate(
+        "classifier",
+        ["nih_cxr14_sample"],
+        str(shipped_dir() / "classifier"),
+        tmp_path,
+        "--bootstrap",
+        "0",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--teacher",
+        str(SHARED / "nih_cxr14_sample" / "teacher_chexnet_preds.csv"),
+    )
     for code, e in want["per_label"].items():
         w = e["by_source"].get("nih_cxr14_sample")
         if w is None:

@@ -13,8 +13,22 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TINY_SEG = {"width": 1 / 16}
 TINY_GAN = {"base_channels": 4}
 TINY_DN = {"growth_rate": 4, "block_config": [1, 1, 1, 1], "num_init_features": 8}
-NIH = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-       "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia"]
+NIH = [
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+]
 
 
 def _save(arr01: np.ndarray, path: Path) -> str:
@@ -45,9 +59,16 @@ def make_seg(root: Path, n_train: int = 12, n_val: int = 4, s: int = 64) -> Path
     rows = []
     for i in range(n_train + n_val):
         img, mask = _lungs(rng, s)
-        rows.append({"id": f"s{i}", "image": _save(img, root / "images" / f"s{i}.png"),
-                     "mask": _save(mask.astype(float), root / "masks" / f"s{i}.png"), "label": "normal",
-                     "patient_id": f"p{i}", "split": "train" if i < n_train else "val"})
+        rows.append(
+            {
+                "id": f"s{i}",
+                "image": _save(img, root / "images" / f"s{i}.png"),
+                "mask": _save(mask.astype(float), root / "masks" / f"s{i}.png"),
+                "label": "normal",
+                "patient_id": f"p{i}",
+                "split": "train" if i < n_train else "val",
+            }
+        )
     return _write(root / "manifest.csv", rows)
 
 
@@ -59,9 +80,15 @@ def make_bone(root: Path, n_train: int = 8, n_val: int = 3, s: int = 64) -> Path
         soft = 0.3 + 0.3 * yy + rng.normal(0, 0.02, (s, s))
         ribs = 0.15 * (np.sin((yy * 10 + 0.3 * xx + rng.uniform(0, 1)) * 2 * np.pi) > 0.6)
         img = np.clip(soft + ribs, 0, 1)
-        rows.append({"id": f"b{i}", "image": _save(img, root / "images" / f"b{i}.png"),
-                     "bone_suppressed": _save(np.clip(soft, 0, 1), root / "bone_suppressed" / f"b{i}.png"),
-                     "patient_id": f"b{i}", "split": "train" if i < n_train else "val"})
+        rows.append(
+            {
+                "id": f"b{i}",
+                "image": _save(img, root / "images" / f"b{i}.png"),
+                "bone_suppressed": _save(np.clip(soft, 0, 1), root / "bone_suppressed" / f"b{i}.png"),
+                "patient_id": f"b{i}",
+                "split": "train" if i < n_train else "val",
+            }
+        )
     return _write(root / "manifest.csv", rows)
 
 
@@ -75,8 +102,12 @@ def make_cls(root: Path, n_train: int = 16, n_val: int = 8, s: int = 64, lateral
         sick = i % 2 == 1
         if sick:
             img = np.clip(img + 0.5 * (((xx - 0.3) ** 2 + (yy - 0.45) ** 2) < 0.01), 0, 1)
-        row = {"id": f"c{i}", "image": _save(img, root / "images" / f"c{i}.png"), "patient_id": f"c{i}",
-               "split": "train" if i < n_train else "val"}
+        row = {
+            "id": f"c{i}",
+            "image": _save(img, root / "images" / f"c{i}.png"),
+            "patient_id": f"c{i}",
+            "split": "train" if i < n_train else "val",
+        }
         if lateral:
             row["lateral"] = _save(np.flipud(img), root / "lateral" / f"c{i}.png") if i % 3 else ""
         row.update(dict.fromkeys(NIH, 0))

@@ -22,13 +22,19 @@ from cxrassist.cli import main as cli_main
 from cxrassist.training.config import load_config
 from cxrassist.training.engine import cosine_lambda, train
 
-BASE = {"optim.warmup_epochs": 0, "run.tensorboard": False, "run.progress": False, "run.log_every": 0,
-        "augment.enabled": False}
+BASE = {
+    "optim.warmup_epochs": 0,
+    "run.tensorboard": False,
+    "run.progress": False,
+    "run.log_every": 0,
+    "augment.enabled": False,
+}
 
 
 def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):
-    return load_config(None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]},
-                       **{**BASE, **sets})
+    return load_config(
+        None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]}, **{**BASE, **sets}
+    )
 
 
 def _weights(run_dir: Path, module: str = "model") -> dict[str, torch.Tensor]:
@@ -36,8 +42,15 @@ def _weights(run_dir: Path, module: str = "model") -> dict[str, torch.Tensor]:
 
 
 def test_classifier_resumes_exactly(cls_manifest: Path, tmp_path: Path, tiny) -> None:
-    sets = {"model.name": "dn121-512", "model.kwargs": tiny.dn, "data.size": 128, "data.batch_size": 4,
-            "optim.lr": 3e-3, "run.epochs": 2, "export.when": "never"}
+    sets = {
+        "model.name": "dn121-512",
+        "model.kwargs": tiny.dn,
+        "data.size": 128,
+        "data.batch_size": 4,
+        "optim.lr": 3e-3,
+        "run.epochs": 2,
+        "export.when": "never",
+    }
     straight = train(_cfg("classifier", cls_manifest, tmp_path, "a", **sets, **{"run.max_steps": 5}))
     train(_cfg("classifier", cls_manifest, tmp_path, "b", **sets, **{"run.max_steps": 2}))
     resumed = train(_cfg("classifier", cls_manifest, tmp_path, "b", **sets, **{"run.max_steps": 5}), resume=True)
@@ -53,11 +66,20 @@ def test_classifier_resumes_exactly(cls_manifest: Path, tmp_path: Path, tiny) ->
 
 def test_grad_accumulation_equals_the_larger_batch(seg_manifest: Path, tmp_path: Path, tiny) -> None:
     # fp32 math (run.amp off): under bf16 autocast, the GPU default, the two sums agree only to bf16 precision
-    sets = {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": tiny.seg, "model.freeze_bn": True,
-            "data.size": 64, "optim.lr": 1e-3, "run.epochs": 1, "export.when": "never", "run.amp": "off"}
+    sets = {
+        "model.name": "lungseg-vgg16unet-compact",
+        "model.kwargs": tiny.seg,
+        "model.freeze_bn": True,
+        "data.size": 64,
+        "optim.lr": 1e-3,
+        "run.epochs": 1,
+        "export.when": "never",
+        "run.amp": "off",
+    }
     big = train(_cfg("segmentation", seg_manifest, tmp_path, "big", **sets, **{"data.batch_size": 4}))
-    acc = train(_cfg("segmentation", seg_manifest, tmp_path, "acc", **sets,
-                     **{"data.batch_size": 2, "optim.grad_accum": 2}))
+    acc = train(
+        _cfg("segmentation", seg_manifest, tmp_path, "acc", **sets, **{"data.batch_size": 2, "optim.grad_accum": 2})
+    )
     one = train(_cfg("segmentation", seg_manifest, tmp_path, "one", **sets, **{"data.batch_size": 2}))
     assert big.global_step == acc.global_step == 3 and one.global_step == 6
     a, b, c = _weights(big.run_dir), _weights(acc.run_dir), _weights(one.run_dir)
@@ -68,10 +90,23 @@ def test_grad_accumulation_equals_the_larger_batch(seg_manifest: Path, tmp_path:
 
 def test_early_stopping_and_run_provenance(seg_manifest: Path, tmp_path: Path, tiny) -> None:
     # lr 0 and frozen BN: the validation Dice cannot improve after the first epoch -> stop after patience 1
-    cfg = _cfg("segmentation", seg_manifest, tmp_path, "es", **{
-        "model.name": "lungseg-vgg16unet-compact", "model.kwargs": tiny.seg, "model.freeze_bn": True,
-        "data.size": 64, "data.batch_size": 4, "optim.lr": 0.0, "run.epochs": 6, "run.early_stopping": 1,
-        "export.when": "never"})
+    cfg = _cfg(
+        "segmentation",
+        seg_manifest,
+        tmp_path,
+        "es",
+        **{
+            "model.name": "lungseg-vgg16unet-compact",
+            "model.kwargs": tiny.seg,
+            "model.freeze_bn": True,
+            "data.size": 64,
+            "data.batch_size": 4,
+            "optim.lr": 0.0,
+            "run.epochs": 6,
+            "run.early_stopping": 1,
+            "export.when": "never",
+        },
+    )
     res = train(cfg)
     assert res.epochs_done == 2 and len(res.history) == 2
     saved = yaml.safe_load((res.run_dir / "config.yaml").read_text())
@@ -93,8 +128,9 @@ def test_warmup_then_cosine_by_hand() -> None:
     assert all(f(s) >= f(s + 1) for s in range(2, 12))
 
 
-def test_evaluate_classifier_prints_the_results_table(cls_manifest: Path, tmp_path: Path, tiny,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_classifier_prints_the_results_table(
+    cls_manifest: Path, tmp_path: Path, tiny, capsys: pytest.CaptureFixture
+) -> None:
     from cxrassist.labels import FINDING_CODES
     from cxrassist.models import create_model
     from cxrassist.weights import ModelCard, save_weights
@@ -104,14 +140,25 @@ def test_evaluate_classifier_prints_the_results_table(cls_manifest: Path, tmp_pa
     card.input["size"] = 128
     save_weights(create_model("dn121-512", **tiny.dn), tmp_path / "w", card)
     try:
-        cli_main(["evaluate", "classifier", "--manifest", str(cls_manifest), "--weights", str(tmp_path / "w"),
-                  "--bootstrap", "0"])
+        cli_main(
+            [
+                "evaluate",
+                "classifier",
+                "--manifest",
+                str(cls_manifest),
+                "--weights",
+                str(tmp_path / "w"),
+                "--bootstrap",
+                "0",
+            ]
+        )
     except SystemExit as exc:
         assert exc.code in (0, None), capsys.readouterr().err
     out = capsys.readouterr().out
     # one row per finding: code, the population it was validated on, AUROC, [CI], positives/n, threshold, ...
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()
-            and line.split()[0] in FINDING_CODES}
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.split() and line.split()[0] in FINDING_CODES
+    }
     assert list(rows) == list(FINDING_CODES)
     # the fake set has Nodule (-> Lung Lesion) positives and nothing else
     assert rows["FR"][2] == "n/a" and 0.0 <= float(rows["LL"][2]) <= 1.0
@@ -131,8 +178,9 @@ def test_augment_level_is_the_foundation_function(monkeypatch: pytest.MonkeyPatc
         return apply_level(x, center, width)
 
     monkeypatch.setattr(augment, "apply_level", spy)
-    cfg = augment.AugmentConfig(level_prob=1.0, rotate_deg=0, scale=(1, 1), ratio=(1, 1), translate=0,
-                                contrast=0.0, brightness=0.0)
+    cfg = augment.AugmentConfig(
+        level_prob=1.0, rotate_deg=0, scale=(1, 1), ratio=(1, 1), translate=0, contrast=0.0, brightness=0.0
+    )
     img = torch.linspace(0, 1, 32 * 32).reshape(1, 32, 32)
     out = augment.JointAugment(cfg, 32)(np.random.default_rng(0), img)["image"]
     assert calls and len(set(calls)) == 1  # one random window/level per sample (also used for the contrast pivot)

@@ -53,10 +53,19 @@ def test_gradient_l1_sees_edges_not_offsets() -> None:
 
 
 def _cfg(manifest: Path, out: Path, name: str, **sets):
-    base = {"model.name": "bone-gan-compact", "model.kwargs": TINY, "model.discriminator": "bone-gan-compact",
-            "model.discriminator_kwargs": {"base_channels": 4}, "data.size": 64, "data.batch_size": 4,
-            "optim.warmup_epochs": 0, "run.tensorboard": False, "run.progress": False, "run.log_every": 0,
-            "data.manifests": [str(manifest)]}
+    base = {
+        "model.name": "bone-gan-compact",
+        "model.kwargs": TINY,
+        "model.discriminator": "bone-gan-compact",
+        "model.discriminator_kwargs": {"base_channels": 4},
+        "data.size": 64,
+        "data.batch_size": 4,
+        "optim.warmup_epochs": 0,
+        "run.tensorboard": False,
+        "run.progress": False,
+        "run.log_every": 0,
+        "data.manifests": [str(manifest)],
+    }
     return load_config(None, task="bone", name=name, out_dir=str(out), **{**base, **sets})
 
 
@@ -65,9 +74,19 @@ def test_generator_only_phase_and_warm_start(bone_manifest: Path, tmp_path: Path
 
     gan = make_task(_cfg(bone_manifest, tmp_path, "gan"))
     assert gan.phases == ("d", "g")
-    alone_cfg = _cfg(bone_manifest, tmp_path, "alone", **{"loss.adv_weight": 0.0, "loss.fm_weight": 0.0,
-                                                           "loss.grad_weight": 100.0, "run.max_steps": 2,
-                                                           "run.epochs": 1, "export.when": "end"})
+    alone_cfg = _cfg(
+        bone_manifest,
+        tmp_path,
+        "alone",
+        **{
+            "loss.adv_weight": 0.0,
+            "loss.fm_weight": 0.0,
+            "loss.grad_weight": 100.0,
+            "run.max_steps": 2,
+            "run.epochs": 1,
+            "export.when": "end",
+        },
+    )
     alone = make_task(alone_cfg)
     assert alone.phases == ("g",)
     modules = alone.build()

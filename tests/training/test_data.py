@@ -22,9 +22,27 @@ from cxrassist.data.splits import check_disjoint, patient_split
 from cxrassist.errors import ConfigError, DatasetError
 from cxrassist.labels import index_of
 
-CHEX_COLS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Enlarged Cardiomediastinum",
-             "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
-             "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
+CHEX_COLS = [
+    "Path",
+    "Sex",
+    "Age",
+    "Frontal/Lateral",
+    "AP/PA",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+]
 
 
 def _png(path: Path, value: int = 100, size: tuple[int, int] = (40, 48)) -> None:
@@ -84,8 +102,9 @@ def test_chexpert_tree(tmp_path: Path) -> None:
     ]:
         rel = f"CheXpert-v1.0-small/train/{pat}/{study}/view{1 if view == 'Frontal' else 2}_{view.lower()}.jpg"
         _png(tmp_path / rel)
-        rows.append([rel, "Male", "60", view, "PA" if view == "Frontal" else ""] +
-                    [vals.get(c, "") for c in CHEX_COLS[5:]])
+        rows.append(
+            [rel, "Male", "60", view, "PA" if view == "Frontal" else ""] + [vals.get(c, "") for c in CHEX_COLS[5:]]
+        )
     _csv(root / "train.csv", CHEX_COLS, rows)
     _csv(root / "valid.csv", CHEX_COLS, [])
     recs = load_chexpert(root)
@@ -104,18 +123,32 @@ def test_chexpert_tree(tmp_path: Path) -> None:
 
 def test_mimic_tree(tmp_path: Path) -> None:
     root = tmp_path / "mimic"
-    meta = [["d1", "10000032", "50414267", "PA"], ["d2", "10000032", "50414267", "LATERAL"],
-            ["d3", "11000011", "50000001", "AP"]]
+    meta = [
+        ["d1", "10000032", "50414267", "PA"],
+        ["d2", "10000032", "50414267", "LATERAL"],
+        ["d3", "11000011", "50000001", "AP"],
+    ]
     for d, subj, study, _ in meta:
         _png(root / "files" / f"p{subj[:2]}" / f"p{subj}" / f"s{study}" / f"{d}.jpg")
     _csv(root / "mimic-cxr-2.0.0-metadata.csv", ["dicom_id", "subject_id", "study_id", "ViewPosition"], meta)
-    _csv(root / "mimic-cxr-2.0.0-split.csv", ["dicom_id", "study_id", "subject_id", "split"],
-         [["d1", "50414267", "10000032", "train"], ["d2", "50414267", "10000032", "train"],
-          ["d3", "50000001", "11000011", "validate"]])
+    _csv(
+        root / "mimic-cxr-2.0.0-split.csv",
+        ["dicom_id", "study_id", "subject_id", "split"],
+        [
+            ["d1", "50414267", "10000032", "train"],
+            ["d2", "50414267", "10000032", "train"],
+            ["d3", "50000001", "11000011", "validate"],
+        ],
+    )
     lab = ["subject_id", "study_id", *CHEX_COLS[5:]]
-    _csv(root / "mimic-cxr-2.0.0-chexpert.csv", lab,
-         [["10000032", "50414267"] + ["1.0" if c == "Pneumothorax" else "" for c in CHEX_COLS[5:]],
-          ["11000011", "50000001"] + ["1.0" if c == "No Finding" else "" for c in CHEX_COLS[5:]]])
+    _csv(
+        root / "mimic-cxr-2.0.0-chexpert.csv",
+        lab,
+        [
+            ["10000032", "50414267"] + ["1.0" if c == "Pneumothorax" else "" for c in CHEX_COLS[5:]],
+            ["11000011", "50000001"] + ["1.0" if c == "No Finding" else "" for c in CHEX_COLS[5:]],
+        ],
+    )
     recs = {r.id: r for r in load_mimic_cxr(root)}
     assert set(recs) == {"d1", "d3"}
     assert recs["d1"].lateral is not None and recs["d1"].lateral.name == "d2.jpg" and recs["d1"].image.is_file()
@@ -131,8 +164,19 @@ def test_chestxray14_tree(tmp_path: Path) -> None:
         _png(root / "images_001" / "images" / name)
         labels = "No Finding" if i % 2 else "Cardiomegaly|Effusion"
         rows.append([name, labels, "0", str(i // 2), "50", "M", "PA"])
-    _csv(root / "Data_Entry_2017_v2020.csv", ["Image Index", "Finding Labels", "Follow-up #", "Patient ID",
-                                              "Patient Age", "Patient Gender", "View Position"], rows)
+    _csv(
+        root / "Data_Entry_2017_v2020.csv",
+        [
+            "Image Index",
+            "Finding Labels",
+            "Follow-up #",
+            "Patient ID",
+            "Patient Age",
+            "Patient Gender",
+            "View Position",
+        ],
+        rows,
+    )
     (root / "test_list.txt").write_text("00000000_000.png\n00000001_000.png\n")
     recs = load_chestxray14(root, val_fraction=0.25, seed=3)
     assert len(recs) == 20
@@ -218,8 +262,9 @@ def test_augmentation_joint_seeded_and_no_flip() -> None:
 def test_paired_augmentation_keeps_difference_consistent() -> None:
     x = torch.rand(1, 32, 32) * 0.5 + 0.3
     s = (x - 0.1).clamp(0, 1)
-    cfg = AugmentConfig(level_prob=0.0, rotate_deg=0, scale=(1, 1), ratio=(1, 1), translate=0, contrast=0.2,
-                        brightness=0.05)
+    cfg = AugmentConfig(
+        level_prob=0.0, rotate_deg=0, scale=(1, 1), ratio=(1, 1), translate=0, contrast=0.2, brightness=0.05
+    )
     out = JointAugment(cfg, 32)(np.random.default_rng(7), x, paired=s)
     diff = out["image"] - out["paired"]
     assert torch.allclose(diff, diff.flatten().median() * torch.ones_like(diff), atol=2e-3)  # stays uniform

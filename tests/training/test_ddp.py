@@ -20,9 +20,19 @@ pytestmark = pytest.mark.slow
 
 
 def _args(manifest: Path, out: Path, name: str) -> list[str]:
-    sets = {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": "{width: 0.0625}", "model.freeze_bn": "true",
-            "data.size": 64, "data.batch_size": 4, "optim.lr": 1e-3, "optim.warmup_epochs": 0, "run.epochs": 1,
-            "run.tensorboard": "false", "run.progress": "false", "run.device": "cpu"}
+    sets = {
+        "model.name": "lungseg-vgg16unet-compact",
+        "model.kwargs": "{width: 0.0625}",
+        "model.freeze_bn": "true",
+        "data.size": 64,
+        "data.batch_size": 4,
+        "optim.lr": 1e-3,
+        "optim.warmup_epochs": 0,
+        "run.epochs": 1,
+        "run.tensorboard": "false",
+        "run.progress": "false",
+        "run.device": "cpu",
+    }
     args = ["train", "segmentation", "--manifest", str(manifest), "--name", name, "--out-dir", str(out)]
     for k, v in sets.items():
         args += ["--set", f"{k}={v}"]
@@ -32,15 +42,32 @@ def _args(manifest: Path, out: Path, name: str) -> list[str]:
 def test_two_process_gloo_matches_single_process(seg_manifest: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cxrassist.cli",
-         *_args(seg_manifest, tmp_path, "ddp")],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "cxrassist.cli",
+            *_args(seg_manifest, tmp_path, "ddp"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     check = json.loads((tmp_path / "ddp" / "ddp_check.json").read_text())
     assert check["world_size"] == 2 and check["identical"] is True
 
-    single = subprocess.run([sys.executable, "-m", "cxrassist.cli", *_args(seg_manifest, tmp_path, "one")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "cxrassist.cli", *_args(seg_manifest, tmp_path, "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
 
     a = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=False)

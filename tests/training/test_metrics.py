@@ -113,8 +113,15 @@ def test_roc_png(tmp_path) -> None:
 
     from cxrassist.evaluation.roc_plot import draw_roc
 
-    p = draw_roc(np.array([0, 0.2, 1]), np.array([0, 0.8, 1]), tmp_path / "r.png", title="PX", auc=0.8,
-                 ci=(0.7, 0.9), point=(0.2, 0.8))
+    p = draw_roc(
+        np.array([0, 0.2, 1]),
+        np.array([0, 0.8, 1]),
+        tmp_path / "r.png",
+        title="PX",
+        auc=0.8,
+        ci=(0.7, 0.9),
+        point=(0.2, 0.8),
+    )
     img = np.asarray(Image.open(p).convert("RGB"))
     red = (img[..., 0] > 150) & (img[..., 1] < 100) & (img[..., 2] < 100)
     assert img.shape == (480, 480, 3) and red.sum() > 100  # the red curve is drawn

@@ -97,8 +97,22 @@ def test_card_calibration_is_read_and_refused_when_malformed() -> None:
 
 
 def _write_teacher(path: Path, rows: dict[str, dict[str, float]]) -> Path:
-    cols = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-            "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia"]
+    cols = [
+        "Atelectasis",
+        "Cardiomegaly",
+        "Effusion",
+        "Infiltration",
+        "Mass",
+        "Nodule",
+        "Pneumonia",
+        "Pneumothorax",
+        "Consolidation",
+        "Edema",
+        "Emphysema",
+        "Fibrosis",
+        "Pleural_Thickening",
+        "Hernia",
+    ]
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", *[f"prob_{c}" for c in cols]])
@@ -127,8 +141,9 @@ def test_distillation_mixes_label_and_teacher_in_the_loss() -> None:
     from cxrassist.training.config import load_config
     from cxrassist.training.tasks import ClassifierTask
 
-    cfg = load_config(None, ["task=classifier", "data.manifests=[x.csv]", "loss.distill_weight=0.5",
-                             "data.teacher={nih: t.csv}"])
+    cfg = load_config(
+        None, ["task=classifier", "data.manifests=[x.csv]", "loss.distill_weight=0.5", "data.teacher={nih: t.csv}"]
+    )
     task = ClassifierTask(cfg)
     logits = torch.zeros(1, NUM_FINDINGS)
     labels = torch.full((1, NUM_FINDINGS), float("nan"))
@@ -177,8 +192,10 @@ def test_effective_size_in_the_card_is_validated() -> None:
 
 def test_shared_patients_take_the_split_of_the_authority_set(tmp_path: Path) -> None:
     """jsrt and bse_jsrt are the same JSRT cases: bse_jsrt's split decides, so no patient straddles train/val."""
-    for name, rows in (("bse_jsrt", [("JPC1", "train"), ("JPC2", "val")]),
-                       ("jsrt", [("JPC1", "val"), ("JPC2", "train"), ("JPC3", "val")])):
+    for name, rows in (
+        ("bse_jsrt", [("JPC1", "train"), ("JPC2", "val")]),
+        ("jsrt", [("JPC1", "val"), ("JPC2", "train"), ("JPC3", "val")]),
+    ):
         d = tmp_path / name
         (d / "images").mkdir(parents=True)
         with (d / "manifest.csv").open("w", newline="") as fh:

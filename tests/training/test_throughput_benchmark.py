@@ -14,14 +14,38 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_throughput_benchmark_times_the_trainer_step_and_checks_bf16(tmp_path: Path) -> None:
     out = tmp_path / "t.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_train_throughput.py"), "--quick", "--threads", "1",
-         "--rows", "triage", "lungs", "--modes", "fp32", "bf16", "--warmup", "1", "--steps", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_train_throughput.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--rows",
+            "triage",
+            "lungs",
+            "--modes",
+            "fp32",
+            "bf16",
+            "--warmup",
+            "1",
+            "--steps",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(r["model"], r["mode"]) for r in rows] == [
-        ("triage-dn121-512", "fp32"), ("triage-dn121-512", "bf16"),
-        ("lungseg-vgg16unet", "fp32"), ("lungseg-vgg16unet", "bf16")]
+        ("triage-dn121-512", "fp32"),
+        ("triage-dn121-512", "bf16"),
+        ("lungseg-vgg16unet", "fp32"),
+        ("lungseg-vgg16unet", "bf16"),
+    ]
     for r in rows:
         assert r["images_per_s"] > 0 and r["ms_per_step"] > 0
         assert r["peak_gib"] is None  # CPU: no accelerator memory to report (NaN is written as null)

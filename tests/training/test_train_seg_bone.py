@@ -18,12 +18,24 @@ TINY_GAN = {"base_channels": 4}
 
 def _cfg(task: str, manifest: Path, out: Path, name: str, **sets):
     base = {
-        "segmentation": {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": TINY_SEG, "data.size": 64,
-                         "data.batch_size": 4, "optim.lr": 3e-3, "optim.warmup_epochs": 0},
-        "bone": {"model.name": "bone-gan-compact", "model.kwargs": TINY_GAN,
-                 "model.discriminator": "bone-gan-compact", "model.discriminator_kwargs": TINY_GAN,
-                 "data.size": 64, "data.batch_size": 4, "optim.warmup_epochs": 0,
-                 "optim.lr": 1e-3},
+        "segmentation": {
+            "model.name": "lungseg-vgg16unet-compact",
+            "model.kwargs": TINY_SEG,
+            "data.size": 64,
+            "data.batch_size": 4,
+            "optim.lr": 3e-3,
+            "optim.warmup_epochs": 0,
+        },
+        "bone": {
+            "model.name": "bone-gan-compact",
+            "model.kwargs": TINY_GAN,
+            "model.discriminator": "bone-gan-compact",
+            "model.discriminator_kwargs": TINY_GAN,
+            "data.size": 64,
+            "data.batch_size": 4,
+            "optim.warmup_epochs": 0,
+            "optim.lr": 1e-3,
+        },
     }[task]
     merged = {**base, "run.tensorboard": False, "run.progress": False, "run.log_every": 0, **sets}
     return load_config(None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]}, **merged)
@@ -60,21 +72,36 @@ def test_segmentation_learns_resumes_and_evaluates(seg_manifest: Path, tmp_path:
     straight = train(_cfg("segmentation", seg_manifest, tmp_path, "a", **{"run.epochs": 2, "run.max_steps": 5}))
     assert straight.global_step == 5
     train(_cfg("segmentation", seg_manifest, tmp_path, "b", **{"run.epochs": 2, "run.max_steps": 2}))
-    resumed = train(_cfg("segmentation", seg_manifest, tmp_path, "b", **{"run.epochs": 2, "run.max_steps": 5}),
-                    resume=True)
+    resumed = train(
+        _cfg("segmentation", seg_manifest, tmp_path, "b", **{"run.epochs": 2, "run.max_steps": 5}), resume=True
+    )
     assert resumed.global_step == 5
     _assert_same(_state(straight.run_dir), _state(resumed.run_dir))
 
     out = tmp_path / "seg.json"
-    _cli(["evaluate", "segmentation", "--manifest", str(seg_manifest), "--weights", str(res.export_dir),
-          "--json", str(out), "--postprocess"])
+    _cli(
+        [
+            "evaluate",
+            "segmentation",
+            "--manifest",
+            str(seg_manifest),
+            "--weights",
+            str(res.export_dir),
+            "--json",
+            str(out),
+            "--postprocess",
+        ]
+    )
     metrics = json.loads(out.read_text())
     assert metrics["n_cases"] == 4 and 0.0 <= metrics["dice"] <= 1.0 and "hd95" in metrics and "iou" in metrics
 
 
 def test_bone_gan_learns_resumes_and_evaluates(bone_manifest: Path, tmp_path: Path) -> None:
-    res = train(_cfg("bone", bone_manifest, tmp_path, "full", **{"run.epochs": 4, "augment.enabled": False,
-                                                                  "export.when": "end"}))
+    res = train(
+        _cfg(
+            "bone", bone_manifest, tmp_path, "full", **{"run.epochs": 4, "augment.enabled": False, "export.when": "end"}
+        )
+    )
     hist = res.history
     assert hist[-1]["train_l1"] < hist[0]["train_l1"]
     assert res.export_dir is not None
@@ -108,11 +135,25 @@ def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path:
     make_seg = tiny.make_seg
     big = make_seg(tmp_path / "big", n_train=12, n_val=4)
     small = make_seg(tmp_path / "small", n_train=4, n_val=2)
-    cfg = load_config(None, task="segmentation", name="rep", out_dir=str(tmp_path / "runs"),
-                      **{"data.manifests": [str(big), str(small)], "data.repeat": {"small": 3},
-                         "model.name": "lungseg-vgg16unet-compact", "model.kwargs": TINY_SEG, "data.size": 64,
-                         "data.batch_size": 4, "optim.warmup_epochs": 0, "run.epochs": 2,
-                         "run.tensorboard": False, "run.progress": False, "run.log_every": 0})
+    cfg = load_config(
+        None,
+        task="segmentation",
+        name="rep",
+        out_dir=str(tmp_path / "runs"),
+        **{
+            "data.manifests": [str(big), str(small)],
+            "data.repeat": {"small": 3},
+            "model.name": "lungseg-vgg16unet-compact",
+            "model.kwargs": TINY_SEG,
+            "data.size": 64,
+            "data.batch_size": 4,
+            "optim.warmup_epochs": 0,
+            "run.epochs": 2,
+            "run.tensorboard": False,
+            "run.progress": False,
+            "run.log_every": 0,
+        },
+    )
     res = train(cfg)
     first = res.history[0]
     assert first["global_step"] == (12 + 3 * 4) // 4  # 6 steps an epoch, not 4
@@ -126,8 +167,9 @@ def test_segmentation_repeats_a_small_set_and_selects_on_the_worst_set(tmp_path:
     assert card["metrics"]["val"]["dice_small"] == pytest.approx(best_row["val_dice_small"])
 
 
-@pytest.mark.parametrize(("repeat", "message"), [({"smal": 2}, "not among the training records"),
-                                                  ({"small": 0}, "integer >= 1")])
+@pytest.mark.parametrize(
+    ("repeat", "message"), [({"smal": 2}, "not among the training records"), ({"small": 0}, "integer >= 1")]
+)
 def test_repeat_refuses_typos_and_bad_factors(tmp_path: Path, repeat: dict, message: str, tiny) -> None:
     from cxrassist.data.manifest import load_manifest
     from cxrassist.data.records import repeat_datasets

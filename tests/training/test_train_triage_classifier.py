@@ -22,11 +22,22 @@ def _cli(args: list[str]) -> None:
 
 
 def _cfg(task: str, manifest: Path, out: Path, name: str, model: str, tiny, **sets):
-    base = {"model.name": model, "model.kwargs": tiny.dn, "data.size": 128, "data.batch_size": 4,
-            "data.val_batch_size": 8, "optim.lr": 3e-3, "optim.warmup_epochs": 0, "run.tensorboard": False,
-            "run.progress": False, "run.log_every": 0, "data.cache_dir": str(out / "cache")}
-    return load_config(None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]},
-                       **{**base, **sets})
+    base = {
+        "model.name": model,
+        "model.kwargs": tiny.dn,
+        "data.size": 128,
+        "data.batch_size": 4,
+        "data.val_batch_size": 8,
+        "optim.lr": 3e-3,
+        "optim.warmup_epochs": 0,
+        "run.tensorboard": False,
+        "run.progress": False,
+        "run.log_every": 0,
+        "data.cache_dir": str(out / "cache"),
+    }
+    return load_config(
+        None, task=task, name=name, out_dir=str(out), **{"data.manifests": [str(manifest)]}, **{**base, **sets}
+    )
 
 
 def _last(run_dir: Path) -> dict:
@@ -35,24 +46,52 @@ def _last(run_dir: Path) -> dict:
 
 def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_path: Path, tiny) -> None:
     # --- triage: learns, resumes exactly, evaluates with thresholds + ROC PNG
-    res = train(_cfg("triage", cls_manifest, tmp_path, "tri", "triage-dn121-512", tiny,
-                     **{"run.epochs": 5, "augment.enabled": False, "loss.label_smoothing": 0.05}))
+    res = train(
+        _cfg(
+            "triage",
+            cls_manifest,
+            tmp_path,
+            "tri",
+            "triage-dn121-512",
+            tiny,
+            **{"run.epochs": 5, "augment.enabled": False, "loss.label_smoothing": 0.05},
+        )
+    )
     assert res.history[-1]["train_bce"] < res.history[0]["train_bce"]
-    a = train(_cfg("triage", cls_manifest, tmp_path, "a", "triage-dn121-512", tiny, **{"run.epochs": 2,
-                                                                                        "run.max_steps": 6}))
-    train(_cfg("triage", cls_manifest, tmp_path, "b", "triage-dn121-512", tiny, **{"run.epochs": 2,
-                                                                                    "run.max_steps": 3}))
-    b = train(_cfg("triage", cls_manifest, tmp_path, "b", "triage-dn121-512", tiny, **{"run.epochs": 2,
-                                                                                        "run.max_steps": 6}),
-              resume=True)
+    a = train(
+        _cfg("triage", cls_manifest, tmp_path, "a", "triage-dn121-512", tiny, **{"run.epochs": 2, "run.max_steps": 6})
+    )
+    train(
+        _cfg("triage", cls_manifest, tmp_path, "b", "triage-dn121-512", tiny, **{"run.epochs": 2, "run.max_steps": 3})
+    )
+    b = train(
+        _cfg("triage", cls_manifest, tmp_path, "b", "triage-dn121-512", tiny, **{"run.epochs": 2, "run.max_steps": 6}),
+        resume=True,
+    )
     sa, sb = _last(a.run_dir), _last(b.run_dir)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
     tri_dir = res.export_dir
     before = json.loads((tri_dir / "card.json").read_text())
     out = tmp_path / "tri.json"
-    _cli(["evaluate", "triage", "--manifest", str(cls_manifest), "--weights", str(tri_dir), "--json", str(out),
-          "--roc-dir", str(tmp_path / "roc"), "--write-thresholds", "youden", "--bootstrap", "50"])
+    _cli(
+        [
+            "evaluate",
+            "triage",
+            "--manifest",
+            str(cls_manifest),
+            "--weights",
+            str(tri_dir),
+            "--json",
+            str(out),
+            "--roc-dir",
+            str(tmp_path / "roc"),
+            "--write-thresholds",
+            "youden",
+            "--bootstrap",
+            "50",
+        ]
+    )
     m = json.loads(out.read_text())
     assert m["n_cases"] == 8 and 0 <= m["auroc"] <= 1 and "sensitivity" in m and "specificity" in m
     assert (tmp_path / "roc" / "roc_abnormal.png").is_file()
@@ -68,8 +107,21 @@ def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_pa
     after["input"]["tta_zooms"] = [1.0, 0.9]
     (tri_dir / "card.json").write_text(json.dumps(after))
     for flag, name in ((), "tta.json"), (("--no-tta",), "plain.json"):
-        _cli(["evaluate", "triage", "--manifest", str(cls_manifest), "--weights", str(tri_dir), "--json",
-              str(tmp_path / name), "--bootstrap", "0", *flag])
+        _cli(
+            [
+                "evaluate",
+                "triage",
+                "--manifest",
+                str(cls_manifest),
+                "--weights",
+                str(tri_dir),
+                "--json",
+                str(tmp_path / name),
+                "--bootstrap",
+                "0",
+                *flag,
+            ]
+        )
     with_tta, plain = (json.loads((tmp_path / n).read_text()) for n in ("tta.json", "plain.json"))
     assert with_tta["tta_zooms"] == [1.0, 0.9] and plain["tta_zooms"] == [1.0]
     assert plain["auroc"] == pytest.approx(m["auroc"])  # the plain view is what was measured before
@@ -88,9 +140,21 @@ def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_pa
     c.input["size"] = 64
     save_weights(create_model("bone-gan-compact", **tiny.gan), bone, c)
 
-    cfg = _cfg("classifier", cls_manifest, tmp_path, "cls", "dn121-512-lung-bone", tiny,
-               **{"run.epochs": 3, "augment.enabled": False, "model.init_from": str(tri_dir),
-                  "data.lung_weights": str(lung), "data.bone_weights": str(bone)})
+    cfg = _cfg(
+        "classifier",
+        cls_manifest,
+        tmp_path,
+        "cls",
+        "dn121-512-lung-bone",
+        tiny,
+        **{
+            "run.epochs": 3,
+            "augment.enabled": False,
+            "model.init_from": str(tri_dir),
+            "data.lung_weights": str(lung),
+            "data.bone_weights": str(bone),
+        },
+    )
     res = train(cfg)
     assert res.history[-1]["train_bce"] < res.history[0]["train_bce"]
     cached = list((tmp_path / "cache" / "derived").glob("*.npz"))
@@ -99,8 +163,22 @@ def test_triage_then_classifier_with_derived_channels(cls_manifest: Path, tmp_pa
         assert z["lung"].shape == (128, 128) and set(np.unique(z["lung"])) <= {0, 1}
         assert z["bone"].dtype == np.float16
     out = tmp_path / "cls.json"
-    _cli(["evaluate", "classifier", "--manifest", str(cls_manifest), "--weights", str(res.export_dir),
-          "--json", str(out), "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "20"])
+    _cli(
+        [
+            "evaluate",
+            "classifier",
+            "--manifest",
+            str(cls_manifest),
+            "--weights",
+            str(res.export_dir),
+            "--json",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--bootstrap",
+            "20",
+        ]
+    )
     m = json.loads(out.read_text())
     assert m["n_cases"] == 8
     assert m["auroc"]["LL"] is not None  # nodules -> Lung Lesion has positives and negatives
@@ -117,8 +195,9 @@ def test_triage_init_copies_body(cls_manifest: Path, tmp_path: Path, tiny) -> No
     torch.manual_seed(1)
     tri = create_model("triage-dn121-512", **tiny.dn)
     save_weights(tri, tmp_path / "tri", ModelCard.new("triage-dn121-512", kwargs=tiny.dn))
-    cfg = _cfg("classifier", cls_manifest, tmp_path, "c", "dn121-512", tiny,
-               **{"model.init_from": str(tmp_path / "tri")})
+    cfg = _cfg(
+        "classifier", cls_manifest, tmp_path, "c", "dn121-512", tiny, **{"model.init_from": str(tmp_path / "tri")}
+    )
     model = make_task(cfg).build()["model"]
     key = next(k for k in tri.state_dict() if k.startswith("features.") and k.endswith("weight"))
     assert torch.equal(model.state_dict()[key], tri.state_dict()[key])
@@ -126,12 +205,27 @@ def test_triage_init_copies_body(cls_manifest: Path, tmp_path: Path, tiny) -> No
 
 def test_dual_view_classifier(tmp_path: Path, tiny) -> None:
     manifest = tiny.make_cls(tmp_path / "dual", n_train=8, n_val=4, lateral=True)
-    res = train(_cfg("classifier", manifest, tmp_path, "dual", "dn121-512-dual", tiny,
-                     **{"run.epochs": 1, "data.lateral": True}))
+    res = train(
+        _cfg(
+            "classifier", manifest, tmp_path, "dual", "dn121-512-dual", tiny, **{"run.epochs": 1, "data.lateral": True}
+        )
+    )
     assert res.global_step == 2 and res.export_dir is not None
     out = tmp_path / "dual.json"
-    _cli(["evaluate", "classifier", "--manifest", str(manifest), "--weights", str(res.export_dir), "--json", str(out),
-          "--bootstrap", "0"])
+    _cli(
+        [
+            "evaluate",
+            "classifier",
+            "--manifest",
+            str(manifest),
+            "--weights",
+            str(res.export_dir),
+            "--json",
+            str(out),
+            "--bootstrap",
+            "0",
+        ]
+    )
     assert json.loads(out.read_text())["n_cases"] == 4
 
 

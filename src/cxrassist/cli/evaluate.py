@@ -13,33 +13,42 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         task: str = typer.Argument(..., help="segmentation | bone | triage | classifier"),
         manifest: list[Path] = typer.Option(..., "--manifest", "-m", help="Manifest CSV(s) to evaluate on."),
-        weights: Path = typer.Option(None, "--weights", "-w",
-                                     help="Weights directory (model.safetensors + card.json)."),
+        weights: Path = typer.Option(
+            None, "--weights", "-w", help="Weights directory (model.safetensors + card.json)."
+        ),
         model: str = typer.Option(None, "--model", help="Shipped weights by name (instead of --weights)."),
         split: str = typer.Option("val", "--split", help="Split to evaluate ('all' = every row)."),
         json_out: Path = typer.Option(None, "--json", help="Write the metrics as JSON here."),
         limit: int = typer.Option(None, "--limit", help="Evaluate only the first N cases."),
-        postprocess: bool = typer.Option(False, "--postprocess",
-                                         help="Segmentation: keep 2 largest parts, fill holes."),
+        postprocess: bool = typer.Option(
+            False, "--postprocess", help="Segmentation: keep 2 largest parts, fill holes."
+        ),
         roc_dir: Path = typer.Option(None, "--roc-dir", help="Triage/classifier: write ROC curve PNGs here."),
         bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the AUROC 95% CI (0 = off)."),
         write_thresholds: str = typer.Option(
-            None, "--write-thresholds",
+            None,
+            "--write-thresholds",
             help="Write operating points, calibration and validated flags into the card beside --weights: "
-                 "'operating' (findings spec=0.90, triage sens=0.95, chosen on NIH-source films by 2-fold "
-                 "cross-fitting), or a rule 'spec=0.9' / 'sens=0.95' / 'youden'."),
+            "'operating' (findings spec=0.90, triage sens=0.95, chosen on NIH-source films by 2-fold "
+            "cross-fitting), or a rule 'spec=0.9' / 'sens=0.95' / 'youden'.",
+        ),
         teacher: Path = typer.Option(
-            None, "--teacher",
+            None,
+            "--teacher",
             help="Classifier: a reference model's probabilities (id + prob_<NIH label> columns, e.g. "
-                 "nih_cxr14_sample/teacher_chexnet_preds.csv), reported beside the model on the same films."),
+            "nih_cxr14_sample/teacher_chexnet_preds.csv), reported beside the model on the same films.",
+        ),
         lung_weights: str = typer.Option(None, "--lung-weights", help="Classifier: lung model for derived channels."),
         bone_weights: str = typer.Option(None, "--bone-weights", help="Classifier: bone model for derived channels."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Classifier: derived-channel cache folder."),
         threads: int = typer.Option(None, "--threads", help="torch.set_num_threads."),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-        tta: bool = typer.Option(True, "--tta/--no-tta",
-                                 help="Triage: average over the card's test-time zooms, as `cxr analyze` does "
-                                      "(--no-tta: the plain view alone)."),
+        tta: bool = typer.Option(
+            True,
+            "--tta/--no-tta",
+            help="Triage: average over the card's test-time zooms, as `cxr analyze` does "
+            "(--no-tta: the plain view alone).",
+        ),
     ) -> None:
         """Evaluate saved weights on a manifest; prints a table, optionally writes JSON and ROC PNGs."""
         from cxrassist.errors import ConfigError
@@ -48,10 +57,22 @@ def register(app: typer.Typer) -> None:
         if (weights is None) == (model is None):
             raise ConfigError("give exactly one of --weights DIR or --model NAME")
         result = evaluate(
-            task, [str(m) for m in manifest], weights=str(weights) if weights else model, split=split, limit=limit,
-            postprocess=postprocess, roc_dir=roc_dir, bootstrap=bootstrap, write_thresholds=write_thresholds,
-            lung_weights=lung_weights, bone_weights=bone_weights, cache_dir=cache_dir, threads=threads,
-            device=device, tta=tta, teacher=str(teacher) if teacher else None,
+            task,
+            [str(m) for m in manifest],
+            weights=str(weights) if weights else model,
+            split=split,
+            limit=limit,
+            postprocess=postprocess,
+            roc_dir=roc_dir,
+            bootstrap=bootstrap,
+            write_thresholds=write_thresholds,
+            lung_weights=lung_weights,
+            bone_weights=bone_weights,
+            cache_dir=cache_dir,
+            threads=threads,
+            device=device,
+            tta=tta,
+            teacher=str(teacher) if teacher else None,
         )
         typer.echo(result.pop("_table"))
         if json_out:

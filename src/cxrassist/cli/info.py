@@ -82,8 +82,11 @@ def _unknown_spacing(entry: dict[str, Any]) -> str:
 def _text(entry: dict[str, Any]) -> str:
     x, c = entry["xray"], entry["chest_check"]
     spacing = x["pixel_spacing_mm"]
-    verdict = "frontal chest" if c["is_chest"] and c["is_frontal"] is not False else (
-        "chest, not frontal" if c["is_chest"] else "NOT a frontal chest radiograph")
+    verdict = (
+        "frontal chest"
+        if c["is_chest"] and c["is_frontal"] is not False
+        else ("chest, not frontal" if c["is_chest"] else "NOT a frontal chest radiograph")
+    )
     lines = [
         f"{entry['path']}",
         f"  format      {x['source_format']}   modality {x['modality'] or '-'}   view {x['view']}   "

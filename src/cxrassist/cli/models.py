@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     weights_dir: Optional[Path] = typer.Option(
-        None, "--weights-dir", help="List cards under this directory instead of the shipped weights."),
+        None, "--weights-dir", help="List cards under this directory instead of the shipped weights."
+    ),
 ) -> None:
     """List the model configurations and the shipped weights (status, metrics, sha256 prefix)."""
     # torch-free: the registry and the card reader do not import torch.
@@ -48,8 +49,11 @@ def models_command(
     if not shipped:
         console.print("No shipped weights found" + (f" under {weights_dir}" if weights_dir else "") + ".")
         return
-    table = Table(title="Shipped weights (decision support for qualified readers; not a diagnosis)",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(
+        title="Shipped weights (decision support for qualified readers; not a diagnosis)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     for col in ("name (--model)", "version", "status", "sha256"):
         table.add_column(col, no_wrap=True)
     table.add_column("runs at (card input)", overflow="fold", ratio=1)
@@ -57,8 +61,9 @@ def models_command(
         table.add_row(row["name"], row["version"], row["status"], (row["sha256"] or "-")[:12] + "…", row["runs_at"])
     console.print(table)
     for row in shipped:
-        console.print(f"[bold]{row['name']}[/bold] ({row['architecture']}): {_metrics_line(row['metrics'])}",
-                      highlight=False)
+        console.print(
+            f"[bold]{row['name']}[/bold] ({row['architecture']}): {_metrics_line(row['metrics'])}", highlight=False
+        )
 
 
 def _metrics_line(metrics: dict) -> str:

@@ -73,8 +73,13 @@ def serve(
         from cxrassist.pacs.link import pacs_companion
 
         pacs = PacsConfig.from_env(
-            port=dicom_port, host=dicom_host or host, ae_title=dicom_aet, allowed_aes=tuple(dicom_allow or ()),
-            quiet_s=dicom_quiet, destination=DicomNode.parse(send_to) if send_to else None, stow_url=stow_url,
+            port=dicom_port,
+            host=dicom_host or host,
+            ae_title=dicom_aet,
+            allowed_aes=tuple(dicom_allow or ()),
+            quiet_s=dicom_quiet,
+            destination=DicomNode.parse(send_to) if send_to else None,
+            stow_url=stow_url,
         ).validate()
         _check_port_free(pacs.host, pacs.port)
         companions.append(pacs_companion(pacs))
@@ -87,8 +92,10 @@ def serve(
     app = create_app(settings, pipeline_factory=lambda: pipeline, companions=companions)
     typer.echo(f"cxrassist viewer on http://{host}:{port}/ (API docs at /docs); data in {settings.data_dir}")
     if dicom_port is not None:
-        typer.echo(f"DICOM listener {dicom_aet} on {dicom_host or host}:{dicom_port}; results to "
-                   f"{', '.join(filter(None, [send_to, stow_url])) or 'nowhere (no --send-to / --stow-url)'}")
+        typer.echo(
+            f"DICOM listener {dicom_aet} on {dicom_host or host}:{dicom_port}; results to "
+            f"{', '.join(filter(None, [send_to, stow_url])) or 'nowhere (no --send-to / --stow-url)'}"
+        )
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 

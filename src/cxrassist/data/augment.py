@@ -135,9 +135,7 @@ class JointAugment:
         return out
 
 
-def random_crop(
-    rng: np.random.Generator, tensors: dict[str, torch.Tensor], crop: int
-) -> dict[str, torch.Tensor]:
+def random_crop(rng: np.random.Generator, tensors: dict[str, torch.Tensor], crop: int) -> dict[str, torch.Tensor]:
     """The same random ``crop`` x ``crop`` window of every (C, H, W) tensor (fully convolutional training)."""
     h, w = next(iter(tensors.values())).shape[-2:]
     if crop >= h and crop >= w:

@@ -96,8 +96,9 @@ def preresize(records: list, out_dir: str | Path, long_side: int = 512, show_pro
         if r.mask is not None:
             changes["mask"] = write(scaled(load_mask(r.mask), True), "masks", r.id, r.dataset)
         if r.bone_suppressed is not None:
-            changes["bone_suppressed"] = write(scaled(load_image01(r.bone_suppressed), False), "bone_suppressed",
-                                               r.id, r.dataset)
+            changes["bone_suppressed"] = write(
+                scaled(load_image01(r.bone_suppressed), False), "bone_suppressed", r.id, r.dataset
+            )
         if r.lateral is not None:
             changes["lateral"] = write(scaled(load_image01(r.lateral), False), "lateral", r.id, r.dataset)
         out.append(r.with_(**changes))

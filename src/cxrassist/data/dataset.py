@@ -70,8 +70,10 @@ class CxrDataset(Dataset):
         self.detail = detail  # effective size of radiograph channels (preprocess.letterbox); targets are exact
         self.epoch = 0
         if self.channel_names != (RADIOGRAPH,) and derived is None:
-            raise DatasetError(f"input channels {', '.join(self.channel_names)} need derived lung/bone channels "
-                               "(lung and bone weights)")
+            raise DatasetError(
+                f"input channels {', '.join(self.channel_names)} need derived lung/bone channels "
+                "(lung and bone weights)"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -108,8 +110,9 @@ class CxrDataset(Dataset):
                 item["target"] = torch.tensor([rec.abnormal], dtype=torch.float32)
             else:
                 item["labels"] = torch.tensor(rec.findings, dtype=torch.float32)
-                item["teacher"] = torch.tensor(rec.extra.get("teacher", (math.nan,) * len(rec.findings)),
-                                               dtype=torch.float32)
+                item["teacher"] = torch.tensor(
+                    rec.extra.get("teacher", (math.nan,) * len(rec.findings)), dtype=torch.float32
+                )
             if self.lateral:
                 if rec.lateral is not None:
                     lat = torch.from_numpy(self.cache.image(rec.lateral, self.size, detail))[None]

@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 class DerivedChannels:
     """``get(image_path, size) -> (lung_mask01, bone01)``, both float32 (size, size)."""
 
-    def __init__(self, lung: tuple[Any, Any] | None, bone: tuple[Any, Any] | None, cache_dir: str | Path,
-                 device: Any = "cpu", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        lung: tuple[Any, Any] | None,
+        bone: tuple[Any, Any] | None,
+        cache_dir: str | Path,
+        device: Any = "cpu",
+        batch_size: int = 8,
+    ) -> None:
         if lung is None:
             raise ConfigError("derived channels need lung weights (data.lung_weights / --lung-weights)")
         self.lung_model, self.lung_card = lung
@@ -44,8 +50,9 @@ class DerivedChannels:
         self.tag = f"{self.lung_card.sha256}|{self.bone_card.sha256 if self.bone_card else '-'}"
 
     @classmethod
-    def from_weights(cls, lung_weights: str | None, bone_weights: str | None, *, cache_dir: str | Path,
-                     device: Any = "cpu") -> DerivedChannels:
+    def from_weights(
+        cls, lung_weights: str | None, bone_weights: str | None, *, cache_dir: str | Path, device: Any = "cpu"
+    ) -> DerivedChannels:
         from cxrassist.weights import load_model
 
         if not lung_weights:

@@ -95,8 +95,7 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
         if missing:
             raise DatasetError(f"manifest {path}: image file missing, e.g. {missing[0]}")
     if moved:
-        log.info("manifest %s: %d cases take their split from %s (same patients)", path, moved,
-                 SPLIT_AUTHORITY[name])
+        log.info("manifest %s: %d cases take their split from %s (same patients)", path, moved, SPLIT_AUTHORITY[name])
     log.info("manifest %s: %d records", path, len(records))
     return records
 

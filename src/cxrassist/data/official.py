@@ -51,8 +51,13 @@ def _policy_for(policy: str | Mapping[str, str], name: str, default: str) -> str
     return p
 
 
-def chexpert_labels(row: Mapping[str, str], policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY,
-                    *, default: str = "zeros", blank: float = 0.0) -> tuple[tuple[float, ...], float]:
+def chexpert_labels(
+    row: Mapping[str, str],
+    policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY,
+    *,
+    default: str = "zeros",
+    blank: float = 0.0,
+) -> tuple[tuple[float, ...], float]:
     """CheXpert/MIMIC label row (1, 0, -1, blank) -> (13 findings, abnormal)."""
     out = []
     for name in FINDING_NAMES:
@@ -85,8 +90,13 @@ def _chexpert_path(root: Path, rel: Path) -> Path:
     return root.joinpath(*rel.parts[1:]) if len(rel.parts) > 1 else root / rel
 
 
-def load_chexpert(root: str | Path, *, splits: tuple[str, ...] = ("train", "valid"),
-                  policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY, pair_lateral: bool = True) -> list[Record]:
+def load_chexpert(
+    root: str | Path,
+    *,
+    splits: tuple[str, ...] = ("train", "valid"),
+    policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY,
+    pair_lateral: bool = True,
+) -> list[Record]:
     """CheXpert (full or "-small"): ``root`` is the folder holding ``train.csv`` and ``valid.csv``."""
     root = Path(root)
     frontals: list[Record] = []
@@ -103,11 +113,19 @@ def load_chexpert(root: str | Path, *, splits: tuple[str, ...] = ("train", "vali
                 laterals.setdefault(study, path)
                 continue
             findings, abnormal = chexpert_labels(row, policy)
-            frontals.append(Record(
-                id=f"{study}/{rel.stem}", image=path, dataset="chexpert", split="val" if split == "valid" else split,
-                patient_id=patient, findings=findings, abnormal=abnormal, view=row.get("AP/PA") or None,
-                extra={"study": study, "sex": row.get("Sex", ""), "age": row.get("Age", "")},
-            ))
+            frontals.append(
+                Record(
+                    id=f"{study}/{rel.stem}",
+                    image=path,
+                    dataset="chexpert",
+                    split="val" if split == "valid" else split,
+                    patient_id=patient,
+                    findings=findings,
+                    abnormal=abnormal,
+                    view=row.get("AP/PA") or None,
+                    extra={"study": study, "sex": row.get("Sex", ""), "age": row.get("Age", "")},
+                )
+            )
     if not frontals:
         raise DatasetError(f"no frontal CheXpert images listed under {root}")
     return _pair_laterals(frontals, laterals) if pair_lateral else frontals
@@ -118,8 +136,9 @@ def mimic_path(root: Path, subject_id: str, study_id: str, dicom_id: str) -> Pat
     return root / "files" / f"p{s[:2]}" / f"p{s}" / f"s{study_id}" / f"{dicom_id}.jpg"
 
 
-def load_mimic_cxr(root: str | Path, *, policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY,
-                   pair_lateral: bool = True) -> list[Record]:
+def load_mimic_cxr(
+    root: str | Path, *, policy: str | Mapping[str, str] = CHEXPERT_DEFAULT_POLICY, pair_lateral: bool = True
+) -> list[Record]:
     """MIMIC-CXR-JPG 2.0.0: ``root`` holds the three CSVs (plain or .gz unpacked) and ``files/``."""
     root = Path(root)
     labels = {r["study_id"]: r for r in _read_csv(root / "mimic-cxr-2.0.0-chexpert.csv")}
@@ -138,9 +157,19 @@ def load_mimic_cxr(root: str | Path, *, policy: str | Mapping[str, str] = CHEXPE
         row = labels.get(study)
         findings, abnormal = chexpert_labels(row, policy) if row else ((NAN,) * len(FINDING_NAMES), NAN)
         split = {"validate": "val"}.get(split_of.get(m["dicom_id"], ""), split_of.get(m["dicom_id"], ""))
-        frontals.append(Record(id=m["dicom_id"], image=path, dataset="mimic_cxr", split=split,
-                               patient_id=m["subject_id"], findings=findings, abnormal=abnormal, view=view,
-                               extra={"study": study}))
+        frontals.append(
+            Record(
+                id=m["dicom_id"],
+                image=path,
+                dataset="mimic_cxr",
+                split=split,
+                patient_id=m["subject_id"],
+                findings=findings,
+                abnormal=abnormal,
+                view=view,
+                extra={"study": study},
+            )
+        )
     if not frontals:
         raise DatasetError(f"no frontal MIMIC-CXR images in {root}")
     return _pair_laterals(frontals, laterals) if pair_lateral else frontals
@@ -151,8 +180,7 @@ def load_chestxray14(root: str | Path, *, val_fraction: float = 0.1, seed: int =
     from cxrassist.data.splits import patient_split
 
     root = Path(root)
-    entry = next((root / n for n in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv") if (root / n).is_file()),
-                 None)
+    entry = next((root / n for n in ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv") if (root / n).is_file()), None)
     if entry is None:
         raise DatasetError(f"no Data_Entry_2017(_v2020).csv in {root}")
     test = set((root / "test_list.txt").read_text().split()) if (root / "test_list.txt").is_file() else set()
@@ -171,10 +199,18 @@ def load_chestxray14(root: str | Path, *, val_fraction: float = 0.1, seed: int =
         no_finding = "No Finding" in labels
         if no_finding:  # same policy as the shared-manifest loader: normal -> negative except Support Devices
             findings = [0.0 if (math.isnan(v) and i != _SD) else v for i, v in enumerate(findings)]
-        records.append(Record(id=Path(name).stem, image=files[name], dataset="chestxray14",
-                              split="test" if name in test else "", patient_id=row.get("Patient ID"),
-                              findings=tuple(findings), abnormal=0.0 if no_finding else 1.0,
-                              view=row.get("View Position")))
+        records.append(
+            Record(
+                id=Path(name).stem,
+                image=files[name],
+                dataset="chestxray14",
+                split="test" if name in test else "",
+                patient_id=row.get("Patient ID"),
+                findings=tuple(findings),
+                abnormal=0.0 if no_finding else 1.0,
+                view=row.get("View Position"),
+            )
+        )
     if not records:
         raise DatasetError(f"no ChestX-ray14 images listed in {entry} were found under {root}")
     return patient_split(records, {"train": 1 - val_fraction, "val": val_fraction}, seed=seed, only_unassigned=True)

@@ -74,8 +74,10 @@ def repeat_datasets(records: Sequence[Record], repeat: Mapping[str, int]) -> lis
     present = {r.dataset for r in records}
     for name, factor in repeat.items():
         if name not in present:
-            raise ConfigError(f"data.repeat names dataset {name!r}, which is not among the training records "
-                             f"({', '.join(sorted(present))})")
+            raise ConfigError(
+                f"data.repeat names dataset {name!r}, which is not among the training records "
+                f"({', '.join(sorted(present))})"
+            )
         if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
             raise ConfigError(f"data.repeat[{name!r}] must be an integer >= 1, got {factor!r}")
     return [r for r in records for _ in range(repeat.get(r.dataset, 1))]

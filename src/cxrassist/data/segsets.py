@@ -11,6 +11,7 @@ Left and right lung masks are united on load (``Record.mask`` may be a tuple of 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cxrassist.data.labeling import findings_and_triage
@@ -19,17 +20,32 @@ from cxrassist.data.records import Record
 from cxrassist.errors import DatasetError
 
 
-def _records(images: dict[str, Path], dataset: str, *, masks: dict[str, tuple[Path, ...]] | None = None,
-             suppressed: dict[str, Path] | None = None, label_of=None) -> list[Record]:  # noqa: ANN001
+def _records(
+    images: dict[str, Path],
+    dataset: str,
+    *,
+    masks: dict[str, tuple[Path, ...]] | None = None,
+    suppressed: dict[str, Path] | None = None,
+    label_of: Callable[[str], str] | None = None,
+) -> list[Record]:
     out = []
     for stem, path in sorted(images.items()):
         label = label_of(stem) if label_of else ""
         findings, abnormal = findings_and_triage({"label": label}) if label else findings_and_triage({})
         m = (masks or {}).get(stem)
-        out.append(Record(id=stem, image=path, dataset=dataset, patient_id=stem,
-                          mask=(m[0] if m and len(m) == 1 else m) or None,
-                          bone_suppressed=(suppressed or {}).get(stem), findings=findings, abnormal=abnormal,
-                          extra={"label": label} if label else {}))
+        out.append(
+            Record(
+                id=stem,
+                image=path,
+                dataset=dataset,
+                patient_id=stem,
+                mask=(m[0] if m and len(m) == 1 else m) or None,
+                bone_suppressed=(suppressed or {}).get(stem),
+                findings=findings,
+                abnormal=abnormal,
+                extra={"label": label} if label else {},
+            )
+        )
     if not out:
         raise DatasetError(f"no images found for {dataset}")
     return out
@@ -65,8 +81,9 @@ def load_jsrt(image_dir: str | Path, scr_masks: str | Path | None = None) -> lis
         left = index_by_stem(Path(scr_masks) / "left lung")
         right = index_by_stem(Path(scr_masks) / "right lung")
         masks = {s: tuple(p for p in (left.get(s), right.get(s)) if p) for s in images if s in left or s in right}
-    return _records(images, "jsrt", masks=masks,
-                    label_of=lambda s: "nodule" if s.upper().startswith("JPCLN") else "normal")
+    return _records(
+        images, "jsrt", masks=masks, label_of=lambda s: "nodule" if s.upper().startswith("JPCLN") else "normal"
+    )
 
 
 def load_bse_jsrt(image_dir: str | Path, suppressed_dir: str | Path) -> list[Record]:

@@ -11,8 +11,9 @@ from cxrassist.data.records import Record
 from cxrassist.errors import ConfigError
 
 
-def patient_split(records: Sequence[Record], fractions: Mapping[str, float], *, seed: int,
-                  only_unassigned: bool = False) -> list[Record]:
+def patient_split(
+    records: Sequence[Record], fractions: Mapping[str, float], *, seed: int, only_unassigned: bool = False
+) -> list[Record]:
     """Assign ``split`` so that every patient (:attr:`Record.group`) falls in exactly one split.
 
     Groups are shuffled with ``numpy.random.default_rng(seed)`` and filled in the order of ``fractions`` until each

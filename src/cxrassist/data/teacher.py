@@ -69,8 +69,9 @@ def attach_teacher(records: Sequence[Record], teachers: Mapping[str, str | Path]
     tables = {}
     for name, path in teachers.items():
         if name not in present:
-            raise DatasetError(f"data.teacher names dataset {name!r}, which is not among the records "
-                               f"({', '.join(sorted(present))})")
+            raise DatasetError(
+                f"data.teacher names dataset {name!r}, which is not among the records ({', '.join(sorted(present))})"
+            )
         tables[name] = read_teacher(path)
     out = []
     for r in records:

@@ -21,12 +21,20 @@ from cxrassist.evaluation.metrics import bone_suppression_ratio, psnr, ssim
 from cxrassist.preprocess import letterbox
 
 
-def evaluate_bone(model: Any, size: int, records: Sequence[Record], *, device: Any = "cpu", batch_size: int = 4,
-                  show_progress: bool = True) -> dict[str, Any]:
+def evaluate_bone(
+    model: Any,
+    size: int,
+    records: Sequence[Record],
+    *,
+    device: Any = "cpu",
+    batch_size: int = 4,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     records = [r for r in records if r.bone_suppressed is not None]
     rows: list[dict[str, Any]] = []
-    for group in progress(chunks(records, batch_size), (len(records) + batch_size - 1) // batch_size, "bone",
-                          show_progress):
+    for group in progress(
+        chunks(records, batch_size), (len(records) + batch_size - 1) // batch_size, "bone", show_progress
+    ):
         xs = [letterbox(load_image01(r.image), size) for r in group]
         ss = [letterbox(load_image01(r.bone_suppressed), size)[0] for r in group]  # type: ignore[arg-type]
         pred = run_model(model, np.stack([x[0] for x in xs])[:, None], device)
@@ -35,21 +43,40 @@ def evaluate_bone(model: Any, size: int, records: Sequence[Record], *, device: A
             pb = np.clip(spatial.crop_valid(pb[0]), 0.0, 1.0)
             true_bone = np.clip(x - s, 0.0, 1.0)
             pred_s = np.clip(x - pb, 0.0, 1.0)
-            rows.append({
-                "id": rec.id,
-                "psnr": psnr(pred_s, s), "ssim": ssim(pred_s, s),
-                "bone_psnr": psnr(pb, true_bone), "bone_ssim": ssim(pb, true_bone),
-                "bone_suppression_ratio": bone_suppression_ratio(pb, true_bone),
-                "identity_psnr": psnr(x, s), "identity_ssim": ssim(x, s),
-            })
+            rows.append(
+                {
+                    "id": rec.id,
+                    "psnr": psnr(pred_s, s),
+                    "ssim": ssim(pred_s, s),
+                    "bone_psnr": psnr(pb, true_bone),
+                    "bone_ssim": ssim(pb, true_bone),
+                    "bone_suppression_ratio": bone_suppression_ratio(pb, true_bone),
+                    "identity_psnr": psnr(x, s),
+                    "identity_ssim": ssim(x, s),
+                }
+            )
     for r in rows:
         r["psnr_gain"] = r["psnr"] - r["identity_psnr"]
-    keys = ("psnr", "ssim", "bone_psnr", "bone_ssim", "bone_suppression_ratio", "identity_psnr", "identity_ssim",
-            "psnr_gain")
+    keys = (
+        "psnr",
+        "ssim",
+        "bone_psnr",
+        "bone_ssim",
+        "bone_suppression_ratio",
+        "identity_psnr",
+        "identity_ssim",
+        "psnr_gain",
+    )
     summary = {k: float(np.nanmean([r[k] for r in rows])) if rows else float("nan") for k in keys}
     ci = {k: mean_ci95([r[k] for r in rows]) for k in ("psnr_gain", "bone_suppression_ratio", "bone_ssim")}
-    return {"task": "bone", "n_cases": len(rows), **summary, "identity_bone_suppression_ratio": 0.0,
-            "ci95": ci, "per_image": rows}
+    return {
+        "task": "bone",
+        "n_cases": len(rows),
+        **summary,
+        "identity_bone_suppression_ratio": 0.0,
+        "ci95": ci,
+        "per_image": rows,
+    }
 
 
 def mean_ci95(values: Sequence[float], *, n: int = 2000, seed: int = 0) -> list[float] | None:

@@ -46,8 +46,17 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
-def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, device: Any, derived: Any,
-            batch_size: int = 16, zooms: Sequence[float] = (1.0,)) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    task: str,
+    model: Any,
+    card: Any,
+    records: Sequence[Record],
+    *,
+    device: Any,
+    derived: Any,
+    batch_size: int = 16,
+    zooms: Sequence[float] = (1.0,),
+) -> tuple[np.ndarray, np.ndarray]:
     """(targets [N, K] with NaN, probabilities [N, K]) through the same Dataset as training, no augmentation;
     logits averaged over the test-time ``zooms`` (see :mod:`cxrassist.tta`; frontal-only models)."""
     import torch
@@ -55,8 +64,16 @@ def predict(task: str, model: Any, card: Any, records: Sequence[Record], *, devi
 
     lateral = hasattr(model, "lateral_in_chans") and any(r.lateral is not None for r in records)
     inp = card_settings(card).input
-    ds = CxrDataset(records, task=task, size=inp.size, augment=None, derived=derived, channels=inp.channels,
-                    lateral=lateral, detail=inp.effective_size)  # the card's channels, by name, as cxr analyze
+    ds = CxrDataset(
+        records,
+        task=task,
+        size=inp.size,
+        augment=None,
+        derived=derived,
+        channels=inp.channels,
+        lateral=lateral,
+        detail=inp.effective_size,
+    )  # the card's channels, by name, as cxr analyze
     if derived is not None:
         derived.prepare(ds.records, ds.size)
     ys, ps = [], []
@@ -80,6 +97,7 @@ def _auc_entry(bootstrap: int, seed: int) -> Any:
         a = auroc(y, p)
         ci = bootstrap_auroc_ci(y, p, n=bootstrap, seed=seed) if bootstrap and a == a else (math.nan, math.nan)
         return {"auroc": a, "ci95": list(ci), "n": int(y.size), "n_pos": int((y == 1).sum())}
+
     return fn
 
 
@@ -88,12 +106,24 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
-def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[Record], *, weights: str,
-                            device: Any = "cpu", roc_dir: Path | None = None, bootstrap: int = 1000,
-                            write_thresholds: str | None = None, lung_weights: str | None = None,
-                            bone_weights: str | None = None, cache_dir: Path | None = None,
-                            seed: int = 0, tta: bool = True, teacher: str | Path | None = None,
-                            ) -> tuple[dict[str, Any], str]:
+def evaluate_classification(
+    task: str,
+    model: Any,
+    card: Any,
+    records: Sequence[Record],
+    *,
+    weights: str,
+    device: Any = "cpu",
+    roc_dir: Path | None = None,
+    bootstrap: int = 1000,
+    write_thresholds: str | None = None,
+    lung_weights: str | None = None,
+    bone_weights: str | None = None,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    tta: bool = True,
+    teacher: str | Path | None = None,
+) -> tuple[dict[str, Any], str]:
     """Per-source AUROCs with CIs, cross-fitted operating points and calibration, the validated rule, and the
     teacher beside the model (see :mod:`cxrassist.evaluation.operating` for the method).
 
@@ -106,8 +136,10 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     derived = None
     channels = card_settings(card).input.channels
     if len(channels) != int(getattr(model, "in_chans", 1)):
-        raise ConfigError(f"the card names {len(channels)} input channels ({', '.join(channels)}); the model takes "
-                          f"{getattr(model, 'in_chans', 1)}")
+        raise ConfigError(
+            f"the card names {len(channels)} input channels ({', '.join(channels)}); the model takes "
+            f"{getattr(model, 'in_chans', 1)}"
+        )
     if channels != (RADIOGRAPH,):
         from cxrassist.data.derived import DerivedChannels
 
@@ -118,8 +150,11 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
     wanted = [r for r in records if (r.has_abnormal if task == "triage" else r.has_findings)]
     if not wanted:
         raise DatasetError(f"no records with {task} labels in the evaluation set")
-    rule = (TRIAGE_RULE if task == "triage" else FINDING_RULE) if write_thresholds in (None, "operating") \
+    rule = (
+        (TRIAGE_RULE if task == "triage" else FINDING_RULE)
+        if write_thresholds in (None, "operating")
         else write_thresholds
+    )
     # triage: the card's test-time zooms, exactly as `cxr analyze` scores a film (tta=False: the plain view alone)
     zooms = card_zooms(card) if task == "triage" and tta else (1.0,)
     y, p = predict(task, model, card, wanted, device=device, derived=derived, zooms=zooms)
@@ -149,15 +184,21 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
         calls[:, i] = op.calls
         fit_known = fit_mask & ~np.isnan(yi)
         entry: dict[str, Any] = {
-            **pooled, "pooled_note": "pooled over sources: flattered by telling the sources apart",
-            "by_source": by_source, "validation": nih,
+            **pooled,
+            "pooled_note": "pooled over sources: flattered by telling the sources apart",
+            "by_source": by_source,
+            "validation": nih,
             "validated": is_validated(nih["n_pos"], nih["ci95"][0]),
             "operating": {
-                "rule": rule, "threshold": op.threshold, "calibration": op.to_card(),
+                "rule": rule,
+                "threshold": op.threshold,
+                "calibration": op.to_card(),
                 "chosen_on": f"{measured_on}: Platt calibration + threshold, 2-fold patient-wise cross-fitting",
                 "measured_on": measured_on,
-                "cross_fitted": {**per_group(yi, op.calls, masks, call_figures),
-                                 "fitting_population": call_figures(yi[fit_mask], op.calls[fit_mask])},
+                "cross_fitted": {
+                    **per_group(yi, op.calls, masks, call_figures),
+                    "fitting_population": call_figures(yi[fit_mask], op.calls[fit_mask]),
+                },
                 "ece_raw": ece(yi[fit_known], pi[fit_known]),
                 "ece_calibrated": ece(yi[fit_known], op.calibrated[fit_known]),
             },
@@ -165,31 +206,59 @@ def evaluate_classification(task: str, model: Any, card: Any, records: Sequence[
         }
         if ref is not None and not np.isnan(ref[:, i]).all():
             m = (np.asarray(datasets) == REFERENCE_SET) & ~np.isnan(ref[:, i]) & ~np.isnan(yi)
-            entry["reference"] = {"set": REFERENCE_SET, "n": int(m.sum()), "n_pos": int((yi[m] == 1).sum()),
-                                  "model_auroc": auroc(yi[m], pi[m]), "teacher_auroc": auroc(yi[m], ref[m, i])}
+            entry["reference"] = {
+                "set": REFERENCE_SET,
+                "n": int(m.sum()),
+                "n_pos": int((yi[m] == 1).sum()),
+                "model_auroc": auroc(yi[m], pi[m]),
+                "teacher_auroc": auroc(yi[m], ref[m, i]),
+            }
         if roc_dir is not None and nih["auroc"] == nih["auroc"]:
             from cxrassist.evaluation.roc_plot import draw_roc
 
             fm = fit_known
             fpr, tpr, _ = roc_curve(yi[fm], pi[fm])
             cf = entry["operating"]["cross_fitted"]["fitting_population"]
-            point = None if cf.get("sensitivity") is None or cf["sensitivity"] != cf["sensitivity"] else (
-                1 - cf["specificity"], cf["sensitivity"])
-            draw_roc(fpr, tpr, Path(roc_dir) / f"roc_{code}.png", title=f"{name} ({measured_on})", auc=nih["auroc"],
-                     ci=tuple(nih["ci95"]), point=point)
+            point = (
+                None
+                if cf.get("sensitivity") is None or cf["sensitivity"] != cf["sensitivity"]
+                else (1 - cf["specificity"], cf["sensitivity"])
+            )
+            draw_roc(
+                fpr,
+                tpr,
+                Path(roc_dir) / f"roc_{code}.png",
+                title=f"{name} ({measured_on})",
+                auc=nih["auroc"],
+                ci=tuple(nih["ci95"]),
+                point=point,
+            )
         per[code] = entry
     validated = {names[codes.index(c)]: per[c]["validated"] for c in codes}
-    res: dict[str, Any] = {"task": task, "n_cases": len(y), "per_label": per, "validation_rule": VALIDATION_RULE,
-                           "threshold_rule": rule, "tta_zooms": list(zooms),
-                           "n_by_source": {k: int(m.sum()) for k, m in masks.items()}}
+    res: dict[str, Any] = {
+        "task": task,
+        "n_cases": len(y),
+        "per_label": per,
+        "validation_rule": VALIDATION_RULE,
+        "threshold_rule": rule,
+        "tta_zooms": list(zooms),
+        "n_by_source": {k: int(m.sum()) for k, m in masks.items()},
+    }
     if task == "triage":
         e = per["abnormal"]
         known = ~np.isnan(y[:, 0])
-        sens, spec = sensitivity_specificity(y[known, 0], _card_scale(card, names[0], p[known, 0]),
-                                             e["card_threshold"])
-        res.update({"auroc": e["auroc"], "auroc_ci95": e["ci95"], "auroc_by_source": _auc_by_source(e),
-                    "threshold": e["card_threshold"], "sensitivity": sens, "specificity": spec,
-                    "at_threshold_note": "sensitivity/specificity at the card's current threshold, on every film"})
+        sens, spec = sensitivity_specificity(y[known, 0], _card_scale(card, names[0], p[known, 0]), e["card_threshold"])
+        res.update(
+            {
+                "auroc": e["auroc"],
+                "auroc_ci95": e["ci95"],
+                "auroc_by_source": _auc_by_source(e),
+                "threshold": e["card_threshold"],
+                "sensitivity": sens,
+                "specificity": spec,
+                "at_threshold_note": "sensitivity/specificity at the card's current threshold, on every film",
+            }
+        )
     else:
         res.update(_finding_summary(per, y, calls, datasets, validated))
     if write_thresholds:
@@ -209,20 +278,32 @@ def _auc_by_source(e: dict[str, Any]) -> dict[str, float]:
     return {k: v["auroc"] for k, v in e["by_source"].items()}
 
 
-def _finding_summary(per: dict[str, dict[str, Any]], y: np.ndarray, calls: np.ndarray, datasets: list[str],
-                     validated: dict[str, bool]) -> dict[str, Any]:
+def _finding_summary(
+    per: dict[str, dict[str, Any]], y: np.ndarray, calls: np.ndarray, datasets: list[str], validated: dict[str, bool]
+) -> dict[str, Any]:
     """Means per source, model vs teacher on the reference set, and how many calls normal films get."""
     sources = sorted({s for e in per.values() for s in e["by_source"]})
     mean_by_source = {}
     for s in sources:
-        vals = [e["by_source"][s]["auroc"] for e in per.values()
-                if s in e["by_source"] and e["by_source"][s]["n_pos"] >= MIN_POSITIVES]
+        vals = [
+            e["by_source"][s]["auroc"]
+            for e in per.values()
+            if s in e["by_source"] and e["by_source"][s]["n_pos"] >= MIN_POSITIVES
+        ]
         mean_by_source[s] = {"mean_auroc_min_pos": _mean(vals), "n_findings": len([v for v in vals if v == v])}
     refs = {c: e["reference"] for c, e in per.items() if "reference" in e}
     counted = {c: r for c, r in refs.items() if r["n_pos"] >= REFERENCE_MIN_POSITIVES}
-    reference = {"set": REFERENCE_SET, "min_positives": REFERENCE_MIN_POSITIVES, "findings": sorted(counted),
-                 "model_mean_auroc": _mean([r["model_auroc"] for r in counted.values()]),
-                 "teacher_mean_auroc": _mean([r["teacher_auroc"] for r in counted.values()])} if refs else None
+    reference = (
+        {
+            "set": REFERENCE_SET,
+            "min_positives": REFERENCE_MIN_POSITIVES,
+            "findings": sorted(counted),
+            "model_mean_auroc": _mean([r["model_auroc"] for r in counted.values()]),
+            "teacher_mean_auroc": _mean([r["teacher_auroc"] for r in counted.values()]),
+        }
+        if refs
+        else None
+    )
     # positive calls of VALIDATED findings (the only ones ever called) on films known to be normal
     vidx = [i for i, c in enumerate(FINDING_CODES) if validated[FINDING_NAMES[i]]]
     normal = np.all(np.nan_to_num(y[:, :12], nan=1.0) == 0, axis=1)  # every non-device finding known negative
@@ -232,16 +313,25 @@ def _finding_summary(per: dict[str, dict[str, Any]], y: np.ndarray, calls: np.nd
         m = normal & (names == s)
         if m.any():
             n_calls = calls[m][:, vidx].sum(axis=1) if vidx else np.zeros(int(m.sum()))
-            calls_normal[s] = {"n_films": int(m.sum()), "mean_calls": float(n_calls.mean()),
-                               "share_with_any_call": float((n_calls > 0).mean())}
+            calls_normal[s] = {
+                "n_films": int(m.sum()),
+                "mean_calls": float(n_calls.mean()),
+                "share_with_any_call": float((n_calls > 0).mean()),
+            }
     nih = [e["validation"]["auroc"] for e in per.values() if e["validation"]["n_pos"] >= MIN_POSITIVES]
     pooled = [e["auroc"] for e in per.values() if e["n_pos"] >= MIN_POSITIVES]
-    return {"auroc": {c: e["auroc"] for c, e in per.items()},
-            "mean_auroc": _mean([e["auroc"] for e in per.values()]),
-            "auroc_validation": {c: e["validation"]["auroc"] for c, e in per.items()},
-            "mean_auroc_validation": _mean(nih), "mean_auroc_pooled_min_pos": _mean(pooled),
-            "mean_auroc_by_source": mean_by_source, "reference": reference,
-            "calls_per_normal_film": calls_normal, "validated": validated, "min_positives": MIN_POSITIVES}
+    return {
+        "auroc": {c: e["auroc"] for c, e in per.items()},
+        "mean_auroc": _mean([e["auroc"] for e in per.values()]),
+        "auroc_validation": {c: e["validation"]["auroc"] for c, e in per.items()},
+        "mean_auroc_validation": _mean(nih),
+        "mean_auroc_pooled_min_pos": _mean(pooled),
+        "mean_auroc_by_source": mean_by_source,
+        "reference": reference,
+        "calls_per_normal_film": calls_normal,
+        "validated": validated,
+        "min_positives": MIN_POSITIVES,
+    }
 
 
 def _teacher_matrix(records: Sequence[Record], teacher: str | Path | None) -> np.ndarray | None:
@@ -255,14 +345,17 @@ def _teacher_matrix(records: Sequence[Record], teacher: str | Path | None) -> np
     return np.array([table.get(r.id, nan) if r.dataset == REFERENCE_SET else nan for r in records], float)
 
 
-def _table(task: str, res: dict[str, Any], per: dict[str, dict[str, Any]], codes: list[str],
-           zooms: Sequence[float]) -> str:
+def _table(
+    task: str, res: dict[str, Any], per: dict[str, dict[str, Any]], codes: list[str], zooms: Sequence[float]
+) -> str:
     lines = [f"{task}  n={res['n_cases']}  ({', '.join(f'{k} {v}' for k, v in res['n_by_source'].items())})"]
     if task == "triage":
         views = "plain view" if tuple(zooms) == (1.0,) else f"mean of {len(zooms)} zooms {list(zooms)}"
         lines.append(f"  ({views})")
-    lines.append(f"{'':>4} {'AUROC by source (95% CI for NIH-source)':<60} {'thr':>6} "
-                 f"{'NIH-src sens/spec (cross-fitted)':>34} {'ECE raw->cal':>13} valid")
+    lines.append(
+        f"{'':>4} {'AUROC by source (95% CI for NIH-source)':<60} {'thr':>6} "
+        f"{'NIH-src sens/spec (cross-fitted)':>34} {'ECE raw->cal':>13} valid"
+    )
     for c in codes:
         e = per[c]
         src = " ".join(f"{k[:8]}={_fmt(v['auroc'])}" for k, v in e["by_source"].items() if k != "nih_source")
@@ -272,30 +365,42 @@ def _table(task: str, res: dict[str, Any], per: dict[str, dict[str, Any]], codes
         nih = f"{where} {_fmt(n['auroc'])} [{_fmt(ci[0])}-{_fmt(ci[1])}] {n['n_pos']}/{n['n']}"
         cf = e["operating"]["cross_fitted"]["fitting_population"]
         ref = e.get("reference")
-        teacher = f"  | {REFERENCE_SET}: model {_fmt(ref['model_auroc'])} teacher {_fmt(ref['teacher_auroc'])} " \
-                  f"({ref['n_pos']}/{ref['n']})" if ref else ""
-        lines.append(f"{c:>4} {nih:<60} {_fmt(e['operating']['threshold']):>6} "
-                     f"{_fmt(cf.get('sensitivity')):>16}/{_fmt(cf.get('specificity')):<17} "
-                     f"{_fmt(e['operating']['ece_raw'])}->{_fmt(e['operating']['ece_calibrated'])}"
-                     f" {'yes' if e['validated'] else 'no'}")
+        teacher = (
+            f"  | {REFERENCE_SET}: model {_fmt(ref['model_auroc'])} teacher {_fmt(ref['teacher_auroc'])} "
+            f"({ref['n_pos']}/{ref['n']})"
+            if ref
+            else ""
+        )
+        lines.append(
+            f"{c:>4} {nih:<60} {_fmt(e['operating']['threshold']):>6} "
+            f"{_fmt(cf.get('sensitivity')):>16}/{_fmt(cf.get('specificity')):<17} "
+            f"{_fmt(e['operating']['ece_raw'])}->{_fmt(e['operating']['ece_calibrated'])}"
+            f" {'yes' if e['validated'] else 'no'}"
+        )
         lines.append(f"{'':>4}   {src}{teacher}")
     if task == "classifier":
         ref = res.get("reference")
-        lines.append(f"mean AUROC, NIH-source, findings with >= {MIN_POSITIVES} positives: "
-                     f"{_fmt(res['mean_auroc_validation'])}")
+        lines.append(
+            f"mean AUROC, NIH-source, findings with >= {MIN_POSITIVES} positives: {_fmt(res['mean_auroc_validation'])}"
+        )
         if ref:
-            lines.append(f"mean AUROC on {REFERENCE_SET} over {', '.join(ref['findings'])} (>= {ref['min_positives']} "
-                         f"positives): model {_fmt(ref['model_mean_auroc'])}, "
-                         f"teacher {_fmt(ref['teacher_mean_auroc'])}")
+            lines.append(
+                f"mean AUROC on {REFERENCE_SET} over {', '.join(ref['findings'])} (>= {ref['min_positives']} "
+                f"positives): model {_fmt(ref['model_mean_auroc'])}, "
+                f"teacher {_fmt(ref['teacher_mean_auroc'])}"
+            )
         for s, v in res["calls_per_normal_film"].items():
-            lines.append(f"normal films of {s}: {v['mean_calls']:.2f} positive calls per film "
-                         f"({v['share_with_any_call']:.0%} with any), n={v['n_films']}")
+            lines.append(
+                f"normal films of {s}: {v['mean_calls']:.2f} positive calls per film "
+                f"({v['share_with_any_call']:.0%} with any), n={v['n_films']}"
+            )
     lines.append(f"validated = {VALIDATION_RULE}")
     return "\n".join(lines)
 
 
-def _write_operating_points(weights: str, card: Any, per: dict[str, dict[str, Any]], codes: list[str],
-                            names: list[str], rule: str) -> None:
+def _write_operating_points(
+    weights: str, card: Any, per: dict[str, dict[str, Any]], codes: list[str], names: list[str], rule: str
+) -> None:
     """Write the shipped operating points, calibration, validated flags and measured figures into ``card.json``
     beside the weights (the weights' sha256 is unchanged: only the card changes)."""
     from cxrassist.weights import CARD_FILE
@@ -315,13 +420,23 @@ def _write_operating_points(weights: str, card: Any, per: dict[str, dict[str, An
         else:
             card.calibration.pop(name, None)
         card.operating_points[name] = {
-            "validated": card.validated[name], "threshold_rule": rule, "chosen_on": op["chosen_on"],
-            "auroc": e["validation"]["auroc"], "auroc_ci95": e["validation"]["ci95"],
-            "n_pos": e["validation"]["n_pos"], "n": e["validation"]["n"], "measured_on": op["measured_on"],
-            "sensitivity": cf.get("sensitivity"), "specificity": cf.get("specificity"),
-            "ece_raw": op["ece_raw"], "ece_calibrated": op["ece_calibrated"],
-            **({"teacher_auroc": e["reference"]["teacher_auroc"], "teacher_set": e["reference"]["set"]}
-               if "reference" in e else {}),
+            "validated": card.validated[name],
+            "threshold_rule": rule,
+            "chosen_on": op["chosen_on"],
+            "auroc": e["validation"]["auroc"],
+            "auroc_ci95": e["validation"]["ci95"],
+            "n_pos": e["validation"]["n_pos"],
+            "n": e["validation"]["n"],
+            "measured_on": op["measured_on"],
+            "sensitivity": cf.get("sensitivity"),
+            "specificity": cf.get("specificity"),
+            "ece_raw": op["ece_raw"],
+            "ece_calibrated": op["ece_calibrated"],
+            **(
+                {"teacher_auroc": e["reference"]["teacher_auroc"], "teacher_set": e["reference"]["set"]}
+                if "reference" in e
+                else {}
+            ),
         }
     card.extra["validation_rule"] = VALIDATION_RULE
     card.write(directory / CARD_FILE)

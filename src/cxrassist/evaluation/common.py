@@ -32,4 +32,3 @@ def run_model(model: Any, batch01: np.ndarray, device: Any) -> np.ndarray:
     with torch.no_grad():
         x = normalize(torch.from_numpy(np.ascontiguousarray(batch01, dtype=np.float32))).to(device)
         return model(x).float().cpu().numpy()
-

@@ -70,8 +70,9 @@ def load_boxes(path: str | Path, space: tuple[int, int] | None = (512, 512)) -> 
             code = _BY_NAME.get((row.get("finding_chexpert") or "").strip().lower())
             if code is None:
                 continue
-            box = Box(row["id"].strip(), code, float(row["x"]), float(row["y"]), float(row["w"]), float(row["h"]),
-                      space)
+            box = Box(
+                row["id"].strip(), code, float(row["x"]), float(row["y"]), float(row["w"]), float(row["h"]), space
+            )
             out.setdefault(box.image_id, []).append(box)
     return out
 
@@ -82,8 +83,10 @@ def map_peak(cam: np.ndarray, record: SpatialRecord) -> tuple[float, float]:
     i, j = np.unravel_index(int(np.argmax(cam)), cam.shape)
     row_model = (i + 0.5) * record.size / h
     col_model = (j + 0.5) * record.size / w
-    return ((row_model - record.top) * record.orig_h / record.new_h,
-            (col_model - record.left) * record.orig_w / record.new_w)
+    return (
+        (row_model - record.top) * record.orig_h / record.new_h,
+        (col_model - record.left) * record.orig_w / record.new_w,
+    )
 
 
 def mask_distance(mask: np.ndarray, row: float, col: float) -> float:
@@ -107,8 +110,9 @@ def near_mask(mask: np.ndarray, row: float, col: float, dilate: float = 0.10) ->
     return mask_distance(mask, row, col) <= dilate * math.sqrt(float(mask.sum()))
 
 
-def score_result(result: Any, *, source: str, image_id: str, boxes: Sequence[Box] = (),
-                 dilate: float = 0.10) -> dict[str, Any]:
+def score_result(
+    result: Any, *, source: str, image_id: str, boxes: Sequence[Box] = (), dilate: float = 0.10
+) -> dict[str, Any]:
     """One analysed film -> its positive calls (peak, empty, in lung) and its pointing-game hits.
 
     ``result`` needs ``findings`` (code, positive), ``cams`` (K, h, w in FINDINGS order), ``cam_record`` and
@@ -122,21 +126,36 @@ def score_result(result: Any, *, source: str, image_id: str, boxes: Sequence[Box
         cam = np.asarray(result.cams[_CODES.index(f.code)])
         row, col = map_peak(cam, result.cam_record)
         lung = f.code in LUNG_CODES
-        calls.append({"code": f.code, "probability": round(float(f.probability), 4), "empty": bool(cam.max() <= 0),
-                      "peak_row": round(row, 1), "peak_col": round(col, 1), "lung_finding": lung,
-                      "in_lung": near_mask(result.lung_mask, row, col, dilate) if lung else None,
-                      # how far out, as a share of the film's longer side (0 inside the undilated mask)
-                      "lung_distance": round(min(1.0, mask_distance(result.lung_mask, row, col) / max(shape)), 4)
-                      if lung else None})
+        calls.append(
+            {
+                "code": f.code,
+                "probability": round(float(f.probability), 4),
+                "empty": bool(cam.max() <= 0),
+                "peak_row": round(row, 1),
+                "peak_col": round(col, 1),
+                "lung_finding": lung,
+                "in_lung": near_mask(result.lung_mask, row, col, dilate) if lung else None,
+                # how far out, as a share of the film's longer side (0 inside the undilated mask)
+                "lung_distance": round(min(1.0, mask_distance(result.lung_mask, row, col) / max(shape)), 4)
+                if lung
+                else None,
+            }
+        )
     positive = {f.code: f.positive for f in result.findings}
     for code in sorted({b.code for b in boxes}):
         mine = [b for b in boxes if b.code == code]
         cam = np.asarray(result.cams[_CODES.index(code)])
         row, col = map_peak(cam, result.cam_record)
-        points.append({"code": code, "positive": bool(positive.get(code, False)),
-                       "hit": any(b.contains(row, col, shape) for b in mine),
-                       "chance": round(min(1.0, sum(b.area_fraction(shape) for b in mine)), 4),
-                       "peak_row": round(row, 1), "peak_col": round(col, 1)})
+        points.append(
+            {
+                "code": code,
+                "positive": bool(positive.get(code, False)),
+                "hit": any(b.contains(row, col, shape) for b in mine),
+                "chance": round(min(1.0, sum(b.area_fraction(shape) for b in mine)), 4),
+                "peak_row": round(row, 1),
+                "peak_col": round(col, 1),
+            }
+        )
     return {"source": source, "id": image_id, "shape": list(shape), "calls": calls, "pointing": points}
 
 
@@ -187,24 +206,35 @@ def summarize(films: Iterable[Mapping[str, Any]], *, pointing_only: Iterable[str
 
 def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
     """The summary as a fixed-width table, one row per source."""
+
     def s(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    head = (f"{'source':<18} {'films':>5} {'pos calls':>9} {'empty':>5} {'empty %':>7} {'lung calls':>10} "
-            f"{'in lung':>7} {'in-lung share':>13} {'out: median dist':>16} {'pointing':>8} {'hit share':>9} "
-            f"{'chance':>6}")
+    head = (
+        f"{'source':<18} {'films':>5} {'pos calls':>9} {'empty':>5} {'empty %':>7} {'lung calls':>10} "
+        f"{'in lung':>7} {'in-lung share':>13} {'out: median dist':>16} {'pointing':>8} {'hit share':>9} "
+        f"{'chance':>6}"
+    )
     lines = [head, "-" * len(head)]
     for source, r in summary.items():
         lines.append(
             f"{source:<18} {r['films']:>5} {r['positive_calls']:>9} {r['empty_maps']:>5} {s(r['empty_share']):>7} "
             f"{r['lung_calls']:>10} {r['in_lung']:>7} {s(r['in_lung_share']):>13} "
             f"{s(r['out_of_lung_median_distance']):>16} "
-            f"{r['pointing_hits']:>3}/{r['pointing_n']:<4} {s(r['pointing_share']):>9} {s(r['pointing_chance']):>6}")
+            f"{r['pointing_hits']:>3}/{r['pointing_n']:<4} {s(r['pointing_share']):>9} {s(r['pointing_chance']):>6}"
+        )
     return "\n".join(lines)
 
 
-def measure(pipeline: Any, films: Sequence[tuple[str, str, Path]], *, boxes: Mapping[str, Sequence[Box]] | None = None,
-            dilate: float = 0.10, pointing_only: Iterable[str] = (), progress: bool = True) -> dict[str, Any]:
+def measure(
+    pipeline: Any,
+    films: Sequence[tuple[str, str, Path]],
+    *,
+    boxes: Mapping[str, Sequence[Box]] | None = None,
+    dilate: float = 0.10,
+    pointing_only: Iterable[str] = (),
+    progress: bool = True,
+) -> dict[str, Any]:
     """Analyse each (source, id, path) with ``pipeline`` like ``cxr analyze`` and score its maps.
 
     Films the chest check refuses are counted, not forced (``cxr analyze`` would refuse them too).
@@ -223,8 +253,14 @@ def measure(pipeline: Any, films: Sequence[tuple[str, str, Path]], *, boxes: Map
             log.warning("%s %s refused: %s", source, image_id, exc)
             refused.append({"source": source, "id": image_id, "reason": str(exc)})
             continue
-        scored.append(score_result(result, source=source, image_id=image_id, boxes=boxes.get(image_id, ()),
-                                   dilate=dilate))
+        scored.append(
+            score_result(result, source=source, image_id=image_id, boxes=boxes.get(image_id, ()), dilate=dilate)
+        )
     pointing_only = list(pointing_only)
-    return {"summary": summarize(scored, pointing_only=pointing_only), "films": scored, "refused": refused,
-            "dilate": dilate, "pointing_only": pointing_only}
+    return {
+        "summary": summarize(scored, pointing_only=pointing_only),
+        "films": scored,
+        "refused": refused,
+        "dilate": dilate,
+        "pointing_only": pointing_only,
+    }

@@ -105,8 +105,9 @@ def auroc(y_true: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
-def bootstrap_auroc_ci(y_true: np.ndarray, score: np.ndarray, *, n: int = 1000, seed: int = 0,
-                       alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_auroc_ci(
+    y_true: np.ndarray, score: np.ndarray, *, n: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUROC (cases resampled with replacement; one-class resamples skipped)."""
     from sklearn.metrics import roc_auc_score
 

@@ -33,14 +33,20 @@ VALIDATION_MIN_POSITIVES = 10
 VALIDATION_MIN_CI_LOW = 0.65
 FINDING_RULE = "spec=0.90"  # a finding is called at specificity 0.90 among NIH-source films without it
 TRIAGE_RULE = "sens=0.95"  # a worklist must not bury abnormal films
-VALIDATION_RULE = (f"AUROC on NIH-source val films with >= {VALIDATION_MIN_POSITIVES} positives and a bootstrap "
-                   f"95% CI lower bound >= {VALIDATION_MIN_CI_LOW}")
+VALIDATION_RULE = (
+    f"AUROC on NIH-source val films with >= {VALIDATION_MIN_POSITIVES} positives and a bootstrap "
+    f"95% CI lower bound >= {VALIDATION_MIN_CI_LOW}"
+)
 
 
 def is_validated(n_pos: int, ci_low: float | None) -> bool:
     """The one rule: enough NIH-source positives, and an AUROC whose CI lower bound clears the floor."""
-    return bool(n_pos >= VALIDATION_MIN_POSITIVES and ci_low is not None and ci_low == ci_low
-                and ci_low >= VALIDATION_MIN_CI_LOW)
+    return bool(
+        n_pos >= VALIDATION_MIN_POSITIVES
+        and ci_low is not None
+        and ci_low == ci_low
+        and ci_low >= VALIDATION_MIN_CI_LOW
+    )
 
 
 def fold_of(group: str, k: int = 2) -> int:
@@ -173,8 +179,12 @@ def group_masks(datasets: Sequence[str], nih_sources: frozenset[str]) -> dict[st
     return masks
 
 
-def per_group(y: np.ndarray, values: np.ndarray, masks: dict[str, np.ndarray],
-              fn: Callable[[np.ndarray, np.ndarray], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def per_group(
+    y: np.ndarray,
+    values: np.ndarray,
+    masks: dict[str, np.ndarray],
+    fn: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
     """``fn(y[m], values[m])`` for every group mask with at least one known label."""
     out = {}
     for name, m in masks.items():

@@ -8,8 +8,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def draw_roc(fpr: np.ndarray, tpr: np.ndarray, path: Path, *, title: str, auc: float,
-             ci: tuple[float, float] | None = None, point: tuple[float, float] | None = None, size: int = 480) -> Path:
+def draw_roc(
+    fpr: np.ndarray,
+    tpr: np.ndarray,
+    path: Path,
+    *,
+    title: str,
+    auc: float,
+    ci: tuple[float, float] | None = None,
+    point: tuple[float, float] | None = None,
+    size: int = 480,
+) -> Path:
     """Write one ROC curve; ``point`` = (fpr, tpr) of the operating threshold, marked with a dot."""
     m = 56  # margin for labels
     img = Image.new("RGB", (size, size), "white")

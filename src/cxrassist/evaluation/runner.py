@@ -20,11 +20,25 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
 
 
-def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val", limit: int | None = None,
-             postprocess: bool = False, roc_dir: Path | None = None, bootstrap: int = 1000,
-             write_thresholds: str | None = None, lung_weights: str | None = None, bone_weights: str | None = None,
-             cache_dir: Path | None = None, threads: int | None = None, device: str = "auto",
-             tta: bool = True, teacher: str | None = None) -> dict[str, Any]:
+def evaluate(
+    task: str,
+    manifests: list[str],
+    *,
+    weights: str,
+    split: str = "val",
+    limit: int | None = None,
+    postprocess: bool = False,
+    roc_dir: Path | None = None,
+    bootstrap: int = 1000,
+    write_thresholds: str | None = None,
+    lung_weights: str | None = None,
+    bone_weights: str | None = None,
+    cache_dir: Path | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    tta: bool = True,
+    teacher: str | None = None,
+) -> dict[str, Any]:
     import torch
 
     from cxrassist.device import pick_device
@@ -44,28 +58,52 @@ def evaluate(task: str, manifests: list[str], *, weights: str, split: str = "val
         from cxrassist.evaluation.segmentation import evaluate_segmentation
 
         res = evaluate_segmentation(model, size, records, device=dev, postprocess=postprocess, card=card)
-        table = (f"segmentation  n={res['n_cases']}  dice={_fmt(res['dice'])}  iou={_fmt(res['iou'])}  "
-                 f"hd95={_fmt(res['hd95'], 1)} px  (median dice {_fmt(res['dice_median'])})")
+        table = (
+            f"segmentation  n={res['n_cases']}  dice={_fmt(res['dice'])}  iou={_fmt(res['iou'])}  "
+            f"hd95={_fmt(res['hd95'], 1)} px  (median dice {_fmt(res['dice_median'])})"
+        )
     elif task == "bone":
         from cxrassist.evaluation.bone import evaluate_bone
 
         res = evaluate_bone(model, size, records, device=dev)
-        table = (f"bone  n={res['n_cases']}\n"
-                 f"  suppressed image: psnr={_fmt(res['psnr'], 2)} dB  ssim={_fmt(res['ssim'], 4)}\n"
-                 f"  bone image:       psnr={_fmt(res['bone_psnr'], 2)} dB  ssim={_fmt(res['bone_ssim'], 4)}\n"
-                 f"  bone suppression ratio={_fmt(res['bone_suppression_ratio'], 4)}\n"
-                 f"  identity baseline (no suppression): psnr={_fmt(res['identity_psnr'], 2)} dB  "
-                 f"ssim={_fmt(res['identity_ssim'], 4)}  ratio=0")
+        table = (
+            f"bone  n={res['n_cases']}\n"
+            f"  suppressed image: psnr={_fmt(res['psnr'], 2)} dB  ssim={_fmt(res['ssim'], 4)}\n"
+            f"  bone image:       psnr={_fmt(res['bone_psnr'], 2)} dB  ssim={_fmt(res['bone_ssim'], 4)}\n"
+            f"  bone suppression ratio={_fmt(res['bone_suppression_ratio'], 4)}\n"
+            f"  identity baseline (no suppression): psnr={_fmt(res['identity_psnr'], 2)} dB  "
+            f"ssim={_fmt(res['identity_ssim'], 4)}  ratio=0"
+        )
     elif task in ("triage", "classifier"):
         from cxrassist.evaluation.classification import evaluate_classification
 
         res, table = evaluate_classification(
-            task, model, card, records, weights=weights, device=dev, roc_dir=roc_dir, bootstrap=bootstrap,
-            write_thresholds=write_thresholds, lung_weights=lung_weights, bone_weights=bone_weights,
-            cache_dir=cache_dir, tta=tta, teacher=teacher)
+            task,
+            model,
+            card,
+            records,
+            weights=weights,
+            device=dev,
+            roc_dir=roc_dir,
+            bootstrap=bootstrap,
+            write_thresholds=write_thresholds,
+            lung_weights=lung_weights,
+            bone_weights=bone_weights,
+            cache_dir=cache_dir,
+            tta=tta,
+            teacher=teacher,
+        )
     else:
         raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")
-    res = jsonable({**res, "model": card.name, "version": card.version, "weights": str(weights),
-                       "manifests": manifests, "split": split})
+    res = jsonable(
+        {
+            **res,
+            "model": card.name,
+            "version": card.version,
+            "weights": str(weights),
+            "manifests": manifests,
+            "split": split,
+        }
+    )
     res["_table"] = table
     return res

@@ -21,13 +21,22 @@ from cxrassist.evaluation.metrics import dice, hd95, iou
 from cxrassist.preprocess import letterbox
 
 
-def evaluate_segmentation(model: Any, size: int, records: Sequence[Record], *, device: Any = "cpu",
-                          postprocess: bool = False, batch_size: int = 8, show_progress: bool = True,
-                          card: Any = None) -> dict[str, Any]:
+def evaluate_segmentation(
+    model: Any,
+    size: int,
+    records: Sequence[Record],
+    *,
+    device: Any = "cpu",
+    postprocess: bool = False,
+    batch_size: int = 8,
+    show_progress: bool = True,
+    card: Any = None,
+) -> dict[str, Any]:
     records = [r for r in records if r.mask is not None]
     rows: list[dict[str, Any]] = []
-    for group in progress(chunks(records, batch_size), (len(records) + batch_size - 1) // batch_size,
-                          "segmentation", show_progress):
+    for group in progress(
+        chunks(records, batch_size), (len(records) + batch_size - 1) // batch_size, "segmentation", show_progress
+    ):
         images = [load_image01(r.image) for r in group]
         boxed = [letterbox(im, size) for im in images]
         logits = run_model(model, np.stack([b[0] for b in boxed])[:, None], device)
@@ -35,8 +44,9 @@ def evaluate_segmentation(model: Any, size: int, records: Sequence[Record], *, d
             if postprocess:
                 from cxrassist.channels import predict_lung_mask
 
-                pred = predict_lung_mask(model, card if card is not None else {"input": {"size": size}},
-                                         images[group.index(rec)])[2]
+                pred = predict_lung_mask(
+                    model, card if card is not None else {"input": {"size": size}}, images[group.index(rec)]
+                )[2]
             else:
                 pred = spatial.to_original(1.0 / (1.0 + np.exp(-lg[0]))) > 0.5
             true = load_mask(rec.mask) > 0.5  # type: ignore[arg-type]
@@ -44,8 +54,15 @@ def evaluate_segmentation(model: Any, size: int, records: Sequence[Record], *, d
                 from cxrassist.preprocess import resize
 
                 true = resize(true.astype(np.float32), pred.shape, nearest=True) > 0.5
-            rows.append({"id": rec.id, "dataset": rec.dataset, "dice": dice(pred, true), "iou": iou(pred, true),
-                         "hd95": hd95(pred, true)})
+            rows.append(
+                {
+                    "id": rec.id,
+                    "dataset": rec.dataset,
+                    "dice": dice(pred, true),
+                    "iou": iou(pred, true),
+                    "hd95": hd95(pred, true),
+                }
+            )
     hd = [r["hd95"] for r in rows if r["hd95"] == r["hd95"]]
     return {
         "task": "segmentation",

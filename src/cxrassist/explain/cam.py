@@ -102,8 +102,14 @@ def _cam(features: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
     return torch.einsum("kc,bchw->bkhw", classifier.weight, features)
 
 
-def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tensor | None = None, *,
-                          dense_levels: int = 2, lateral_present: torch.Tensor | None = None) -> CamOutput:
+def class_activation_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    lateral: torch.Tensor | None = None,
+    *,
+    dense_levels: int = 2,
+    lateral_present: torch.Tensor | None = None,
+) -> CamOutput:
     """Logits and per-finding maps of a classifier for a batch (see the module docstring for the method used)."""
     from cxrassist.models.dual import DualBranchClassifier
 
@@ -129,8 +135,13 @@ def class_activation_maps(model: nn.Module, x: torch.Tensor, lateral: torch.Tens
             logits = net.forward_head(feats)
             stride = x.shape[-1] // feats.shape[-1]
         raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(net, "feature_offset_px", 0.0))
-    return CamOutput(logits=logits, cams={"frontal": normalize_maps(raw)}, raw={"frontal": raw}, method="cam",
-                     stride={"frontal": stride})
+    return CamOutput(
+        logits=logits,
+        cams={"frontal": normalize_maps(raw)},
+        raw={"frontal": raw},
+        method="cam",
+        stride={"frontal": stride},
+    )
 
 
 def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch.Tensor]:
@@ -147,8 +158,9 @@ def _grad_weighted(acts: list[torch.Tensor], logits: torch.Tensor) -> list[torch
     return [torch.stack(maps, 1).detach() for maps in out]
 
 
-def _branch_grad_cams(model: Any, frontal: torch.Tensor, lateral: torch.Tensor | None,
-                      lateral_present: torch.Tensor | None) -> CamOutput:
+def _branch_grad_cams(
+    model: Any, frontal: torch.Tensor, lateral: torch.Tensor | None, lateral_present: torch.Tensor | None
+) -> CamOutput:
     with torch.no_grad():  # gradients are only needed from the branch outputs on
         f_map, l_map = model.forward_branches(frontal, lateral, lateral_present)
     with torch.enable_grad():
@@ -161,12 +173,22 @@ def _branch_grad_cams(model: Any, frontal: torch.Tensor, lateral: torch.Tensor |
     raw = dict(zip(views, raws, strict=True))
     if lateral is not None and lateral_present is not None:  # no map for a stand-in
         raw["lateral"] = raw["lateral"] * lateral_present.to(raw["lateral"].device, torch.float32)[:, None, None, None]
-    return CamOutput(logits=logits.detach(), cams={v: normalize_maps(r) for v, r in raw.items()}, raw=raw,
-                     method="grad-cam", stride=dict.fromkeys(views, model.branch_reduction))
+    return CamOutput(
+        logits=logits.detach(),
+        cams={v: normalize_maps(r) for v, r in raw.items()},
+        raw=raw,
+        method="grad-cam",
+        stride=dict.fromkeys(views, model.branch_reduction),
+    )
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: nn.Module, class_index: int | list[int] | None = None,
-             **forward_kwargs: object) -> torch.Tensor:
+def grad_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target_layer: nn.Module,
+    class_index: int | list[int] | None = None,
+    **forward_kwargs: object,
+) -> torch.Tensor:
     """Grad-CAM at any layer of any model whose forward returns [B, K] logits.
 
     Returns normalised maps [B, h, w] for an int ``class_index``, else [B, K', h, w] (all classes when None).
@@ -184,8 +206,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: nn.Module, class_i
             if not captured:
                 raise ValueError("target_layer was not used in the forward pass")
             act = captured[-1]
-            indices = range(logits.shape[1]) if class_index is None else (
-                [class_index] if isinstance(class_index, int) else list(class_index))
+            indices = (
+                range(logits.shape[1])
+                if class_index is None
+                else ([class_index] if isinstance(class_index, int) else list(class_index))
+            )
             raw = _grad_weighted([act], logits[:, list(indices)])[0]
     finally:
         handle.remove()

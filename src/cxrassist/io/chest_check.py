@@ -1,4 +1,4 @@
-""""Is this a frontal chest radiograph?" - from DICOM metadata when it says so, from the image itself otherwise.
+""" "Is this a frontal chest radiograph?" - from DICOM metadata when it says so, from the image itself otherwise.
 
 The image path looks for what every frontal chest film shows, on a 128 x 128 thumbnail:
 - a smooth, grey radiograph: wide histogram, strongly correlated neighbouring pixels (not noise, not a flat card);
@@ -77,11 +77,15 @@ def check_chest(xray: XRay) -> ChestCheck:
     if xray.view == View.LATERAL:
         return ChestCheck(stats_ok, False, "The image is recorded as a lateral view, not frontal.", evidence)
     if stats_ok:
-        return ChestCheck(True, True,
-                          f"No usable metadata; the image looks like a frontal chest film ({stats_reason}).", evidence)
-    return ChestCheck(False, None,
-                      f"No usable metadata and the image does not look like a frontal chest film: {stats_reason}.",
-                      evidence)
+        return ChestCheck(
+            True, True, f"No usable metadata; the image looks like a frontal chest film ({stats_reason}).", evidence
+        )
+    return ChestCheck(
+        False,
+        None,
+        f"No usable metadata and the image does not look like a frontal chest film: {stats_reason}.",
+        evidence,
+    )
 
 
 def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
@@ -92,8 +96,11 @@ def pixel_statistics(pixels: np.ndarray) -> dict[str, Any]:
     mn, mx = float(sub.min()), float(sub.max())
     tol = 0.02 * (mx - mn)
     near = float((sub <= mn + tol).mean() + (sub >= mx - tol).mean()) if mx > mn else 1.0
-    return {"range_1_99": round(hi - lo, 4), "grey_levels": int(np.unique(sub).size),
-            "near_extremes": round(min(near, 1.0), 4)}
+    return {
+        "range_1_99": round(hi - lo, 4),
+        "grey_levels": int(np.unique(sub).size),
+        "near_extremes": round(min(near, 1.0), 4),
+    }
 
 
 def pixel_problem(p: dict[str, Any]) -> str | None:
@@ -105,8 +112,10 @@ def pixel_problem(p: dict[str, Any]) -> str | None:
     if p["grey_levels"] <= MIN_LEVELS:
         return f"the image is posterised (only {p['grey_levels']} grey levels): a radiograph has hundreds"
     if p["near_extremes"] > MAX_NEAR_EXTREMES:
-        return (f"the image is clipped or binarised ({100 * p['near_extremes']:.0f} % of its pixels sit at the darkest "
-                "or brightest value)")
+        return (
+            f"the image is clipped or binarised ({100 * p['near_extremes']:.0f} % of its pixels sit at the darkest "
+            "or brightest value)"
+        )
     return None
 
 
@@ -117,8 +126,10 @@ def _inverted(pixels: np.ndarray, stats: dict[str, Any]) -> str | None:
         return None
     flipped = image_features(1.0 - pixels)
     if flipped["diaphragm"] >= MIN_DIAPHRAGM and _judge_stats(flipped)[0]:
-        return ("it looks inverted (lungs brighter than the abdomen below them; its negative looks like a frontal "
-                "chest film): is the photometric interpretation (MONOCHROME1/2) wrong?")
+        return (
+            "it looks inverted (lungs brighter than the abdomen below them; its negative looks like a frontal "
+            "chest film): is the photometric interpretation (MONOCHROME1/2) wrong?"
+        )
     return None
 
 
@@ -143,29 +154,43 @@ def _judge_metadata(xray: XRay) -> tuple[bool, bool | None, str] | None:
 def _judge_stats(f: dict[str, Any]) -> tuple[bool, str]:
     """Apply the thresholds; the first failing test is the reason."""
     tests = (
-        (MIN_ASPECT <= f["aspect"] <= MAX_ASPECT,
-         f"aspect ratio {f['aspect']:.2f} is outside {MIN_ASPECT}-{MAX_ASPECT}"),
+        (
+            MIN_ASPECT <= f["aspect"] <= MAX_ASPECT,
+            f"aspect ratio {f['aspect']:.2f} is outside {MIN_ASPECT}-{MAX_ASPECT}",
+        ),
         (f["spread"] >= MIN_SPREAD, f"almost no contrast (std {f['spread']:.3f})"),
-        (f["smoothness"] >= MIN_SMOOTHNESS,
-         f"it is noise-like, not a smooth radiograph (autocorrelation {f['smoothness']:.2f})"),
-        (f["ridge"] >= MIN_RIDGE and f["centre_shift"] <= MAX_CENTRE_SHIFT,
-         f"no bright mediastinum between two darker lung fields (ridge {f['ridge']:.3f}, "
-         f"shift {f['centre_shift']:.2f})"),
-        (f["valley_asymmetry"] <= MAX_VALLEY_ASYMMETRY,
-         f"the two dark fields are not symmetric about the midline (offset {f['valley_asymmetry']:.2f}; "
-         "a lateral view?)"),
-        (min(f["lung_width_left"], f["lung_width_right"]) >= MIN_LUNG_WIDTH,
-         "the dark fields beside the midline are too narrow for lungs "
-         f"(width {min(f['lung_width_left'], f['lung_width_right']):.2f})"),
-        (f["diaphragm"] >= MIN_DIAPHRAGM,
-         f"no brighter diaphragm/abdomen below the dark fields (step {f['diaphragm']:.3f})"),
+        (
+            f["smoothness"] >= MIN_SMOOTHNESS,
+            f"it is noise-like, not a smooth radiograph (autocorrelation {f['smoothness']:.2f})",
+        ),
+        (
+            f["ridge"] >= MIN_RIDGE and f["centre_shift"] <= MAX_CENTRE_SHIFT,
+            f"no bright mediastinum between two darker lung fields (ridge {f['ridge']:.3f}, "
+            f"shift {f['centre_shift']:.2f})",
+        ),
+        (
+            f["valley_asymmetry"] <= MAX_VALLEY_ASYMMETRY,
+            f"the two dark fields are not symmetric about the midline (offset {f['valley_asymmetry']:.2f}; "
+            "a lateral view?)",
+        ),
+        (
+            min(f["lung_width_left"], f["lung_width_right"]) >= MIN_LUNG_WIDTH,
+            "the dark fields beside the midline are too narrow for lungs "
+            f"(width {min(f['lung_width_left'], f['lung_width_right']):.2f})",
+        ),
+        (
+            f["diaphragm"] >= MIN_DIAPHRAGM,
+            f"no brighter diaphragm/abdomen below the dark fields (step {f['diaphragm']:.3f})",
+        ),
     )
     for ok, why in tests:
         if not ok:
             return False, why
-    return True, (f"mediastinal ridge {f['ridge']:.2f}, "
-                  f"lung fields {f['lung_width_left']:.2f}/{f['lung_width_right']:.2f} "
-                  f"of the width, diaphragm step {f['diaphragm']:.2f}")
+    return True, (
+        f"mediastinal ridge {f['ridge']:.2f}, "
+        f"lung fields {f['lung_width_left']:.2f}/{f['lung_width_right']:.2f} "
+        f"of the width, diaphragm step {f['diaphragm']:.2f}"
+    )
 
 
 def _thumbnail(pixels: np.ndarray, size: int = _THUMB) -> np.ndarray:

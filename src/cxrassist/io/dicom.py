@@ -60,9 +60,14 @@ _DECODER_PACKAGES: tuple[tuple[str, str], ...] = (
 _LATERAL_POSITIONS = {"LL", "RL", "LAT", "LATERAL", "L", "LLD", "RLD"}
 # SNOMED codes of CID 4010 "DX View" (old SNOMED-RT and SNOMED CT), checked before the code meaning text.
 _VIEW_CODES = {
-    "R-10206": View.PA, "399348003": View.PA,
-    "R-10214": View.AP, "272479000": View.AP,
-    "R-10232": View.LATERAL, "R-10236": View.LATERAL, "399198007": View.LATERAL, "399173006": View.LATERAL,
+    "R-10206": View.PA,
+    "399348003": View.PA,
+    "R-10214": View.AP,
+    "272479000": View.AP,
+    "R-10232": View.LATERAL,
+    "R-10236": View.LATERAL,
+    "399198007": View.LATERAL,
+    "399173006": View.LATERAL,
 }
 
 
@@ -71,8 +76,9 @@ def looks_like_dicom(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-               force: bool = False) -> XRay:
+def read_dicom(
+    path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, force: bool = False
+) -> XRay:
     """Read one single-frame projection radiograph. ``force`` reads files without the Part-10 preamble.
 
     Every failure is an ``InputError``: whatever pydicom or a decoder raises on a malformed file (an unknown VR, a
@@ -88,8 +94,9 @@ def read_dicom(path: Path, *, apply_voi: bool = True, max_pixels: int = DEFAULT_
         except RecursionError as exc:
             raise CorruptFileError(f"{path.name}: the DICOM header is corrupt (sequences nested too deeply)") from exc
         except MemoryError as exc:
-            raise CorruptFileError(f"{path.name}: the DICOM header is corrupt (it declares more data than "
-                                   "can be held)") from exc
+            raise CorruptFileError(
+                f"{path.name}: the DICOM header is corrupt (it declares more data than can be held)"
+            ) from exc
         except Exception as exc:  # pydicom and its decoders raise many types on malformed input
             raise CorruptFileError(f"{path.name}: the DICOM file is corrupt ({_what(exc)})") from exc
     return xray
@@ -172,8 +179,11 @@ def invalid_value_tags(ds: Any, limit: int = 8) -> list[str]:
     for elem in ds:
         if elem.VR not in _TEXT_VRS or elem.value is None:
             continue
-        values = elem.value if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue" \
+        values = (
+            elem.value
+            if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue"
             else [elem.value]
+        )
         try:
             for value in values:
                 validate_value(elem.VR, str(value), config.RAISE)
@@ -185,8 +195,9 @@ def invalid_value_tags(ds: Any, limit: int = 8) -> list[str]:
 
 
 #: VRs whose values are text that pydicom validates (numbers and bytes are checked by their own decoding).
-_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
-                       "UR", "UT"})
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
 
 
 def _ensure_transfer_syntax(ds: Any) -> None:
@@ -292,7 +303,8 @@ def _decode(ds: Any, name: str) -> np.ndarray:
         gray = gray_from_rgb(arr)
         if gray is None:
             raise ColourPhotoError(
-                f"{name}: DICOM colour image whose channels differ (a photograph?), not a radiograph")
+                f"{name}: DICOM colour image whose channels differ (a photograph?), not a radiograph"
+            )
         return gray
     if arr.ndim != 2:
         raise MultiFrameError(f"{name}: decoded pixel array has shape {arr.shape}; one 2-D frame is needed")
@@ -458,8 +470,10 @@ def _metadata(ds: Any) -> dict[str, Any]:
     }
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center, width = ds.WindowCenter, ds.WindowWidth
-        extra["window"] = [float(center[0] if ds["WindowCenter"].VM > 1 else center),
-                           float(width[0] if ds["WindowWidth"].VM > 1 else width)]
+        extra["window"] = [
+            float(center[0] if ds["WindowCenter"].VM > 1 else center),
+            float(width[0] if ds["WindowWidth"].VM > 1 else width),
+        ]
     if "RescaleSlope" in ds:
         extra["rescale"] = [float(ds.RescaleSlope), float(ds.get("RescaleIntercept", 0) or 0)]
     extra["voi_lut_sequence"] = bool(ds.get("VOILUTSequence"))

@@ -98,8 +98,9 @@ def _from_library(filename: str) -> bool:
     return any(part in (filename or "") for part in _LIBRARY_PATHS)
 
 
-def _route(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-           line: str | None = None) -> bool:
+def _route(
+    message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+) -> bool:
     """True when the warning was taken care of here (a library warning about a file)."""
     if not _from_library(filename):
         return False
@@ -135,8 +136,9 @@ def install() -> None:
             return
         previous = warnings.showwarning
 
-        def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                        line: str | None = None) -> None:
+        def showwarning(
+            message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+        ) -> None:
             if not _route(message, category, filename, lineno, file, line):
                 previous(message, category, filename, lineno, file, line)
 

@@ -45,6 +45,9 @@ def read_xray(
 
 def _maybe_raw_dicom(head: bytes) -> bool:
     """A DICOM data set without the Part-10 preamble starts with a group 0x0002 or 0x0008 tag (little endian)."""
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] in (
-        b"\x00\x00", b"\x01\x00", b"\x05\x00", b"\x08\x00", b"\x10\x00", b"\x12\x00", b"\x16\x00", b"\x18\x00"
+    return (
+        len(head) >= 8
+        and head[:2] in (b"\x02\x00", b"\x08\x00")
+        and head[2:4]
+        in (b"\x00\x00", b"\x01\x00", b"\x05\x00", b"\x08\x00", b"\x10\x00", b"\x12\x00", b"\x16\x00", b"\x18\x00")
     )

@@ -38,8 +38,16 @@ _LAZY = {
     "ImportReport": "transfer",
 }
 
-__all__ = ["CHANNEL_NAMES", "ModelSpec", "channel_names", "create_discriminator", "create_model", "get_model_spec",
-           "list_models", *_LAZY]
+__all__ = [
+    "CHANNEL_NAMES",
+    "ModelSpec",
+    "channel_names",
+    "create_discriminator",
+    "create_model",
+    "get_model_spec",
+    "list_models",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: torch is imported only when an implementation is asked for

@@ -39,8 +39,9 @@ def sn_conv(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = 
     return spectral_norm(plain_conv(cin, cout, k, stride, padding, bias))
 
 
-def plain_conv(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None,
-               bias: bool = True) -> nn.Conv2d:
+def plain_conv(
+    cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None, bias: bool = True
+) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride, k // 2 if padding is None else padding, bias=bias)
 
 
@@ -70,8 +71,14 @@ class SelfAttention(nn.Module):
 
 class _Down(nn.Sequential):
     def __init__(self, cin: int, cout: int, conv: Callable[..., nn.Module] = sn_conv) -> None:
-        super().__init__(conv(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True),
-                         conv(cout, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True))
+        super().__init__(
+            conv(cin, cout, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(0.2, True),
+            conv(cout, cout, 3, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.LeakyReLU(0.2, True),
+        )
 
 
 class _Up(nn.Module):
@@ -96,9 +103,20 @@ class BoneGenerator(nn.Module):
     (for the ablation in the card; both on by default).
     """
 
-    def __init__(self, in_chans: int = 1, out_chans: int = 1, *, base_channels: int = 64, depth: int = 4,
-                 max_channels: int = 512, attention_level: int = 3, output: str = "sigmoid",
-                 output_scale: float = 0.1, attention: bool = True, spectral: bool = True) -> None:
+    def __init__(
+        self,
+        in_chans: int = 1,
+        out_chans: int = 1,
+        *,
+        base_channels: int = 64,
+        depth: int = 4,
+        max_channels: int = 512,
+        attention_level: int = 3,
+        output: str = "sigmoid",
+        output_scale: float = 0.1,
+        attention: bool = True,
+        spectral: bool = True,
+    ) -> None:
         super().__init__()
         if not 1 <= attention_level <= depth:
             raise ValueError(f"attention_level must be 1..{depth}, got {attention_level}")
@@ -111,8 +129,7 @@ class BoneGenerator(nn.Module):
         self.inc = nn.Sequential(conv(in_chans, chans[0], 3), nn.LeakyReLU(0.2, True))
         self.down = nn.ModuleList(_Down(chans[i], chans[i + 1], conv) for i in range(depth))
         self.attention = SelfAttention(chans[attention_level], conv=conv) if attention else nn.Identity()
-        self.middle = nn.Sequential(conv(chans[-1], chans[-1], 3, bias=False), nn.BatchNorm2d(chans[-1]),
-                                    nn.ReLU(True))
+        self.middle = nn.Sequential(conv(chans[-1], chans[-1], 3, bias=False), nn.BatchNorm2d(chans[-1]), nn.ReLU(True))
         self.up = nn.ModuleList(_Up(chans[i + 1], chans[i], chans[i], conv) for i in reversed(range(depth)))
         self.outc = conv(chans[0], out_chans, 3)
         outc: Any = self.outc  # a Conv2d, maybe spectral-normed (parametrized): typed loosely for its attributes
@@ -177,12 +194,14 @@ class PatchDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """``forward(radiograph normalized, bone01) -> [DiscriminatorOutput per scale]`` (full, 1/2, 1/4 ...)."""
 
-    def __init__(self, in_chans: int = 1, out_chans: int = 1, *, base_channels: int = 64, num_scales: int = 3,
-                 n_layers: int = 3) -> None:
+    def __init__(
+        self, in_chans: int = 1, out_chans: int = 1, *, base_channels: int = 64, num_scales: int = 3, n_layers: int = 3
+    ) -> None:
         super().__init__()
         self.num_scales = num_scales
-        self.scales = nn.ModuleList(PatchDiscriminator(in_chans + out_chans, base_channels, n_layers)
-                                    for _ in range(num_scales))
+        self.scales = nn.ModuleList(
+            PatchDiscriminator(in_chans + out_chans, base_channels, n_layers) for _ in range(num_scales)
+        )
 
     def forward(self, radiograph: torch.Tensor, bone: torch.Tensor) -> list[DiscriminatorOutput]:
         x = torch.cat([radiograph, bone], 1)

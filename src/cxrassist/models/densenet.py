@@ -34,11 +34,13 @@ class ClassifierStem(nn.Sequential):
     """Stride-4 stem: conv 3x3 s2 -> BN -> max-pool 3x3 s2 (512 -> 128)."""
 
     def __init__(self, in_chans: int, out_chans: int = 3) -> None:
-        super().__init__(OrderedDict(
-            conv=nn.Conv2d(in_chans, out_chans, 3, stride=2, padding=1, bias=False),
-            norm=nn.BatchNorm2d(out_chans),
-            pool=nn.MaxPool2d(3, stride=2, padding=1),
-        ))
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_chans, out_chans, 3, stride=2, padding=1, bias=False),
+                norm=nn.BatchNorm2d(out_chans),
+                pool=nn.MaxPool2d(3, stride=2, padding=1),
+            )
+        )
         with torch.no_grad():  # blur-copy init (see module docstring)
             w = torch.zeros(out_chans, in_chans, 3, 3)
             for o in range(out_chans):
@@ -46,12 +48,24 @@ class ClassifierStem(nn.Sequential):
             cast(nn.Conv2d, self.conv).weight.copy_(w)
 
 
-def densenet_features(growth_rate: int, block_config: Sequence[int], num_init_features: int, bn_size: int,
-                      drop_rate: float, memory_efficient: bool, in_chans: int) -> nn.Sequential:
+def densenet_features(
+    growth_rate: int,
+    block_config: Sequence[int],
+    num_init_features: int,
+    bn_size: int,
+    drop_rate: float,
+    memory_efficient: bool,
+    in_chans: int,
+) -> nn.Sequential:
     """torchvision's DenseNet ``features`` (same module names, so torchvision/CheXNet state dicts map 1:1)."""
     net = torchvision.models.DenseNet(
-        growth_rate=growth_rate, block_config=tuple(block_config), num_init_features=num_init_features,
-        bn_size=bn_size, drop_rate=drop_rate, num_classes=1, memory_efficient=memory_efficient,
+        growth_rate=growth_rate,
+        block_config=tuple(block_config),
+        num_init_features=num_init_features,
+        bn_size=bn_size,
+        drop_rate=drop_rate,
+        num_classes=1,
+        memory_efficient=memory_efficient,
     )
     features = net.features
     if in_chans != 3:
@@ -75,7 +89,7 @@ def dense_avgpool(x: torch.Tensor, d: int) -> torch.Tensor:
     """2x2 average pooling evaluated at every position (stride 1) with taps ``d`` apart; zero-padded bottom/right."""
     h, w = x.shape[-2:]
     p = F.pad(x, (0, d, 0, d))
-    return (p[..., :h, :w] + p[..., d:h + d, :w] + p[..., :h, d:w + d] + p[..., d:h + d, d:w + d]) / 4.0
+    return (p[..., :h, :w] + p[..., d : h + d, :w] + p[..., :h, d : w + d] + p[..., d : h + d, d : w + d]) / 4.0
 
 
 def run_dense_block_dilated(block: nn.Module, x: torch.Tensor, d: int) -> torch.Tensor:
@@ -90,8 +104,15 @@ def run_dense_block_dilated(block: nn.Module, x: torch.Tensor, d: int) -> torch.
     return torch.cat(feats, 1)
 
 
-def run_features(features: nn.Sequential, x: torch.Tensor, *, num_blocks: int, dense_levels: int = 0,
-                 start: str | None = None, stop: str | None = None) -> torch.Tensor:
+def run_features(
+    features: nn.Sequential,
+    x: torch.Tensor,
+    *,
+    num_blocks: int,
+    dense_levels: int = 0,
+    start: str | None = None,
+    stop: str | None = None,
+) -> torch.Tensor:
     """Run (a slice of) a DenseNet ``features`` sequence, optionally densifying the last ``dense_levels`` transitions.
 
     ``start``/``stop`` are child names (inclusive) so the dual-branch model can run its trunk with the same code.
@@ -106,7 +127,7 @@ def run_features(features: nn.Sequential, x: torch.Tensor, *, num_blocks: int, d
             running = True
         if not running:
             continue
-        if name.startswith("transition") and int(name[len("transition"):]) >= first_dense:
+        if name.startswith("transition") and int(name[len("transition") :]) >= first_dense:
             x = dense_avgpool(module.conv(module.relu(module.norm(x))), d)
             d *= 2
         elif name.startswith("denseblock") and d > 1:
@@ -125,15 +146,27 @@ class DenseNetClassifier(nn.Module):
     ``growth_rate=4, block_config=(1, 1, 1, 1), num_init_features=8`` (inputs of 128 px give a 1x1 map).
     """
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 13, *, stem_channels: int = 3, growth_rate: int = 32,
-                 block_config: Sequence[int] = (6, 12, 24, 16), num_init_features: int = 64, bn_size: int = 4,
-                 drop_rate: float = 0.0, head_drop: float = 0.0, memory_efficient: bool = False) -> None:
+    def __init__(
+        self,
+        in_chans: int = 1,
+        num_classes: int = 13,
+        *,
+        stem_channels: int = 3,
+        growth_rate: int = 32,
+        block_config: Sequence[int] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        drop_rate: float = 0.0,
+        head_drop: float = 0.0,
+        memory_efficient: bool = False,
+    ) -> None:
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
         self.block_config = tuple(block_config)
         self.stem = ClassifierStem(in_chans, stem_channels)
-        self.features = densenet_features(growth_rate, block_config, num_init_features, bn_size, drop_rate,
-                                          memory_efficient, stem_channels)
+        self.features = densenet_features(
+            growth_rate, block_config, num_init_features, bn_size, drop_rate, memory_efficient, stem_channels
+        )
         self.num_features = block_out_channels(growth_rate, block_config, num_init_features)[-1]
         self.head_drop = nn.Dropout(head_drop)
         self.classifier = nn.Linear(self.num_features, num_classes)

@@ -53,10 +53,23 @@ def _slice(features: nn.Sequential, names: Sequence[str]) -> nn.Sequential:
 class DualBranchClassifier(nn.Module):
     """Frontal + optional lateral classifier. ``forward(frontal, lateral=None, lateral_present=None) -> [B, K]``."""
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 13, *, lateral_in_chans: int = 1, branch_blocks: int = 2,
-                 lateral_dropout: float = 0.0, stem_channels: int = 3, growth_rate: int = 32,
-                 block_config: Sequence[int] = (6, 12, 24, 16), num_init_features: int = 64, bn_size: int = 4,
-                 drop_rate: float = 0.0, head_drop: float = 0.0, memory_efficient: bool = False) -> None:
+    def __init__(
+        self,
+        in_chans: int = 1,
+        num_classes: int = 13,
+        *,
+        lateral_in_chans: int = 1,
+        branch_blocks: int = 2,
+        lateral_dropout: float = 0.0,
+        stem_channels: int = 3,
+        growth_rate: int = 32,
+        block_config: Sequence[int] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        drop_rate: float = 0.0,
+        head_drop: float = 0.0,
+        memory_efficient: bool = False,
+    ) -> None:
         super().__init__()
         if not 1 <= branch_blocks <= len(block_config) - 1:
             raise ValueError(f"branch_blocks must be 1..{len(block_config) - 1}, got {branch_blocks}")
@@ -89,8 +102,9 @@ class DualBranchClassifier(nn.Module):
         """Input pixels per cell of each branch's output map."""
         return 4 * 2 ** (self.branch_blocks + 1)
 
-    def forward_branches(self, frontal: torch.Tensor, lateral: torch.Tensor | None = None,
-                         lateral_present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_branches(
+        self, frontal: torch.Tensor, lateral: torch.Tensor | None = None, lateral_present: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both branch maps; where the lateral is missing its map is the learned stand-in."""
         if frontal.shape[1] != self.in_chans:
             raise ValueError(f"frontal input has {frontal.shape[1]} channels, model expects {self.in_chans}")
@@ -104,27 +118,33 @@ class DualBranchClassifier(nn.Module):
         if lateral.shape[0] != b or lateral.shape[2:] != frontal.shape[2:]:
             raise ValueError(f"lateral shape {tuple(lateral.shape)} does not match frontal {tuple(frontal.shape)}")
         lat = self.lateral(lateral)
-        present = torch.ones(b, dtype=torch.bool, device=f.device) if lateral_present is None else (
-            lateral_present.to(device=f.device, dtype=torch.bool))
+        present = (
+            torch.ones(b, dtype=torch.bool, device=f.device)
+            if lateral_present is None
+            else (lateral_present.to(device=f.device, dtype=torch.bool))
+        )
         if self.training and self.lateral_dropout > 0:
             present = present & (torch.rand(b, device=f.device) >= self.lateral_dropout)
         return f, torch.where(present[:, None, None, None], lat, standin)
 
-    def forward_trunk(self, frontal_map: torch.Tensor, lateral_map: torch.Tensor,
-                      dense_levels: int = 0) -> torch.Tensor:
+    def forward_trunk(
+        self, frontal_map: torch.Tensor, lateral_map: torch.Tensor, dense_levels: int = 0
+    ) -> torch.Tensor:
         """Fuse the branch maps and run the shared blocks; returns the final (ReLU'd) feature map."""
         x = self.fuse(torch.cat([frontal_map, lateral_map], 1))
         x = run_features(self.features, x, num_blocks=len(self.block_config), dense_levels=dense_levels)
         return F.relu(x)
 
-    def forward_features(self, frontal: torch.Tensor, lateral: torch.Tensor | None = None,
-                         lateral_present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, frontal: torch.Tensor, lateral: torch.Tensor | None = None, lateral_present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_trunk(*self.forward_branches(frontal, lateral, lateral_present))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         pooled = torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)
         return self.classifier(self.head_drop(pooled))
 
-    def forward(self, frontal: torch.Tensor, lateral: torch.Tensor | None = None,
-                lateral_present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, frontal: torch.Tensor, lateral: torch.Tensor | None = None, lateral_present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(frontal, lateral, lateral_present))

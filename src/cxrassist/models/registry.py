@@ -54,53 +54,108 @@ def _add(spec: ModelSpec) -> None:
     _SPECS[spec.name] = spec
 
 
-_VARIANTS = (("", 1, "radiograph"), ("-lung", 2, "radiograph + lung-segmented"),
-             ("-lung-bone", 3, "radiograph + lung-segmented + bone-subtracted"))
+_VARIANTS = (
+    ("", 1, "radiograph"),
+    ("-lung", 2, "radiograph + lung-segmented"),
+    ("-lung-bone", 3, "radiograph + lung-segmented + bone-subtracted"),
+)
 for _suffix, _chans, _what in _VARIANTS:
-    _add(ModelSpec(
-        f"dn121-512{_suffix}", "densenet121", "classifier",
-        {"in_chans": _chans, "num_classes": NUM_FINDINGS},
-        f"13-finding classifier, DenseNet-121 body at 128 behind a stride-4 stem, 512 input; channels: {_what}",
+    _add(
+        ModelSpec(
+            f"dn121-512{_suffix}",
+            "densenet121",
+            "classifier",
+            {"in_chans": _chans, "num_classes": NUM_FINDINGS},
+            f"13-finding classifier, DenseNet-121 body at 128 behind a stride-4 stem, 512 input; channels: {_what}",
+            _DN,
+        )
+    )
+for _suffix, _chans, _what in _VARIANTS:
+    _add(
+        ModelSpec(
+            f"dn121-512-dual{_suffix}",
+            "densenet121-dual",
+            "classifier",
+            {
+                "in_chans": _chans,
+                "lateral_in_chans": 1,
+                "num_classes": NUM_FINDINGS,
+                "branch_blocks": 2,
+                "lateral_dropout": 0.25,
+            },
+            f"13-finding classifier, frontal ({_what}) + lateral (radiograph) branches through dense block 2, "
+            "fused, shared blocks 3-4; works without a lateral",
+            _DUAL,
+        )
+    )
+_add(
+    ModelSpec(
+        "triage-dn121-512",
+        "densenet121",
+        "triage",
+        {"in_chans": 1, "num_classes": 1},
+        "normal-vs-abnormal triage, same network as dn121-512 with one output; its body initialises the classifiers",
         _DN,
-    ))
-for _suffix, _chans, _what in _VARIANTS:
-    _add(ModelSpec(
-        f"dn121-512-dual{_suffix}", "densenet121-dual", "classifier",
-        {"in_chans": _chans, "lateral_in_chans": 1, "num_classes": NUM_FINDINGS, "branch_blocks": 2,
-         "lateral_dropout": 0.25},
-        f"13-finding classifier, frontal ({_what}) + lateral (radiograph) branches through dense block 2, "
-        "fused, shared blocks 3-4; works without a lateral",
-        _DUAL,
-    ))
-_add(ModelSpec(
-    "triage-dn121-512", "densenet121", "triage", {"in_chans": 1, "num_classes": 1},
-    "normal-vs-abnormal triage, same network as dn121-512 with one output; its body initialises the classifiers",
-    _DN,
-))
-_add(ModelSpec(
-    "lungseg-vgg16unet", "vgg16-unet", "segmentation", {"in_chans": 1, "width": 1.0, "batch_norm": False},
-    "lung segmentation U-Net, VGG16 encoder at real widths (ImageNet-initialisable), 1-channel input", _UNET,
-))
-_add(ModelSpec(
-    "lungseg-vgg16unet-compact", "vgg16-unet", "segmentation", {"in_chans": 1, "width": 0.125, "batch_norm": True},
-    "lung segmentation U-Net, VGG16 layout at 1/8 width with batch norm: trains and runs on a CPU", _UNET,
-))
-_add(ModelSpec(
-    "bone-gan", "bone-gan", "bone", {"in_chans": 1, "base_channels": 64},
-    "bone-image generator (U-Net, spectral norm, self-attention at 1/8); bone-suppressed = clip(image - bone)", _GEN,
-))
-_add(ModelSpec(
-    "bone-gan-compact", "bone-gan", "bone", {"in_chans": 1, "base_channels": 16},
-    "bone-image generator at 1/4 width: trains and runs on a CPU", _GEN,
-))
+    )
+)
+_add(
+    ModelSpec(
+        "lungseg-vgg16unet",
+        "vgg16-unet",
+        "segmentation",
+        {"in_chans": 1, "width": 1.0, "batch_norm": False},
+        "lung segmentation U-Net, VGG16 encoder at real widths (ImageNet-initialisable), 1-channel input",
+        _UNET,
+    )
+)
+_add(
+    ModelSpec(
+        "lungseg-vgg16unet-compact",
+        "vgg16-unet",
+        "segmentation",
+        {"in_chans": 1, "width": 0.125, "batch_norm": True},
+        "lung segmentation U-Net, VGG16 layout at 1/8 width with batch norm: trains and runs on a CPU",
+        _UNET,
+    )
+)
+_add(
+    ModelSpec(
+        "bone-gan",
+        "bone-gan",
+        "bone",
+        {"in_chans": 1, "base_channels": 64},
+        "bone-image generator (U-Net, spectral norm, self-attention at 1/8); bone-suppressed = clip(image - bone)",
+        _GEN,
+    )
+)
+_add(
+    ModelSpec(
+        "bone-gan-compact",
+        "bone-gan",
+        "bone",
+        {"in_chans": 1, "base_channels": 16},
+        "bone-image generator at 1/4 width: trains and runs on a CPU",
+        _GEN,
+    )
+)
 
 #: Discriminator configurations for the bone GAN (training only; not in list_models()).
 _DISC = "cxrassist.models.bone_gan:MultiScaleDiscriminator"
 _DISCRIMINATORS: dict[str, ModelSpec] = {
-    "bone-gan": ModelSpec("bone-gan", "bone-gan", "bone-discriminator",
-                          {"in_chans": 1, "base_channels": 64, "num_scales": 3}, builder=_DISC),
-    "bone-gan-compact": ModelSpec("bone-gan-compact", "bone-gan", "bone-discriminator",
-                                  {"in_chans": 1, "base_channels": 16, "num_scales": 2}, builder=_DISC),
+    "bone-gan": ModelSpec(
+        "bone-gan",
+        "bone-gan",
+        "bone-discriminator",
+        {"in_chans": 1, "base_channels": 64, "num_scales": 3},
+        builder=_DISC,
+    ),
+    "bone-gan-compact": ModelSpec(
+        "bone-gan-compact",
+        "bone-gan",
+        "bone-discriminator",
+        {"in_chans": 1, "base_channels": 16, "num_scales": 2},
+        builder=_DISC,
+    ),
 }
 
 

@@ -48,8 +48,14 @@ class ImportReport:
     head: tuple[int, ...] | None = None  # shape of the source head (not imported)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source_layout": self.source_layout, "loaded": self.loaded, "adapted": self.adapted,
-                "skipped": self.skipped, "missing": self.missing, "head": list(self.head) if self.head else None}
+        return {
+            "source_layout": self.source_layout,
+            "loaded": self.loaded,
+            "adapted": self.adapted,
+            "skipped": self.skipped,
+            "missing": self.missing,
+            "head": list(self.head) if self.head else None,
+        }
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -103,7 +109,7 @@ def normalize_densenet_keys(state_dict: Mapping[str, torch.Tensor]) -> tuple[dic
             stripped = False
             for p in _PREFIXES:
                 if k.startswith(p):
-                    k, stripped = k[len(p):], True
+                    k, stripped = k[len(p) :], True
         m = _OLD_LAYER.match(k)
         if m:
             k = m.group(1) + m.group(2)
@@ -111,8 +117,13 @@ def normalize_densenet_keys(state_dict: Mapping[str, torch.Tensor]) -> tuple[dic
     return out, layout
 
 
-def _copy_into(target: nn.Module, prefix_map: list[tuple[str, str]], source: Mapping[str, torch.Tensor],
-               report: ImportReport, conv_keys: Mapping[str, int]) -> None:
+def _copy_into(
+    target: nn.Module,
+    prefix_map: list[tuple[str, str]],
+    source: Mapping[str, torch.Tensor],
+    report: ImportReport,
+    conv_keys: Mapping[str, int],
+) -> None:
     """Copy ``source[src_prefix + rest]`` into ``target[dst_prefix + rest]``; adapt first convs in ``conv_keys``."""
     own = target.state_dict()
     new = {}
@@ -120,7 +131,7 @@ def _copy_into(target: nn.Module, prefix_map: list[tuple[str, str]], source: Map
     for dst_key, dst_val in own.items():
         for dst_prefix, src_prefix in prefix_map:
             if dst_key.startswith(dst_prefix):
-                src_key = src_prefix + dst_key[len(dst_prefix):]
+                src_key = src_prefix + dst_key[len(dst_prefix) :]
                 break
         else:
             continue
@@ -133,8 +144,10 @@ def _copy_into(target: nn.Module, prefix_map: list[tuple[str, str]], source: Map
             val = adapt_input_conv(val, dst_val.shape[1])
             report.adapted.append(f"{dst_key}: {source[src_key].shape[1]} -> {dst_val.shape[1]} input channels")
         if val.shape != dst_val.shape:
-            raise WeightsError(f"shape mismatch for {dst_key}: source {src_key} has {tuple(val.shape)}, "
-                               f"model needs {tuple(dst_val.shape)}")
+            raise WeightsError(
+                f"shape mismatch for {dst_key}: source {src_key} has {tuple(val.shape)}, "
+                f"model needs {tuple(dst_val.shape)}"
+            )
         new[dst_key] = val.to(dst_val.dtype)
         used.add(src_key)
     target.load_state_dict(new, strict=False)
@@ -164,8 +177,12 @@ def import_densenet121_state_dict(model: nn.Module, state_dict: Mapping[str, tor
         _copy_into(model, branch + trunk, body, report, convs)
     else:
         _copy_into(model, [("features.", "features.")], body, report, {"features.conv0.weight": 1})
-    logger.info("imported %d DenseNet-121 tensors from a %s state dict (head %s not imported)", report.loaded,
-                layout, report.head)
+    logger.info(
+        "imported %d DenseNet-121 tensors from a %s state dict (head %s not imported)",
+        report.loaded,
+        layout,
+        report.head,
+    )
     return report
 
 
@@ -205,10 +222,13 @@ def init_classifier_from_triage(classifier: nn.Module, triage: nn.Module | Mappi
         for n in classifier.trunk_names:
             mapped.update({k: v for k, v in state.items() if k.startswith(f"features.{n}.")})
     else:
-        mapped = {**stem_for("", cast(int, classifier.in_chans)),
-                  **{k: v for k, v in state.items() if k.startswith("features.")}}
+        mapped = {
+            **stem_for("", cast(int, classifier.in_chans)),
+            **{k: v for k, v in state.items() if k.startswith("features.")},
+        }
     _copy_into(classifier, [("", "")], mapped, report, {})
     report.missing = [k for k in report.missing if not k.startswith("classifier.")]
-    report.skipped = sorted(set(state) - {k.split(".", 1)[1] if k.startswith(("frontal.", "lateral.")) else k
-                                          for k in mapped})
+    report.skipped = sorted(
+        set(state) - {k.split(".", 1)[1] if k.startswith(("frontal.", "lateral.")) else k for k in mapped}
+    )
     return report

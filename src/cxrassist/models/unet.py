@@ -49,8 +49,15 @@ class DecoderBlock(nn.Module):
 class VGG16UNet(nn.Module):
     """U-Net, VGG16 encoder. ``forward(x [B, in_chans, H, W] normalized) -> logits [B, 1, H, W]``."""
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 1, *, width: float = 1.0, batch_norm: bool = False,
-                 decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)) -> None:
+    def __init__(
+        self,
+        in_chans: int = 1,
+        num_classes: int = 1,
+        *,
+        width: float = 1.0,
+        batch_norm: bool = False,
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+    ) -> None:
         super().__init__()
         self.in_chans, self.num_classes, self.width, self.batch_norm = in_chans, num_classes, width, batch_norm
         cfg = [v if v == "M" else _scaled(v, width) for v in VGG16_CFG]
@@ -102,7 +109,7 @@ def init_vgg16_encoder_from_imagenet(model: VGG16UNet, weights: str | Path | dic
     if model.width != 1.0:
         raise ValueError(f"ImageNet VGG16 weights need width=1.0, the model has width={model.width}")
     state = read_state_dict(weights) if not isinstance(weights, dict) else weights
-    enc = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    enc = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     if not enc:
         raise ValueError("no 'features.*' keys: not a torchvision VGG16 state dict")
     own = model.encoder.state_dict()
@@ -113,6 +120,9 @@ def init_vgg16_encoder_from_imagenet(model: VGG16UNet, weights: str | Path | dic
     if bad:
         raise ValueError(f"VGG16 state dict does not fit the encoder (batch_norm={model.batch_norm}): {bad[:3]}")
     model.encoder.load_state_dict({k: enc[k] for k in own})
-    logger.info("VGG16 encoder initialised from ImageNet weights (%d tensors; conv1 adapted to %d channel(s))",
-                len(own), model.in_chans)
+    logger.info(
+        "VGG16 encoder initialised from ImageNet weights (%d tensors; conv1 adapted to %d channel(s))",
+        len(own),
+        model.in_chans,
+    )
     return {"loaded": len(own), "ignored": sorted(k for k in state if not k.startswith("features."))}

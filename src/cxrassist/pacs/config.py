@@ -91,8 +91,10 @@ class PacsConfig:
         if not 1 <= self.port <= 65535:
             raise ServeConfigError(f"DICOM port must be in 1..65535, got {self.port}")
         if not self.allowed_aes:
-            raise ServeConfigError("name the calling AE titles allowed to send studies (--dicom-allow AET, "
-                                   "repeatable); the listener accepts no one else")
+            raise ServeConfigError(
+                "name the calling AE titles allowed to send studies (--dicom-allow AET, "
+                "repeatable); the listener accepts no one else"
+            )
         for ae in self.allowed_aes:
             check_ae_title(ae, "allowed calling AE title")
         if not 0 <= self.quiet_s <= 3600:

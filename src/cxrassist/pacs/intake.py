@@ -55,8 +55,9 @@ class TooManyInstances(Exception):
 class StudyAssembler:
     """Thread-safe: ``receive`` runs in the listener's association threads, ``due``/``done`` in the intake thread."""
 
-    def __init__(self, staging: Path, quiet_s: float, max_instances: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, staging: Path, quiet_s: float, max_instances: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.staging = Path(staging)
         self.staging.mkdir(parents=True, exist_ok=True)
         self.quiet_s = quiet_s

@@ -115,15 +115,18 @@ class PacsLink:
             self.outbox.forget_study(study_id)
             shutil.rmtree(input_dir.parent, ignore_errors=True)
             pending.last_rx = time.monotonic()
-            log.error("study from AE %r could not be queued (%s); retried later", pending.source,
-                      type(exc).__name__)
+            log.error("study from AE %r could not be queued (%s); retried later", pending.source, type(exc).__name__)
             return
         self.outbox.set_state(study_id, "queued")
         self.assembler.done(pending, files)
         if self.worker is not None:
             self.worker.notify()
-        log.info("study %s received from AE %r (%d image instance(s)); queued for analysis", study_id,
-                 pending.source, len(files))
+        log.info(
+            "study %s received from AE %r (%d image instance(s)); queued for analysis",
+            study_id,
+            pending.source,
+            len(files),
+        )
 
     def _collect(self) -> None:
         """Studies received over DICOM whose analysis ended: results into the outbox, refusals logged."""
@@ -145,8 +148,13 @@ class PacsLink:
                 log.info("study %s from AE %r analysed: %d result file(s) queued (%s)", study_id, source, added, where)
             elif study.status in ("refused", "failed"):
                 self.outbox.set_state(study_id, study.status, study.reason)
-                log.warning("study %s from AE %r %s: %s; no results sent", study_id, source, study.status,
-                            study.reason or "no reason recorded")
+                log.warning(
+                    "study %s from AE %r %s: %s; no results sent",
+                    study_id,
+                    source,
+                    study.status,
+                    study.reason or "no reason recorded",
+                )
 
     def _result_entries(self, study_id: str) -> list[dict[str, Any]]:
         """The report's DICOM outputs (SR first, then the SCs), with paths relative to the study's folder."""
@@ -157,8 +165,11 @@ class PacsLink:
             return []
         out_name = self.store.out_dir(study_id).relative_to(self.store.study_dir(study_id)).as_posix()
         entries = (report.get("outputs") or {}).get("dicom") or []
-        return [{"path": f"{out_name}/{e['path']}", "sop_instance_uid": e["sop_instance_uid"], "kind": e.get("kind")}
-                for e in entries if e.get("path") and e.get("sop_instance_uid")]
+        return [
+            {"path": f"{out_name}/{e['path']}", "sop_instance_uid": e["sop_instance_uid"], "kind": e.get("kind")}
+            for e in entries
+            if e.get("path") and e.get("sop_instance_uid")
+        ]
 
     def _describe(self, target: str) -> str:
         if target == "dicom":
@@ -219,7 +230,7 @@ class PacsLink:
                 self.outbox.mark_failed(item.id, error)
                 outcome["failed"] += 1
             else:
-                delay = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** item.attempts)
+                delay = min(self.config.retry_max_s, self.config.retry_base_s * 2**item.attempts)
                 self.outbox.mark_retry(item.id, error, time.time() + delay)
                 outcome["retry"] += 1
 
@@ -233,11 +244,22 @@ class PacsLink:
         if outcome["sent"]:
             log.info("study %s: %d result file(s) sent (%s)", study_id, outcome["sent"], where)
         if outcome["retry"]:
-            log.warning("study %s: %d result file(s) not sent (%s): %s; retried with back-off", study_id,
-                        outcome["retry"], where, errors[0])
+            log.warning(
+                "study %s: %d result file(s) not sent (%s): %s; retried with back-off",
+                study_id,
+                outcome["retry"],
+                where,
+                errors[0],
+            )
         if outcome["failed"]:
-            log.error("study %s: %d result file(s) given up after %d attempts (%s): %s", study_id, outcome["failed"],
-                      self.config.max_attempts, where, errors[-1])
+            log.error(
+                "study %s: %d result file(s) given up after %d attempts (%s): %s",
+                study_id,
+                outcome["failed"],
+                self.config.max_attempts,
+                where,
+                errors[-1],
+            )
 
 
 def _place_inputs(files: list[Path], input_dir: Path) -> dict[str, str]:

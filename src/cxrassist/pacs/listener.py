@@ -58,8 +58,13 @@ class DicomListener:
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = self.config.network_timeout_s
         handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REJECTED, self._on_rejected)]
         self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
-        log.info("DICOM listener %s on %s:%d; accepts %s", self.config.ae_title, self.config.host, self.port,
-                 ", ".join(self.config.allowed_aes))
+        log.info(
+            "DICOM listener %s on %s:%d; accepts %s",
+            self.config.ae_title,
+            self.config.host,
+            self.port,
+            ", ".join(self.config.allowed_aes),
+        )
 
     @property
     def port(self) -> int:
@@ -74,8 +79,12 @@ class DicomListener:
     def _on_rejected(self, event: Any) -> None:
         self._count("rejected_associations")
         requestor = event.assoc.requestor
-        log.warning("association from AE %r at %s rejected (not an allowed calling AE title, or not calling %s)",
-                    _ae(requestor.ae_title), requestor.address, self.config.ae_title)
+        log.warning(
+            "association from AE %r at %s rejected (not an allowed calling AE title, or not calling %s)",
+            _ae(requestor.ae_title),
+            requestor.address,
+            self.config.ae_title,
+        )
 
     def _on_store(self, event: Any) -> int:
         source = _ae(event.assoc.requestor.ae_title)

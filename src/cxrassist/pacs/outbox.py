@@ -70,8 +70,9 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False,
-                                                                isolation_level=None, timeout=30)
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._conn.row_factory = sqlite3.Row
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -94,7 +95,9 @@ class Outbox:
         with self._lock:
             self._db().execute(
                 "INSERT INTO pacs_studies (study_id, staging_key, source, state, last_rx_at, promoted_at) "
-                "VALUES (?, ?, ?, 'promoting', ?, ?)", (study_id, staging_key, source, last_rx_at, time.time()))
+                "VALUES (?, ?, ?, 'promoting', ?, ?)",
+                (study_id, staging_key, source, last_rx_at, time.time()),
+            )
 
     def set_state(self, study_id: str, state: str, reason: str | None = None) -> None:
         final = state in ("results", "refused", "failed", "deleted")
@@ -102,7 +105,8 @@ class Outbox:
             self._db().execute(
                 "UPDATE pacs_studies SET state = ?, reason = COALESCE(?, reason), "
                 "finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE study_id = ?",
-                (state, reason, final, time.time(), study_id))
+                (state, reason, final, time.time(), study_id),
+            )
 
     def forget_study(self, study_id: str) -> None:
         with self._lock:
@@ -110,15 +114,19 @@ class Outbox:
 
     def studies(self, state: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._db().execute("SELECT * FROM pacs_studies WHERE state = ? ORDER BY promoted_at",
-                                      (state,)).fetchall()
+            rows = (
+                self._db()
+                .execute("SELECT * FROM pacs_studies WHERE state = ? ORDER BY promoted_at", (state,))
+                .fetchall()
+            )
         return [dict(r) for r in rows]
 
     def owns(self, study_id: str) -> bool:
         """True for a store study that came over DICOM."""
         with self._lock:
-            return self._db().execute("SELECT 1 FROM pacs_studies WHERE study_id = ?",
-                                      (study_id,)).fetchone() is not None
+            return (
+                self._db().execute("SELECT 1 FROM pacs_studies WHERE study_id = ?", (study_id,)).fetchone() is not None
+            )
 
     # -- results -----------------------------------------------------------------------------------------------
     def enqueue(self, study_id: str, entries: list[dict[str, Any]], targets: tuple[str, ...]) -> int:
@@ -134,10 +142,12 @@ class Outbox:
                         cur = db.execute(
                             "INSERT OR IGNORE INTO outbox (study_id, target, path, sop_instance_uid, kind, next_at, "
                             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (study_id, target, e["path"], e["sop_instance_uid"], e.get("kind"), now, now))
+                            (study_id, target, e["path"], e["sop_instance_uid"], e.get("kind"), now, now),
+                        )
                         added += cur.rowcount
-                db.execute("UPDATE pacs_studies SET state = 'results', finished_at = ? WHERE study_id = ?",
-                           (now, study_id))
+                db.execute(
+                    "UPDATE pacs_studies SET state = 'results', finished_at = ? WHERE study_id = ?", (now, study_id)
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -149,39 +159,60 @@ class Outbox:
         since they were queued wait until it is configured again)."""
         marks = ",".join("?" * len(targets))
         with self._lock:
-            rows = self._db().execute(
-                f"SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? AND target IN ({marks}) "
-                "ORDER BY id LIMIT ?", (time.time() if now is None else now, *targets, limit)).fetchall()
-        return [OutboxItem(r["id"], r["study_id"], r["target"], r["path"], r["sop_instance_uid"], r["kind"],
-                           r["attempts"]) for r in rows]
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT * FROM outbox WHERE state = 'pending' AND next_at <= ? AND target IN ({marks}) "
+                    "ORDER BY id LIMIT ?",
+                    (time.time() if now is None else now, *targets, limit),
+                )
+                .fetchall()
+            )
+        return [
+            OutboxItem(r["id"], r["study_id"], r["target"], r["path"], r["sop_instance_uid"], r["kind"], r["attempts"])
+            for r in rows
+        ]
 
     def next_due_at(self, targets: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(targets))
         with self._lock:
-            row = self._db().execute(f"SELECT MIN(next_at) AS t FROM outbox WHERE state = 'pending' AND target IN "
-                                     f"({marks})", targets).fetchone()
+            row = (
+                self._db()
+                .execute(
+                    f"SELECT MIN(next_at) AS t FROM outbox WHERE state = 'pending' AND target IN ({marks})", targets
+                )
+                .fetchone()
+            )
         return row["t"] if row is not None else None
 
     def mark_sent(self, item_id: int) -> None:
         with self._lock:
-            self._db().execute("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
-                               "last_error = NULL WHERE id = ? AND state = 'pending'", (time.time(), item_id))
+            self._db().execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
+                "last_error = NULL WHERE id = ? AND state = 'pending'",
+                (time.time(), item_id),
+            )
 
     def mark_retry(self, item_id: int, error: str, next_at: float) -> None:
         with self._lock:
-            self._db().execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
-                               "WHERE id = ? AND state = 'pending'", (error[:500], next_at, item_id))
+            self._db().execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (error[:500], next_at, item_id),
+            )
 
     def mark_failed(self, item_id: int, error: str) -> None:
         with self._lock:
-            self._db().execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
-                               "WHERE id = ? AND state = 'pending'", (error[:500], item_id))
+            self._db().execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (error[:500], item_id),
+            )
 
     def retry_now(self) -> int:
         """Make every pending row due (at start-up: a restart is a fresh try, whatever the back-off said)."""
         with self._lock:
-            return self._db().execute("UPDATE outbox SET next_at = ? WHERE state = 'pending'",
-                                      (time.time(),)).rowcount
+            return self._db().execute("UPDATE outbox SET next_at = ? WHERE state = 'pending'", (time.time(),)).rowcount
 
     def counts(self) -> dict[str, int]:
         with self._lock:

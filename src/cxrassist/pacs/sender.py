@@ -57,8 +57,11 @@ def cstore(node: DicomNode, calling_ae: str, files: list[Path], on_result: OnRes
         _all(metas, on_result, f"cannot associate with {node} ({type(exc).__name__})")
         return
     if not assoc.is_established:
-        why = ("rejected the association (is our AE title declared there?)" if assoc.is_rejected
-               else "unreachable, or it aborted the association")
+        why = (
+            "rejected the association (is our AE title declared there?)"
+            if assoc.is_rejected
+            else "unreachable, or it aborted the association"
+        )
         _all(metas, on_result, f"{node} {why}")
         return
     try:
@@ -86,8 +89,7 @@ def _all(files: dict[Path, Any], on_result: OnResult, error: str) -> None:
         on_result(f, error)
 
 
-def stow(url: str, files: list[Path], on_result: OnResult, token: str | None = None,
-         timeout_s: float = 30.0) -> None:
+def stow(url: str, files: list[Path], on_result: OnResult, token: str | None = None, timeout_s: float = 30.0) -> None:
     """POST ``files`` to ``{url}/studies`` as one multipart/related request (PS3.18 STOW-RS)."""
     import httpx
 
@@ -108,8 +110,10 @@ def stow(url: str, files: list[Path], on_result: OnResult, token: str | None = N
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 
-    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-               "Accept": "application/dicom+json"}
+    headers = {
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json",
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     target = url.rstrip("/") + "/studies"

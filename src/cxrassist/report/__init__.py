@@ -25,7 +25,7 @@ REPORT_NAME = "report.json"
 
 
 def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
-    """"json,html" or ["json", "html"] -> ("json", "html"); json is always included (it indexes the rest)."""
+    """ "json,html" or ["json", "html"] -> ("json", "html"); json is always included (it indexes the rest)."""
     items = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     unknown = [s for s in items if s not in FORMATS]
     if unknown:
@@ -39,8 +39,10 @@ def _check_target(out_dir: Path) -> None:
         if not out_dir.is_dir():
             raise OutputError(f"output path {out_dir} exists and is not a folder")
         if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).exists():
-            raise OutputError(f"output folder {out_dir} is not empty and holds no {REPORT_NAME}; "
-                              "choose a new or empty folder (a previous report folder is replaced)")
+            raise OutputError(
+                f"output folder {out_dir} is not empty and holds no {REPORT_NAME}; "
+                "choose a new or empty folder (a previous report folder is replaced)"
+            )
 
 
 def check_output_dir(out_dir: Path | str) -> Path:
@@ -60,8 +62,9 @@ def check_output_dir(out_dir: Path | str) -> Path:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".cxr-write-probe-", dir=anchor))
     except OSError as exc:
-        raise OutputError(f"cannot write the report to {target}: {anchor} is not writable "
-                          f"({exc.strerror or type(exc).__name__})") from None
+        raise OutputError(
+            f"cannot write the report to {target}: {anchor} is not writable ({exc.strerror or type(exc).__name__})"
+        ) from None
     return target
 
 
@@ -88,8 +91,13 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str = DEFAULT_FORMATS, *,
-                  extra_timings: dict[str, float] | None = None) -> dict[str, Any]:
+def write_outputs(
+    result: Any,
+    out_dir: Path | str,
+    formats: Iterable[str] | str = DEFAULT_FORMATS,
+    *,
+    extra_timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Write the requested formats of one AnalysisResult into ``out_dir``; return the report.json content."""
     from cxrassist.report.html_report import render_html
     from cxrassist.report.images import render_images
@@ -112,8 +120,9 @@ def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str
             from cxrassist.report.dicom_out import write_dicom
 
             dicom_entries = write_dicom(result, tmp)
-        report = build_report(result, rendered.files, html="report.html" if "html" in fmts else None,
-                              dicom=dicom_entries)
+        report = build_report(
+            result, rendered.files, html="report.html" if "html" in fmts else None, dicom=dicom_entries
+        )
         report["timings_ms"].update({k: float(v) for k, v in (extra_timings or {}).items()})
         report["timings_ms"]["write"] = round((time.perf_counter() - t0) * 1000.0, 1)
         validate_report(report)
@@ -129,5 +138,12 @@ def write_outputs(result: Any, out_dir: Path | str, formats: Iterable[str] | str
     return report
 
 
-__all__ = ["DEFAULT_FORMATS", "FORMATS", "REPORT_NAME", "check_output_dir", "parse_formats", "remove_leftover",
-           "write_outputs"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "REPORT_NAME",
+    "check_output_dir",
+    "parse_formats",
+    "remove_leftover",
+    "write_outputs",
+]

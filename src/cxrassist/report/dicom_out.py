@@ -28,8 +28,17 @@ SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
 _SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
 _MAX_OVERLAYS = 3  # SC overlays: the positive findings (up to 6), else the top findings, at least this many
 _MAX_POSITIVE_OVERLAYS = 6  # uncompressed 2k RGB is ~11 MB per image: the other heatmaps are in the PNGs/HTML
-_TYPE2_COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                 "ReferringPhysicianName", "AccessionNumber", "StudyID")
+_TYPE2_COPIED = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+    "StudyID",
+)
 
 
 def _source_header(result: AnalysisResult) -> Any | None:
@@ -80,25 +89,50 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     gray = result.frontal.pixels
     names = {f.code: f.name for f in result.findings}
     pictures: list[tuple[str, np.ndarray, str]] = [
-        (f"Heatmap {names[c]} (p={next(f.probability for f in result.findings if f.code == c):.2f})",
-         heatmap_picture(gray, result.heatmap(c)), "RGB") for c in _overlay_codes(result)
+        (
+            f"Heatmap {names[c]} (p={next(f.probability for f in result.findings if f.code == c):.2f})",
+            heatmap_picture(gray, result.heatmap(c)),
+            "RGB",
+        )
+        for c in _overlay_codes(result)
     ]
-    pictures.append(("Lung segmentation contour", overlay_contour(gray, result.lung_mask,
-                                                                   thickness=max(2, max(gray.shape) // 400)), "RGB"))
+    pictures.append(
+        (
+            "Lung segmentation contour",
+            overlay_contour(gray, result.lung_mask, thickness=max(2, max(gray.shape) // 400)),
+            "RGB",
+        )
+    )
     windows = bone_windows(result)  # the same display windows as the report PNGs, stated in the title
-    pictures.append((f"Bone-subtracted (bone image), {windows['subtracted'].describe()}",
-                     windows["subtracted"].apply(result.bone), "MONOCHROME2"))
-    pictures.append((f"Bone-suppressed (soft tissue), {windows['suppressed'].describe()}",
-                     windows["suppressed"].apply(result.bone_suppressed), "MONOCHROME2"))
+    pictures.append(
+        (
+            f"Bone-subtracted (bone image), {windows['subtracted'].describe()}",
+            windows["subtracted"].apply(result.bone),
+            "MONOCHROME2",
+        )
+    )
+    pictures.append(
+        (
+            f"Bone-suppressed (soft tissue), {windows['suppressed'].describe()}",
+            windows["suppressed"].apply(result.bone_suppressed),
+            "MONOCHROME2",
+        )
+    )
 
     series_uid = generate_uid()
     orientation = _orientation(ref)
     out = []
     for number, (title, array, photometric) in enumerate(pictures, start=1):
         common: dict[str, Any] = dict(  # noqa: C408 - keyword arguments read as the DICOM attributes they are
-            pixel_array=as_uint8(array), photometric_interpretation=photometric, bits_allocated=8,
-            coordinate_system="PATIENT", series_instance_uid=series_uid, series_number=9901,
-            sop_instance_uid=generate_uid(), instance_number=number, manufacturer=MANUFACTURER,
+            pixel_array=as_uint8(array),
+            photometric_interpretation=photometric,
+            bits_allocated=8,
+            coordinate_system="PATIENT",
+            series_instance_uid=series_uid,
+            series_number=9901,
+            sop_instance_uid=generate_uid(),
+            instance_number=number,
+            manufacturer=MANUFACTURER,
             patient_orientation=orientation,
         )
         if ref is not None:
@@ -134,41 +168,75 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
         TextContentItem(name=codes.DCM.AlgorithmVersion, value=__version__, relationship_type=contains),
     ]
     for model in result.models:
-        text = (f"{model['role']}: {model['name']} {model['version']} ({model['status']}) "
-                f"sha256={model.get('sha256') or '-'}")
+        text = (
+            f"{model['role']}: {model['name']} {model['version']} ({model['status']}) "
+            f"sha256={model.get('sha256') or '-'}"
+        )
         items.append(TextContentItem(name=codes.DCM.Comment, value=text[:1024], relationship_type=contains))
     if result.untrained:
-        items.append(TextContentItem(name=codes.DCM.Comment, value="UNTRAINED MODEL - outputs are meaningless",
-                                     relationship_type=contains))
+        items.append(
+            TextContentItem(
+                name=codes.DCM.Comment, value="UNTRAINED MODEL - outputs are meaningless", relationship_type=contains
+            )
+        )
     if result.forced:
         forced = f"FORCED: the input check refused this image ({result.chest_check.reason})"
         items.append(TextContentItem(name=codes.DCM.Comment, value=forced[:1024], relationship_type=contains))
     t = result.triage
-    items.append(NumContentItem(name=CodedConcept("ABN", _SCHEME, "Abnormal (triage)"), value=t.abnormal_probability,
-                                unit=codes.UCUM.NoUnits, relationship_type=contains))
-    items.append(TextContentItem(name=CodedConcept("PRIO", _SCHEME, "Triage priority"), value=t.priority,
-                                 relationship_type=contains))
+    items.append(
+        NumContentItem(
+            name=CodedConcept("ABN", _SCHEME, "Abnormal (triage)"),
+            value=t.abnormal_probability,
+            unit=codes.UCUM.NoUnits,
+            relationship_type=contains,
+        )
+    )
+    items.append(
+        TextContentItem(
+            name=CodedConcept("PRIO", _SCHEME, "Triage priority"), value=t.priority, relationship_type=contains
+        )
+    )
     for f in result.findings:
-        note = (f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
-                f"{'validated' if f.validated else 'NOT VALIDATED'}")
+        note = (
+            f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
+            f"{'validated' if f.validated else 'NOT VALIDATED'}"
+        )
         m: Mapping[str, Any] = f.measured or {}
         if m.get("auroc") is not None:
             ci = m.get("auroc_ci95") or [None, None]
-            fmt = (lambda v: "n/a" if v is None or v != v else f"{v:.2f}")  # noqa: E731
-            note += (f"; measured AUROC {fmt(m['auroc'])} (95% CI {fmt(ci[0])}-{fmt(ci[1])}), sensitivity "
-                     f"{fmt(m.get('sensitivity'))}, specificity {fmt(m.get('specificity'))}, "
-                     f"{m.get('n_pos')} positives of {m.get('n')} {m.get('measured_on') or ''}")
-        num = NumContentItem(name=CodedConcept(f.code, _SCHEME, f.name), value=round(f.probability, 4),
-                             unit=codes.UCUM.NoUnits, relationship_type=contains)
-        num.ContentSequence = ContentSequence([TextContentItem(
-            name=codes.DCM.Comment, value=note, relationship_type=RelationshipTypeValues.HAS_PROPERTIES)])
+            fmt = lambda v: "n/a" if v is None or v != v else f"{v:.2f}"  # noqa: E731
+            note += (
+                f"; measured AUROC {fmt(m['auroc'])} (95% CI {fmt(ci[0])}-{fmt(ci[1])}), sensitivity "
+                f"{fmt(m.get('sensitivity'))}, specificity {fmt(m.get('specificity'))}, "
+                f"{m.get('n_pos')} positives of {m.get('n')} {m.get('measured_on') or ''}"
+            )
+        num = NumContentItem(
+            name=CodedConcept(f.code, _SCHEME, f.name),
+            value=round(f.probability, 4),
+            unit=codes.UCUM.NoUnits,
+            relationship_type=contains,
+        )
+        num.ContentSequence = ContentSequence(
+            [
+                TextContentItem(
+                    name=codes.DCM.Comment, value=note, relationship_type=RelationshipTypeValues.HAS_PROPERTIES
+                )
+            ]
+        )
         items.append(num)
     root = ContainerContentItem(name=codes.LN.DiagnosticImagingReport)
     root.ContentSequence = ContentSequence(items)
     sr = hd.sr.ComprehensiveSR(
-        evidence=evidence, content=root, series_instance_uid=generate_uid(), series_number=9900,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
-        is_final=False, is_verified=False,
+        evidence=evidence,
+        content=root,
+        series_instance_uid=generate_uid(),
+        series_number=9900,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
     )
     sr.SeriesDescription = SR_DESCRIPTION
     return sr
@@ -189,11 +257,26 @@ def write_dicom(result: AnalysisResult, out_dir: Path) -> list[dict[str, Any]]:
     for i, (title, sc) in enumerate(scs, start=1):
         rel = f"dicom/sc_{i:02d}.dcm"
         sc.save_as(out_dir / rel, enforce_file_format=True)
-        entries.append({"kind": "SC", "path": rel, "sop_instance_uid": str(sc.SOPInstanceUID),
-                        "study_instance_uid": str(sc.StudyInstanceUID), "description": title})
+        entries.append(
+            {
+                "kind": "SC",
+                "path": rel,
+                "sop_instance_uid": str(sc.SOPInstanceUID),
+                "study_instance_uid": str(sc.StudyInstanceUID),
+                "description": title,
+            }
+        )
     evidence = ([ref] if ref is not None else []) + [sc for _, sc in scs]
     sr = _sr(result, evidence)
     sr.save_as(out_dir / "dicom/sr.dcm", enforce_file_format=True)
-    entries.insert(0, {"kind": "SR", "path": "dicom/sr.dcm", "sop_instance_uid": str(sr.SOPInstanceUID),
-                       "study_instance_uid": str(sr.StudyInstanceUID), "description": "findings"})
+    entries.insert(
+        0,
+        {
+            "kind": "SR",
+            "path": "dicom/sr.dcm",
+            "sop_instance_uid": str(sr.SOPInstanceUID),
+            "study_instance_uid": str(sr.StudyInstanceUID),
+            "description": "findings",
+        },
+    )
     return entries

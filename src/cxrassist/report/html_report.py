@@ -87,9 +87,11 @@ def _measured_cell(m: Any) -> str:
         return "n/a" if v is None else f"{v:.2f}"
 
     ci = m.get("auroc_ci95") or [None, None]
-    text = (f"AUROC {num(m.get('auroc'))} (95% CI {num(ci[0])}–{num(ci[1])}); sens {num(m.get('sensitivity'))}, "
-            f"spec {num(m.get('specificity'))} at the threshold; {m.get('n_pos')} positives / {m.get('n')} films "
-            f"({escape(str(m.get('measured_on') or ''))})")
+    text = (
+        f"AUROC {num(m.get('auroc'))} (95% CI {num(ci[0])}–{num(ci[1])}); sens {num(m.get('sensitivity'))}, "
+        f"spec {num(m.get('specificity'))} at the threshold; {m.get('n_pos')} positives / {m.get('n')} films "
+        f"({escape(str(m.get('measured_on') or ''))})"
+    )
     if m.get("teacher_auroc") is not None:
         text += f"; reference CheXNet on {escape(str(m.get('teacher_set')))}: {num(m.get('teacher_auroc'))}"
     return f'<span class="small">{text}</span>'
@@ -102,18 +104,22 @@ def _heatmap_legend(legend: dict[str, Any] | None) -> str:
     floor = float(legend["transparent_below"])
     colors = legend["colors"]
     # colour at heat v is the anchors interpolated at v (anchor i at i / (n - 1)); below the floor nothing is drawn
-    rgb = [tuple(int(c[k:k + 2], 16) for k in (1, 3, 5)) for c in colors]
+    rgb = [tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in colors]
     pos = floor * (len(rgb) - 1)
     lo = min(int(pos), len(rgb) - 1)
     hi, frac = min(lo + 1, len(rgb) - 1), pos - int(pos)
     at_floor = "#" + "".join(f"{round(a * (1 - frac) + b * frac):02x}" for a, b in zip(rgb[lo], rgb[hi], strict=True))
     stops = [f"transparent {100 * floor:.1f}%", f"{at_floor} {100 * floor:.1f}%"]
     stops += [f"{c} {100 * i / (len(colors) - 1):.1f}%" for i, c in enumerate(colors) if i / (len(colors) - 1) > floor]
-    bar = (f'<span class="legend" style="background-image:linear-gradient(to right, transparent 0%, '
-           f'{", ".join(stops)})"></span>')
-    return (f'<p class="legend-row"><b>Heatmap colours</b> &nbsp; 0 {bar} 1 &nbsp; '
-            f'<small>(0 = {escape(legend["zero"])}; 1 = {escape(legend["one"])}; '
-            f'below {floor:g} not coloured)</small><br>{escape(legend["meaning"])} Click a heatmap to enlarge.</p>')
+    bar = (
+        f'<span class="legend" style="background-image:linear-gradient(to right, transparent 0%, '
+        f'{", ".join(stops)})"></span>'
+    )
+    return (
+        f'<p class="legend-row"><b>Heatmap colours</b> &nbsp; 0 {bar} 1 &nbsp; '
+        f"<small>(0 = {escape(legend['zero'])}; 1 = {escape(legend['one'])}; "
+        f"below {floor:g} not coloured)</small><br>{escape(legend['meaning'])} Click a heatmap to enlarge.</p>"
+    )
 
 
 def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
@@ -123,11 +129,15 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
     parts.append(f'<div class="banner disclaimer">⚠ {escape(r["disclaimer"])}</div>')
     if r["untrained"]:
         untrained = ", ".join(m["role"] for m in r["models"] if m["status"] != "trained")
-        parts.append(f'<div class="banner untrained">UNTRAINED MODEL — outputs are meaningless '
-                     f'(untrained: {escape(untrained)}). Do not use for any clinical purpose.</div>')
+        parts.append(
+            f'<div class="banner untrained">UNTRAINED MODEL — outputs are meaningless '
+            f"(untrained: {escape(untrained)}). Do not use for any clinical purpose.</div>"
+        )
     if r["forced"]:
-        parts.append(f'<div class="banner forced">FORCED analysis: the input check refused this image '
-                     f'({escape(r["chest_check"]["reason"])}). Results are unreliable.</div>')
+        parts.append(
+            f'<div class="banner forced">FORCED analysis: the input check refused this image '
+            f"({escape(r['chest_check']['reason'])}). Results are unreliable.</div>"
+        )
     if r["warnings"]:
         parts.append("<ul>" + "".join(f'<li class="warn">{escape(w)}</li>' for w in r["warnings"]) + "</ul>")
     ood = r.get("ood")
@@ -137,25 +147,34 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         view = ood.get("view")
         view_text = ""
         if view:
-            view_text = (f'; view check {view["score"]:.2f} (threshold {view["threshold"]:.2f}): '
-                         + ("a whole, upright frontal film" if view["passed"] else
-                            "OVER the threshold: lateral, rotated, cropped or inverted?"))
-        parts.append(f'<p class="small">Input check: out-of-distribution score {ood["score"]:.2f} (threshold '
-                     f'{ood["threshold"]:.2f}): {verdict}{escape(view_text)}.</p>')
+            view_text = f"; view check {view['score']:.2f} (threshold {view['threshold']:.2f}): " + (
+                "a whole, upright frontal film"
+                if view["passed"]
+                else "OVER the threshold: lateral, rotated, cropped or inverted?"
+            )
+        parts.append(
+            f'<p class="small">Input check: out-of-distribution score {ood["score"]:.2f} (threshold '
+            f"{ood['threshold']:.2f}): {verdict}{escape(view_text)}.</p>"
+        )
 
     t = r["triage"]
     crit = ", ".join(t["critical_findings"])
     parts.append(
         f'<h2>Triage</h2><p><span class="prio prio-{escape(t["priority"])}">{escape(t["priority"])}</span> '
-        f'&nbsp; abnormal probability {t["abnormal_probability"]:.3f} (threshold {t["threshold"]:.3f})'
-        + (f' &nbsp; critical findings: <b>{escape(crit)}</b>' if crit else "") + "</p>"
+        f"&nbsp; abnormal probability {t['abnormal_probability']:.3f} (threshold {t['threshold']:.3f})"
+        + (f" &nbsp; critical findings: <b>{escape(crit)}</b>" if crit else "")
+        + "</p>"
         + (f'<p class="small">Why: {escape(t["reason"])}</p>' if t.get("reason") else "")
-        + (f'<p class="small">Triage model measured: {_measured_cell(t.get("measured"))}</p>'
-           if t.get("measured") else "")
+        + (
+            f'<p class="small">Triage model measured: {_measured_cell(t.get("measured"))}</p>'
+            if t.get("measured")
+            else ""
+        )
     )
     if r.get("impression"):
-        parts.append('<h2>Impression (plain text, to copy)</h2><pre class="impression">'
-                     f'{escape(r["impression"])}</pre>')
+        parts.append(
+            f'<h2>Impression (plain text, to copy)</h2><pre class="impression">{escape(r["impression"])}</pre>'
+        )
 
     parts.append('<h2>Radiograph</h2><div class="grid">')
     parts.append(_figure(previews, "lung_contour", "Frontal radiograph with the lung segmentation contour"))
@@ -183,18 +202,20 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         cell = "<em>—</em>"
         if previews.get(key):
             lateral = _img(previews, lat_key, f["name"] + " lateral heatmap") if previews.get(lat_key) else ""
-            cell = (f"<details><summary>{_img(previews, key, f['name'] + ' heatmap', 'thumb')}</summary>"
-                    f"{_img(previews, key, f['name'] + ' heatmap')}{lateral}</details>")
+            cell = (
+                f"<details><summary>{_img(previews, key, f['name'] + ' heatmap', 'thumb')}</summary>"
+                f"{_img(previews, key, f['name'] + ' heatmap')}{lateral}</details>"
+            )
         rows.append(
             f"<tr><td><b>{escape(f['name'])}</b> <code>{escape(f['code'])}</code>{tags}</td>"
             f'<td><span class="bar"><span style="width:{pct:.1f}%"></span></span>{f["probability"]:.3f}</td>'
             f"<td>{thr}</td><td>{_measured_cell(f.get('measured'))}</td><td>{cell}</td></tr>"
         )
     parts.append(
-        "<h2>Findings (validated first, then by probability)</h2>" + _heatmap_legend(r.get("heatmap_legend"))
+        "<h2>Findings (validated first, then by probability)</h2>"
+        + _heatmap_legend(r.get("heatmap_legend"))
         + "<table><tr><th>Finding</th><th>Probability</th><th>Threshold</th><th>How well it was measured</th>"
-          "<th>Heatmap</th></tr>"
-        + "".join(rows) + "</table>"
+        "<th>Heatmap</th></tr>" + "".join(rows) + "</table>"
     )
 
     a = r["lung"]["area"]
@@ -203,7 +224,8 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         return f"{v:.1f} cm²" if v is not None else "— (pixel spacing unknown)"
 
     parts.append(
-        '<h2>Lungs</h2><div class="grid">' + _figure(previews, "lung_segmented", "Lung-segmented image")
+        '<h2>Lungs</h2><div class="grid">'
+        + _figure(previews, "lung_segmented", "Lung-segmented image")
         + "</div><table><tr><th></th><th>pixels</th><th>area</th></tr>"
         f"<tr><td>Right lung</td><td>{a['right_px']}</td><td>{cm(a['right_cm2'])}</td></tr>"
         f"<tr><td>Left lung</td><td>{a['left_px']}</td><td>{cm(a['left_cm2'])}</td></tr></table>"
@@ -218,23 +240,31 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
     parts.append(
         '<h2>Bones</h2><div class="grid">'
         + _figure(previews, "bone_subtracted", "Bone-subtracted (bone image)" + shown("subtracted"))
-        + _figure(previews, "bone_suppressed", "Bone-suppressed (soft tissue)" + shown("suppressed")) + "</div>"
+        + _figure(previews, "bone_suppressed", "Bone-suppressed (soft tissue)" + shown("suppressed"))
+        + "</div>"
     )
 
     mrows = []
     for m in r["models"]:
         status = m["status"] if m["status"] == "trained" else f'<span class="tag crit">{escape(m["status"])}</span>'
         sha = escape((m.get("sha256") or "—")[:16])
-        mrows.append(f"<tr><td>{escape(m['role'])}</td><td>{escape(m['name'])} {escape(m['version'])}</td>"
-                     f"<td>{status}</td><td><code>{sha}</code></td><td>{_metrics(m.get('metrics') or {})}</td></tr>")
-    parts.append("<h2>Models and their validation figures</h2><table><tr><th>Role</th><th>Model</th><th>Status"
-                 "</th><th>sha256</th><th>Measured (model card)</th></tr>" + "".join(mrows) + "</table>")
+        mrows.append(
+            f"<tr><td>{escape(m['role'])}</td><td>{escape(m['name'])} {escape(m['version'])}</td>"
+            f"<td>{status}</td><td><code>{sha}</code></td><td>{_metrics(m.get('metrics') or {})}</td></tr>"
+        )
+    parts.append(
+        "<h2>Models and their validation figures</h2><table><tr><th>Role</th><th>Model</th><th>Status"
+        "</th><th>sha256</th><th>Measured (model card)</th></tr>" + "".join(mrows) + "</table>"
+    )
 
     inp = r["input"]["frontal"]
     parts.append(
-        "<h2>Input</h2><table>" + "".join(
-            f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in inp.items()) + "</table>"
-        + "<h2>Timings (ms)</h2><p>" + ", ".join(f"{escape(k)} {v:.0f}" for k, v in r["timings_ms"].items()) + "</p>"
+        "<h2>Input</h2><table>"
+        + "".join(f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in inp.items())
+        + "</table>"
+        + "<h2>Timings (ms)</h2><p>"
+        + ", ".join(f"{escape(k)} {v:.0f}" for k, v in r["timings_ms"].items())
+        + "</p>"
     )
     parts.append(f'<div class="banner disclaimer">{escape(r["disclaimer"])}</div>')
     title = "cxrassist report" + (" — UNTRAINED MODEL" if r["untrained"] else "")
@@ -243,5 +273,6 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head><body><main>'
         f"<h1>{escape(title)}</h1><p><small>{escape(r['generator']['name'])} {escape(r['generator']['version'])}"
         f" · report schema {escape(r['schema_version'])} · {escape(r['created'])}</small></p>"
-        + "\n".join(parts) + "</main></body></html>\n"
+        + "\n".join(parts)
+        + "</main></body></html>\n"
     )

@@ -111,8 +111,13 @@ def burn_legend(rgb: np.ndarray) -> np.ndarray:
     font = ImageFont.load_default(size=font_px)
     draw.text((x0 + pad, by + bar_h // 2), "0", fill=(255, 255, 255), font=font, anchor="lm")
     draw.text((bx + bar_w + pad, by + bar_h // 2), "1", fill=(255, 255, 255), font=font, anchor="lm")
-    draw.text((bx, by + bar_h + pad), "evidence: where, not how likely", fill=(220, 220, 220),
-              font=ImageFont.load_default(size=max(9, font_px * 3 // 4)), anchor="lt")
+    draw.text(
+        (bx, by + bar_h + pad),
+        "evidence: where, not how likely",
+        fill=(220, 220, 220),
+        font=ImageFont.load_default(size=max(9, font_px * 3 // 4)),
+        anchor="lt",
+    )
     return np.asarray(image)
 
 
@@ -213,8 +218,9 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
             pending.pop(0).result()
 
     def preview(key: str, small: np.ndarray) -> None:
-        rendered.previews[key] = data_uri(Image.fromarray(small), fmt="JPEG" if key.startswith(_JPEG_PREVIEWS)
-                                          else "PNG")
+        rendered.previews[key] = data_uri(
+            Image.fromarray(small), fmt="JPEG" if key.startswith(_JPEG_PREVIEWS) else "PNG"
+        )
 
     gray8 = as_uint8(result.frontal.pixels)
     lateral8 = as_uint8(result.lateral.pixels) if result.lateral is not None else None
@@ -244,8 +250,11 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
                     emit(pool, key, heatmap_picture(ov_base[view], heat))
                 base_small = small[view]
                 if previews and base_small is not None:
-                    heat_small = np.asarray(Image.fromarray(heat).resize(
-                        (base_small.shape[1], base_small.shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0))
+                    heat_small = np.asarray(
+                        Image.fromarray(heat).resize(
+                            (base_small.shape[1], base_small.shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0
+                        )
+                    )
                     preview(key, heatmap_picture(base_small, heat_small))
         for fut in pending:
             fut.result()

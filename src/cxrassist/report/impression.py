@@ -47,8 +47,11 @@ def priority_reason(triage: dict[str, Any], findings: list[dict[str, Any]]) -> s
     by_code = {f["code"]: f for f in findings}
     p, thr = triage["abnormal_probability"], triage["threshold"]
     if triage["priority"] == "critical" and triage.get("critical_findings"):
-        parts = [f"{by_code[c]['name']} {_pct(by_code[c]['probability'])} >= threshold {_pct(by_code[c]['threshold'])}"
-                 for c in triage["critical_findings"] if c in by_code]
+        parts = [
+            f"{by_code[c]['name']} {_pct(by_code[c]['probability'])} >= threshold {_pct(by_code[c]['threshold'])}"
+            for c in triage["critical_findings"]
+            if c in by_code
+        ]
         return "critical finding above its threshold: " + ", ".join(parts)
     if triage["priority"] == "high":
         return f"triage: abnormal probability {_pct(p)} >= threshold {_pct(thr)}"
@@ -74,8 +77,9 @@ def impression_text(report: dict[str, Any]) -> str:
         lines.append(f"{unvalidated} finding(s) without validated accuracy not listed (see the findings table).")
     t = report["triage"]
     lines.append(f"Priority: {t['priority']} ({t.get('reason') or priority_reason(t, report['findings'])}).")
-    models = ", ".join(f"{m['name']} {m['version']}" + ("" if m["status"] == "trained" else " (UNTRAINED)")
-                       for m in report["models"])
+    models = ", ".join(
+        f"{m['name']} {m['version']}" + ("" if m["status"] == "trained" else " (UNTRAINED)") for m in report["models"]
+    )
     lines.append(f"Models: {models}.")
     lines.append(report["disclaimer"])
     return "\n".join(lines)

@@ -25,8 +25,21 @@ def _round(x: float, digits: int = 4) -> float:
     return round(float(x), digits) if math.isfinite(x) else 0.0
 
 
-MEASURED_KEYS = ("auroc", "auroc_ci95", "sensitivity", "specificity", "n_pos", "n", "measured_on", "threshold_rule",
-                 "chosen_on", "ece_raw", "ece_calibrated", "teacher_auroc", "teacher_set")
+MEASURED_KEYS = (
+    "auroc",
+    "auroc_ci95",
+    "sensitivity",
+    "specificity",
+    "n_pos",
+    "n",
+    "measured_on",
+    "threshold_rule",
+    "chosen_on",
+    "ece_raw",
+    "ece_calibrated",
+    "teacher_auroc",
+    "teacher_set",
+)
 
 
 def measured_figures(measured: Any) -> dict[str, Any] | None:
@@ -44,30 +57,37 @@ def measured_figures(measured: Any) -> dict[str, Any] | None:
     return out
 
 
-def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: str | None = None,
-                 dicom: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_report(
+    result: AnalysisResult,
+    files: dict[str, str | None],
+    *,
+    html: str | None = None,
+    dicom: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The report dict. ``files`` maps image keys to relative paths (None where PNGs were not written)."""
     frontal = result.frontal.summary()
     lateral = result.lateral.summary() if result.lateral is not None else None
     findings = []
     for i, f in enumerate(result.findings):
         measured = measured_figures(f.measured)
-        findings.append({
-            "code": f.code,
-            "name": f.name,
-            "probability": _round(f.probability),
-            "threshold": _round(f.threshold),
-            "positive": f.positive,
-            "validated": f.validated,
-            "measured": measured,
-            "threshold_measured": threshold_measured(measured),  # 1.4: false = the 0.5 placeholder
-            "validation_note": not_validated_reason(measured, f.validated, result.untrained),  # 1.4
-            "critical": f.code in CRITICAL_CODES,
-            "heatmap": files.get(f"heatmap:{f.code}"),
-            "heatmap_map": files.get(f"heatmap_map:{f.code}"),
-            "heatmap_lateral": files.get(f"heatmap_lateral:{f.code}"),
-            "heatmap_empty": bool(float(result.cams[i].max()) <= 0.0) if len(result.cams) > i else False,  # 1.4
-        })
+        findings.append(
+            {
+                "code": f.code,
+                "name": f.name,
+                "probability": _round(f.probability),
+                "threshold": _round(f.threshold),
+                "positive": f.positive,
+                "validated": f.validated,
+                "measured": measured,
+                "threshold_measured": threshold_measured(measured),  # 1.4: false = the 0.5 placeholder
+                "validation_note": not_validated_reason(measured, f.validated, result.untrained),  # 1.4
+                "critical": f.code in CRITICAL_CODES,
+                "heatmap": files.get(f"heatmap:{f.code}"),
+                "heatmap_map": files.get(f"heatmap_map:{f.code}"),
+                "heatmap_lateral": files.get(f"heatmap_lateral:{f.code}"),
+                "heatmap_empty": bool(float(result.cams[i].max()) <= 0.0) if len(result.cams) > i else False,  # 1.4
+            }
+        )
     t = result.triage
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -101,8 +121,11 @@ def build_report(result: AnalysisResult, files: dict[str, str | None], *, html: 
             "area": result.lung_areas.to_dict(),
             "side_convention": SIDE_CONVENTION,
         },
-        "bone": {"subtracted": files.get("bone_subtracted"), "suppressed": files.get("bone_suppressed"),
-                 "display_window": {k: w.to_dict() for k, w in bone_windows(result).items()}},
+        "bone": {
+            "subtracted": files.get("bone_subtracted"),
+            "suppressed": files.get("bone_suppressed"),
+            "display_window": {k: w.to_dict() for k, w in bone_windows(result).items()},
+        },
         "images": {"radiograph": files.get("radiograph"), "lateral": files.get("lateral")},
         "models": result.models,
         "timings_ms": {k: float(v) for k, v in result.timings_ms.items()},

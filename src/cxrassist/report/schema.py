@@ -31,25 +31,40 @@ _SUMMARY = {
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _WINDOW = {  # 1.5: a picture's linear display window [low, high] -> black..white, in the radiograph's [0, 1] units
-    "type": "object", "required": ["low", "high", "units", "method"],
-    "properties": {"low": {"type": "number"}, "high": {"type": "number"}, "units": {"type": "string"},
-                   "method": {"type": "string"}},
+    "type": "object",
+    "required": ["low", "high", "units", "method"],
+    "properties": {
+        "low": {"type": "number"},
+        "high": {"type": "number"},
+        "units": {"type": "string"},
+        "method": {"type": "string"},
+    },
     "additionalProperties": False,
 }
 _MEASURED = {  # 1.2: how well a label was measured (its model card's operating point), null when never measured
-    "anyOf": [{"type": "null"}, {
-        "type": "object",
-        "required": ["auroc", "auroc_ci95", "sensitivity", "specificity", "n_pos", "n", "measured_on"],
-        "properties": {
-            "auroc": _NUM_OR_NULL, "auroc_ci95": {"type": ["array", "null"], "items": _NUM_OR_NULL},
-            "sensitivity": _NUM_OR_NULL, "specificity": _NUM_OR_NULL,
-            "n_pos": {"type": ["integer", "null"]}, "n": {"type": ["integer", "null"]},
-            "measured_on": _STR_OR_NULL, "threshold_rule": _STR_OR_NULL, "chosen_on": _STR_OR_NULL,
-            "ece_raw": _NUM_OR_NULL, "ece_calibrated": _NUM_OR_NULL,
-            "teacher_auroc": _NUM_OR_NULL, "teacher_set": _STR_OR_NULL,
+    "anyOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "required": ["auroc", "auroc_ci95", "sensitivity", "specificity", "n_pos", "n", "measured_on"],
+            "properties": {
+                "auroc": _NUM_OR_NULL,
+                "auroc_ci95": {"type": ["array", "null"], "items": _NUM_OR_NULL},
+                "sensitivity": _NUM_OR_NULL,
+                "specificity": _NUM_OR_NULL,
+                "n_pos": {"type": ["integer", "null"]},
+                "n": {"type": ["integer", "null"]},
+                "measured_on": _STR_OR_NULL,
+                "threshold_rule": _STR_OR_NULL,
+                "chosen_on": _STR_OR_NULL,
+                "ece_raw": _NUM_OR_NULL,
+                "ece_calibrated": _NUM_OR_NULL,
+                "teacher_auroc": _NUM_OR_NULL,
+                "teacher_set": _STR_OR_NULL,
+            },
+            "additionalProperties": False,
         },
-        "additionalProperties": False,
-    }],
+    ],
 }
 
 _FINDING = {
@@ -96,13 +111,29 @@ REPORT_SCHEMA: dict[str, Any] = {
     "title": "cxrassist analysis report",
     "type": "object",
     "required": [
-        "schema_version", "generator", "created", "disclaimer", "untrained", "forced", "warnings", "chest_check",
-        "input", "triage", "findings", "lung", "bone", "images", "models", "timings_ms", "outputs",
+        "schema_version",
+        "generator",
+        "created",
+        "disclaimer",
+        "untrained",
+        "forced",
+        "warnings",
+        "chest_check",
+        "input",
+        "triage",
+        "findings",
+        "lung",
+        "bone",
+        "images",
+        "models",
+        "timings_ms",
+        "outputs",
     ],
     "properties": {
         "schema_version": {"type": "string", "const": SCHEMA_VERSION},
         "generator": {
-            "type": "object", "required": ["name", "version"],
+            "type": "object",
+            "required": ["name", "version"],
             "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
         },
         "created": {"type": "string"},
@@ -115,30 +146,38 @@ REPORT_SCHEMA: dict[str, Any] = {
             "anyOf": [
                 {"type": "null"},
                 {
-                    "type": "object", "required": ["score", "threshold", "passed"],
+                    "type": "object",
+                    "required": ["score", "threshold", "passed"],
                     "properties": {
                         "score": {"type": "number", "minimum": 0},
                         "threshold": {"type": "number", "minimum": 0},
                         "passed": {"type": "boolean"},
                         "gate": {"type": "object"},
                         "view": {  # gates >= 1.1: the view head (lateral / rotated / cropped / inverted films)
-                            "type": "object", "required": ["score", "threshold", "passed"],
-                            "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1},
-                                           "threshold": {"type": "number"}, "passed": {"type": "boolean"}},
+                            "type": "object",
+                            "required": ["score", "threshold", "passed"],
+                            "properties": {
+                                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                "threshold": {"type": "number"},
+                                "passed": {"type": "boolean"},
+                            },
                         },
                     },
                 },
             ],
         },
         "chest_check": {
-            "type": "object", "required": ["is_chest", "is_frontal", "reason"],
+            "type": "object",
+            "required": ["is_chest", "is_frontal", "reason"],
             "properties": {
-                "is_chest": {"type": "boolean"}, "is_frontal": {"type": ["boolean", "null"]},
+                "is_chest": {"type": "boolean"},
+                "is_frontal": {"type": ["boolean", "null"]},
                 "reason": {"type": "string"},
             },
         },
         "input": {
-            "type": "object", "required": ["frontal", "lateral"],
+            "type": "object",
+            "required": ["frontal", "lateral"],
             "properties": {"frontal": _SUMMARY, "lateral": {"anyOf": [_SUMMARY, {"type": "null"}]}},
         },
         "triage": {
@@ -156,7 +195,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         },
         "findings": {"type": "array", "minItems": 13, "maxItems": 13, "items": _FINDING},
         "heatmap_legend": {  # 1.1: what the heatmap colours mean and how they are drawn
-            "type": "object", "required": ["meaning", "zero", "one", "transparent_below", "opacity", "colors"],
+            "type": "object",
+            "required": ["meaning", "zero", "one", "transparent_below", "opacity", "colors"],
             "properties": {
                 "meaning": {"type": "string", "minLength": 1},
                 "zero": {"type": "string", "minLength": 1},
@@ -167,11 +207,16 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "lung": {
-            "type": "object", "required": ["mask", "segmented", "contour", "area", "side_convention"],
+            "type": "object",
+            "required": ["mask", "segmented", "contour", "area", "side_convention"],
             "properties": {
-                "mask": _PATH, "segmented": _PATH, "contour": _PATH, "side_convention": {"type": "string"},
+                "mask": _PATH,
+                "segmented": _PATH,
+                "contour": _PATH,
+                "side_convention": {"type": "string"},
                 "area": {
-                    "type": "object", "required": ["right_px", "left_px", "total_px", "right_cm2", "left_cm2"],
+                    "type": "object",
+                    "required": ["right_px", "left_px", "total_px", "right_cm2", "left_cm2"],
                     "properties": {
                         "right_px": {"type": "integer", "minimum": 0},
                         "left_px": {"type": "integer", "minimum": 0},
@@ -184,30 +229,36 @@ REPORT_SCHEMA: dict[str, Any] = {
             },
         },
         "bone": {
-            "type": "object", "required": ["subtracted", "suppressed", "display_window"],
+            "type": "object",
+            "required": ["subtracted", "suppressed", "display_window"],
             "properties": {
-                "subtracted": _PATH, "suppressed": _PATH,
+                "subtracted": _PATH,
+                "suppressed": _PATH,
                 # 1.5: how each bone picture was windowed for display (the raw bone image feeds the classifier)
                 "display_window": {
-                    "type": "object", "required": ["subtracted", "suppressed"],
+                    "type": "object",
+                    "required": ["subtracted", "suppressed"],
                     "additionalProperties": _WINDOW,
                 },
             },
         },
         "images": {
-            "type": "object", "required": ["radiograph", "lateral"],
+            "type": "object",
+            "required": ["radiograph", "lateral"],
             "properties": {"radiograph": _PATH, "lateral": _PATH},
         },
         "models": {"type": "array", "minItems": 1, "items": _MODEL},
         "timings_ms": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
         "outputs": {
-            "type": "object", "required": ["html", "dicom"],
+            "type": "object",
+            "required": ["html", "dicom"],
             "properties": {
                 "html": _PATH,
                 "dicom": {
                     "type": "array",
                     "items": {
-                        "type": "object", "required": ["kind", "path", "sop_instance_uid"],
+                        "type": "object",
+                        "required": ["kind", "path", "sop_instance_uid"],
                         "properties": {
                             "kind": {"type": "string", "enum": ["SR", "SC"]},
                             "path": {"type": "string"},
@@ -232,7 +283,11 @@ class ReportValidationError(ValueError):
 
 
 _TYPES: dict[str, Any] = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
 }
 
 

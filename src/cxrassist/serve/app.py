@@ -167,8 +167,12 @@ def _token_dependency(settings: Settings) -> Callable[[Request], None]:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            raise ApiError(401, "unauthorized", "missing or wrong API token (send 'Authorization: Bearer <token>')",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong API token (send 'Authorization: Bearer <token>')",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     return require_token
 
@@ -199,8 +203,12 @@ def create_app(
         store = StudyStore(settings.data_dir)
         given_up = store.fail_exhausted()
         if given_up:
-            log.warning("%d studies interrupted %d times are marked failed, not retried: %s", len(given_up),
-                        MAX_ATTEMPTS, ", ".join(given_up))
+            log.warning(
+                "%d studies interrupted %d times are marked failed, not retried: %s",
+                len(given_up),
+                MAX_ATTEMPTS,
+                ", ".join(given_up),
+            )
         leftovers = store.remove_partial_outputs()
         if leftovers:
             log.info("%d partial report folders of interrupted analyses removed", leftovers)

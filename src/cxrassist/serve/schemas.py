@@ -54,8 +54,9 @@ class StudySummary(BaseModel):
     top_findings: list[TopFinding] = []
     reason: str | None = Field(None, description="why the study was refused or failed")
     has_lateral: bool = False
-    source: str | None = Field(None, description="the calling AE title of a study received over DICOM; null for "
-                               "uploads")
+    source: str | None = Field(
+        None, description="the calling AE title of a study received over DICOM; null for uploads"
+    )
     url: str
     header: StudyHeader = StudyHeader()
     priority_reason: str | None = Field(None, description="which finding or triage score set the priority")
@@ -101,9 +102,12 @@ class StudyDetail(BaseModel):
     status: Status
     reason: str | None = None
     image_names: list[str] = Field([], description="image names servable under /api/studies/{id}/images/")
-    view_pixels: dict[str, Any] = Field({}, description="per view role: the stored pixels' shape, dtype, DICOM VOI "
-                                        "and window presets (stored units); raw data at "
-                                        "/api/studies/{id}/pixels/{role}")
+    view_pixels: dict[str, Any] = Field(
+        {},
+        description="per view role: the stored pixels' shape, dtype, DICOM VOI "
+        "and window presets (stored units); raw data at "
+        "/api/studies/{id}/pixels/{role}",
+    )
 
 
 class ModelInfo(BaseModel):

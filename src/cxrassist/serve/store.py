@@ -194,12 +194,16 @@ class StudyStore:
     def claim_next(self) -> Study | None:
         """Atomically move the oldest queued study to ``running`` and return it (None when the queue is empty)."""
         with self._lock:
-            row = self._db().execute(
-                "UPDATE studies SET status = 'running', started_at = ?, attempts = attempts + 1 "
-                "WHERE id = (SELECT id FROM studies WHERE status = 'queued' ORDER BY received_at LIMIT 1) "
-                "AND status = 'queued' RETURNING *",
-                (time.time(),),
-            ).fetchone()
+            row = (
+                self._db()
+                .execute(
+                    "UPDATE studies SET status = 'running', started_at = ?, attempts = attempts + 1 "
+                    "WHERE id = (SELECT id FROM studies WHERE status = 'queued' ORDER BY received_at LIMIT 1) "
+                    "AND status = 'queued' RETURNING *",
+                    (time.time(),),
+                )
+                .fetchone()
+            )
         return self._row(row) if row is not None else None
 
     def finish(
@@ -237,12 +241,17 @@ class StudyStore:
         Run at start-up before :meth:`requeue_interrupted`: each of those attempts ended with the process gone.
         """
         with self._lock:
-            rows = self._db().execute(
-                "UPDATE studies SET status = 'failed', finished_at = ?, reason = 'the analysis was interrupted ' || "
-                "attempts || ' times (the server stopped or crashed while analysing this study); not retried' "
-                "WHERE status = 'running' AND attempts >= ? RETURNING id",
-                (time.time(), max_attempts),
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "UPDATE studies SET status = 'failed', finished_at = ?, "
+                    "reason = 'the analysis was interrupted ' || attempts || ' times (the server stopped or crashed "
+                    "while analysing this study); not retried' "
+                    "WHERE status = 'running' AND attempts >= ? RETURNING id",
+                    (time.time(), max_attempts),
+                )
+                .fetchall()
+            )
         return [r["id"] for r in rows]
 
     def remove_partial_outputs(self) -> int:
@@ -266,9 +275,13 @@ class StudyStore:
     def requeue_interrupted(self) -> list[str]:
         """Put studies left ``running`` by a stopped process back in the queue; returns their ids."""
         with self._lock:
-            rows = self._db().execute(
-                "UPDATE studies SET status = 'queued', started_at = NULL WHERE status = 'running' RETURNING id"
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "UPDATE studies SET status = 'queued', started_at = NULL WHERE status = 'running' RETURNING id"
+                )
+                .fetchall()
+            )
         return [r["id"] for r in rows]
 
     def delete(self, study_id: str) -> str:

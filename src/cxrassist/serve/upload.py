@@ -47,8 +47,9 @@ def parts_from_form(items: list[tuple[str, object]]) -> tuple[list[Part], str | 
     for key, value in items:
         if isinstance(value, UploadFile):
             if key not in FILE_FIELDS:
-                raise ApiError(400, "unknown_field",
-                               f"unexpected file field {key!r}; use 'files' (or 'frontal'/'lateral')")
+                raise ApiError(
+                    400, "unknown_field", f"unexpected file field {key!r}; use 'files' (or 'frontal'/'lateral')"
+                )
             parts.append(Part(key, value.filename or "", value.file))
         elif key == "lateral" and str(value).strip():
             lateral_hint = str(value).strip()
@@ -128,8 +129,9 @@ def accept_upload(store: StudyStore, settings: Settings, parts: list[Part], late
         for i, path in enumerate(saved):
             role = "lateral" if i == lateral_idx else "frontal"
             if role in inputs:
-                raise ApiError(400, "two_frontals",
-                               "two frontal images: mark the lateral one (form field lateral=INDEX)")
+                raise ApiError(
+                    400, "two_frontals", "two frontal images: mark the lateral one (form field lateral=INDEX)"
+                )
             final = input_dir / f"{role}{path.suffix}"
             path.rename(final)
             inputs[role] = str(final.relative_to(input_dir.parent))

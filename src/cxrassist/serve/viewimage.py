@@ -48,8 +48,13 @@ def _dicom_stored(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     invert = photometric == "MONOCHROME1"
     if str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE":
         invert = not invert
-    info = {"photometric": photometric, "bits_stored": int(ds.get("BitsStored", 16) or 16), "invert": invert,
-            "voi": voi, "rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None}
+    info = {
+        "photometric": photometric,
+        "bits_stored": int(ds.get("BitsStored", 16) or 16),
+        "invert": invert,
+        "voi": voi,
+        "rescale": [slope, intercept] if (slope, intercept) != (1.0, 0.0) else None,
+    }
     return arr, info
 
 
@@ -87,8 +92,12 @@ def window_presets(arr: np.ndarray, invert: bool, voi: dict[str, Any] | None) ->
 
     presets: dict[str, dict[str, Any]] = {}
     if voi:
-        presets["default"] = {"center": voi["center"], "width": voi["width"], "label": "default",
-                              "why": voi.get("source", "DICOM window")}
+        presets["default"] = {
+            "center": voi["center"],
+            "width": voi["width"],
+            "label": "default",
+            "why": voi.get("source", "DICOM window"),
+        }
     else:
         c, w = window(0.5, 99.5)
         presets["default"] = {"center": c, "width": w, "label": "default", "why": "0.5-99.5 % of the stored values"}
@@ -108,8 +117,12 @@ def write_view_pixels(path: Path, xray: XRay, view_dir: Path, role: str) -> dict
     else:
         arr, dtype = np.clip(arr, 0, 65535).astype("<u2"), "uint16"
     meta = {
-        "width": int(arr.shape[1]), "height": int(arr.shape[0]), "dtype": dtype,
-        "min": float(arr.min()), "max": float(arr.max()), **info,
+        "width": int(arr.shape[1]),
+        "height": int(arr.shape[0]),
+        "dtype": dtype,
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        **info,
         "presets": window_presets(arr, info["invert"], info["voi"]),
         "formula": "out = clip((v - (center - width/2)) / width, 0, 1), v = stored value; then 1 - out if invert",
     }
@@ -122,8 +135,13 @@ def write_view_pixels(path: Path, xray: XRay, view_dir: Path, role: str) -> dict
 
 
 _HEADER_TAGS = {
-    "patient_name": "PatientName", "patient_id": "PatientID", "study_date": "StudyDate", "study_time": "StudyTime",
-    "description": "StudyDescription", "accession": "AccessionNumber", "modality": "Modality",
+    "patient_name": "PatientName",
+    "patient_id": "PatientID",
+    "study_date": "StudyDate",
+    "study_time": "StudyTime",
+    "description": "StudyDescription",
+    "accession": "AccessionNumber",
+    "modality": "Modality",
 }
 
 

@@ -26,8 +26,11 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                             "numpy": np.random.get_state()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -41,8 +44,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, *, modules: dict[str, torch.nn.Module], optimizers: dict[str, Any],
-                    schedulers: dict[str, Any], progress: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path,
+    *,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, Any],
+    schedulers: dict[str, Any],
+    progress: dict[str, Any],
+) -> None:
     payload = {
         "modules": {k: unwrap(m).state_dict() for k, m in modules.items()},
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -56,8 +65,14 @@ def save_checkpoint(path: Path, *, modules: dict[str, torch.nn.Module], optimize
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, *, modules: dict[str, torch.nn.Module], optimizers: dict[str, Any] | None = None,
-                    schedulers: dict[str, Any] | None = None, restore_rng: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path,
+    *,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, Any] | None = None,
+    schedulers: dict[str, Any] | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
     """Load into the given objects; returns the saved ``progress`` dict."""
     if not Path(path).is_file():
         raise ConfigError(f"checkpoint not found: {path}")

@@ -118,9 +118,18 @@ def make_optimizers(task: Task, modules: dict[str, nn.Module], cfg: TrainConfig)
     return out
 
 
-def training_step(task: Task, batch: dict[str, Any], modules: dict[str, nn.Module],
-                  optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig, device: torch.device, *,
-                  accum: int = 1, boundary: bool = True, step: int = 0) -> dict[str, float]:
+def training_step(
+    task: Task,
+    batch: dict[str, Any],
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    accum: int = 1,
+    boundary: bool = True,
+    step: int = 0,
+) -> dict[str, float]:
     """One micro-batch through every phase of the task (forward under ``run.amp``, backward); at an accumulation
     ``boundary`` also clips and steps each phase's optimizer. The trainer and the throughput benchmark share it,
     so what the benchmark times is what training runs."""
@@ -210,13 +219,24 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         modules = wrapped
 
     sampler = ResumableSampler(train_ds, info=info, shuffle=True, seed=cfg.run.seed)
-    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.data.num_workers,
-                        collate_fn=collate, generator=torch.Generator().manual_seed(cfg.run.seed),
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        train_ds,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.run.seed),
+        pin_memory=device.type == "cuda",
+    )
     val_loader = None
     if val_ds is not None and info.is_main:
-        val_loader = DataLoader(val_ds, batch_size=cfg.data.val_batch_size, shuffle=False,
-                                num_workers=cfg.data.num_workers, collate_fn=collate)
+        val_loader = DataLoader(
+            val_ds,
+            batch_size=cfg.data.val_batch_size,
+            shuffle=False,
+            num_workers=cfg.data.num_workers,
+            collate_fn=collate,
+        )
 
     accum = cfg.optim.grad_accum
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / cfg.data.batch_size) / accum)
@@ -226,8 +246,14 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     lam = cosine_lambda(total_steps, warmup, cfg.optim.min_lr_ratio)
     schedulers = {ph: torch.optim.lr_scheduler.LambdaLR(o, lam) for ph, o in optimizers.items()}
 
-    progress: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
-                                "bad_epochs": 0}
+    progress: dict[str, Any] = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "best": None,
+        "best_epoch": None,
+        "bad_epochs": 0,
+    }
     # what a checkpoint holds: the trained modules, plus the weight average when there is one
     saved_modules = {**modules, "ema": ema.model} if ema else modules
     if resume and last_path.is_file():
@@ -237,8 +263,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         log.info("resumed %s at epoch %d step %d", run_dir, progress["epoch"], progress["global_step"])
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        run_info = provenance.run_info(command, records=describe(train_ds.records),
-                                       val=describe(val_ds.records) if val_ds else None)
+        run_info = provenance.run_info(
+            command, records=describe(train_ds.records), val=describe(val_ds.records) if val_ds else None
+        )
         dump_config(cfg, run_dir / "config.yaml", run_info)
     csv_log = _CsvLog(run_dir / "log.csv") if info.is_main else None
     tb = _tensorboard(cfg, run_dir) if info.is_main else None
@@ -247,8 +274,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
 
     def save_last() -> None:
         if info.is_main:
-            save_checkpoint(last_path, modules=saved_modules, optimizers=optimizers, schedulers=schedulers,
-                            progress=progress)
+            save_checkpoint(
+                last_path, modules=saved_modules, optimizers=optimizers, schedulers=schedulers, progress=progress
+            )
         barrier(info)
 
     best_metrics: dict[str, Any] = {}
@@ -256,8 +284,9 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
     def export(model: nn.Module) -> None:
         from cxrassist.training.export import export_weights
 
-        result.export_dir = export_weights(cfg, task, model, best_metrics, train_ds.records,
-                                           val_ds.records if val_ds else [], command, best_export)
+        result.export_dir = export_weights(
+            cfg, task, model, best_metrics, train_ds.records, val_ds.records if val_ds else [], command, best_export
+        )
 
     def end_of_period(epoch_label: int, train_logs: dict[str, float], seconds: float, n_images: int) -> bool:
         """Validate, log, keep the best, decide early stopping (same decision on every rank)."""
@@ -270,31 +299,47 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
                 metrics = task.validate(eval_modules, val_loader, device)
         metrics = broadcast_object(info, metrics)  # type: ignore[assignment]
         value = metrics.get(task.monitor)
-        improved = value is not None and not math.isnan(value) and (
-            progress["best"] is None
-            or (value > progress["best"] if task.mode == "max" else value < progress["best"]))
+        improved = (
+            value is not None
+            and not math.isnan(value)
+            and (
+                progress["best"] is None
+                or (value > progress["best"] if task.mode == "max" else value < progress["best"])
+            )
+        )
         if improved:
             progress.update(best=value, best_epoch=epoch_label, bad_epochs=0)
             best_metrics.clear()
             best_metrics.update(metrics)
             if info.is_main:
-                save_checkpoint(ckpt_dir / "best.pt", modules=saved_modules, optimizers={}, schedulers={},
-                                progress=progress)
+                save_checkpoint(
+                    ckpt_dir / "best.pt", modules=saved_modules, optimizers={}, schedulers={}, progress=progress
+                )
                 if cfg.export.when == "improve":
                     export(ema.model if ema else unwrap(modules[export_key]))
         elif value is not None:
             progress["bad_epochs"] += 1
         ips = n_images / seconds if seconds > 0 else float("nan")
         result.images_per_s = ips
-        row = {"epoch": epoch_label, "global_step": progress["global_step"],
-               "lr": optimizers[task.phases[-1]].param_groups[0]["lr"], "seconds": round(seconds, 2),
-               "images_per_s": round(ips, 3), **{f"train_{k}": v for k, v in train_logs.items()},
-               **{f"val_{k}": v for k, v in metrics.items()}, "best": progress["best"]}
+        row = {
+            "epoch": epoch_label,
+            "global_step": progress["global_step"],
+            "lr": optimizers[task.phases[-1]].param_groups[0]["lr"],
+            "seconds": round(seconds, 2),
+            "images_per_s": round(ips, 3),
+            **{f"train_{k}": v for k, v in train_logs.items()},
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "best": progress["best"],
+        }
         result.history.append(row)
         if info.is_main:
             csv_log.write(row)  # type: ignore[union-attr]
-            log.info("epoch %d step %d: %s", epoch_label, progress["global_step"],
-                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            log.info(
+                "epoch %d step %d: %s",
+                epoch_label,
+                progress["global_step"],
+                ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
+            )
             if tb is not None:
                 for k, v in row.items():
                     if isinstance(v, (int, float)) and v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -318,8 +363,17 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         for i, batch in enumerate(it):
             batch = batch_to_device(batch, device, cfg.run.channels_last)
             boundary = (i + 1) % accum == 0 or i + 1 == n_micro
-            logs = training_step(task, batch, modules, optimizers, cfg, device, accum=accum, boundary=boundary,
-                                 step=progress["global_step"])
+            logs = training_step(
+                task,
+                batch,
+                modules,
+                optimizers,
+                cfg,
+                device,
+                accum=accum,
+                boundary=boundary,
+                step=progress["global_step"],
+            )
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             if boundary:
@@ -358,8 +412,12 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         if (epoch + 1) % cfg.run.val_every == 0 or epoch + 1 == cfg.run.epochs:
             stop = end_of_period(epoch, train_logs, seconds, n_images)
             if stop:
-                log.info("early stopping after epoch %d (best %s at epoch %s)", epoch, progress["best"],
-                         progress["best_epoch"])
+                log.info(
+                    "early stopping after epoch %d (best %s at epoch %s)",
+                    epoch,
+                    progress["best"],
+                    progress["best_epoch"],
+                )
         save_last()
     if info.enabled:
         _check_ranks_in_sync(info, modules, run_dir)
@@ -397,9 +455,12 @@ def _check_ranks_in_sync(info: DistInfo, modules: dict[str, nn.Module], run_dir:
     dist.all_gather(gathered, local)
     if info.is_main:
         same = all(torch.equal(gathered[0], g) for g in gathered[1:])
-        (run_dir / "ddp_check.json").write_text(json.dumps({
-            "world_size": info.world_size, "identical": same,
-            "checksums": [float(g.sum()) for g in gathered]}, indent=2))
+        (run_dir / "ddp_check.json").write_text(
+            json.dumps(
+                {"world_size": info.world_size, "identical": same, "checksums": [float(g.sum()) for g in gathered]},
+                indent=2,
+            )
+        )
         if not same:
             log.error("DDP ranks ended with different parameters (see %s)", run_dir / "ddp_check.json")
 

@@ -25,8 +25,16 @@ def _data_summary(cfg: TrainConfig, train: list[Record], val: list[Record]) -> d
     }
 
 
-def export_weights(cfg: TrainConfig, task: Any, model: nn.Module, metrics: dict[str, Any], train: list[Record],
-                   val: list[Record], command: str | None, export_root: Path) -> Path:
+def export_weights(
+    cfg: TrainConfig,
+    task: Any,
+    model: nn.Module,
+    metrics: dict[str, Any],
+    train: list[Record],
+    val: list[Record],
+    command: str | None,
+    export_root: Path,
+) -> Path:
     """Write ``export_root/<card name>/`` (or ``export.dir``) and return that directory."""
     from cxrassist.weights import ModelCard, save_weights
 

@@ -60,8 +60,9 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (dx + dy) / 2
 
 
-def discriminator_step_loss(d: nn.Module, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                            kind: str) -> tuple[torch.Tensor, dict[str, float]]:
+def discriminator_step_loss(
+    d: nn.Module, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, dict[str, float]]:
     """D's loss on real and (detached) generated bone images, averaged over the scales."""
     # One D forward on [real; fake]: a DDP-wrapped module must see one forward per backward.
     both = split_outputs(d(torch.cat([x, x], 0), torch.cat([real, fake.detach()], 0)))
@@ -71,8 +72,9 @@ def discriminator_step_loss(d: nn.Module, x: torch.Tensor, real: torch.Tensor, f
     return loss, {"d": float(loss.item())}
 
 
-def generator_step_loss(d: nn.Module | None, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
-                        w: Any) -> tuple[torch.Tensor, dict[str, float]]:
+def generator_step_loss(
+    d: nn.Module | None, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, w: Any
+) -> tuple[torch.Tensor, dict[str, float]]:
     """adv_weight * adversarial + l1_weight * L1 + grad_weight * gradient L1 + fm_weight * feature matching.
 
     ``d`` is the unwrapped discriminator, or None when the adversarial and feature-matching weights are both 0
@@ -125,5 +127,9 @@ def validate_generator(g: nn.Module, loader: Any, device: torch.device) -> dict[
             ratios.append(bone_suppression_ratio(pb[0], tb[0]))
             ps.append(psnr(np.clip(xx[0] - pb[0], 0, 1), xx[0] - tb[0]))
             base.append(psnr(xx[0], xx[0] - tb[0]))
-    return {"bone_suppression_ratio": float(np.nanmean(ratios)), "psnr_suppressed": float(np.mean(ps)),
-            "psnr_identity": float(np.mean(base)), "n_val": len(ratios)}
+    return {
+        "bone_suppression_ratio": float(np.nanmean(ratios)),
+        "psnr_suppressed": float(np.mean(ps)),
+        "psnr_identity": float(np.mean(base)),
+        "n_val": len(ratios),
+    }

@@ -49,8 +49,9 @@ class Task:
         o = self.cfg.optim
         return {"main": (list(modules["model"].parameters()), o.lr, o.betas)}
 
-    def datasets(self, records: list[Record], modules: dict[str, nn.Module], device: torch.device,
-                 cache: ImageCache) -> tuple[CxrDataset, CxrDataset | None]:
+    def datasets(
+        self, records: list[Record], modules: dict[str, nn.Module], device: torch.device, cache: ImageCache
+    ) -> tuple[CxrDataset, CxrDataset | None]:
         d = self.cfg.data
         train = select(records, d.train_split)[: d.max_train]
         val = select(records, d.val_split)[: d.max_val]
@@ -60,13 +61,22 @@ class Task:
         if d.teacher:
             train = attach_teacher(train, d.teacher)
         common = self.dataset_kwargs(modules, device, cache)
-        train_ds = CxrDataset(train, task=self.name, size=d.size, augment=self.cfg.augment, seed=self.cfg.run.seed,
-                              crop=d.crop, cache=cache, **common)
+        train_ds = CxrDataset(
+            train,
+            task=self.name,
+            size=d.size,
+            augment=self.cfg.augment,
+            seed=self.cfg.run.seed,
+            crop=d.crop,
+            cache=cache,
+            **common,
+        )
         val_ds = None
         if val:
             try:
-                val_ds = CxrDataset(val, task=self.name, size=d.size, augment=None, seed=self.cfg.run.seed,
-                                    cache=cache, **common)
+                val_ds = CxrDataset(
+                    val, task=self.name, size=d.size, augment=None, seed=self.cfg.run.seed, cache=cache, **common
+                )
             except DatasetError:
                 log.warning("no usable validation records for %s", self.name)
         if common.get("derived") is not None:  # compute the cached lung/bone channels once, before the loop
@@ -77,8 +87,9 @@ class Task:
         return {}
 
     # ---- steps
-    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
-             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -102,8 +113,9 @@ class SegmentationTask(Task):
     name = "segmentation"
     monitor = "dice_worst_set"
 
-    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
-             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         logits = modules["model"](batch["image"])
         target = batch["mask"]
         bce = F.binary_cross_entropy_with_logits(logits.float(), target)
@@ -141,15 +153,19 @@ class _BinaryOrMulti(Task):
     def dataset_kwargs(self, modules: dict[str, nn.Module], device: torch.device, cache: ImageCache) -> dict:
         model = modules["model"]
         chans = int(getattr(model, "in_chans", 1))
-        kw: dict[str, Any] = {"channels": chans, "lateral": self.cfg.data.lateral,
-                              "detail": self.cfg.data.effective_size}
+        kw: dict[str, Any] = {
+            "channels": chans,
+            "lateral": self.cfg.data.lateral,
+            "detail": self.cfg.data.effective_size,
+        }
         if chans > 1:
             from cxrassist.data.derived import DerivedChannels
 
             d = self.cfg.data
             cache_dir = d.cache_dir or str(self.cfg.run_dir / "derived")
-            kw["derived"] = DerivedChannels.from_weights(d.lung_weights, d.bone_weights if chans > 2 else None,
-                                                         cache_dir=cache_dir, device=device)
+            kw["derived"] = DerivedChannels.from_weights(
+                d.lung_weights, d.bone_weights if chans > 2 else None, cache_dir=cache_dir, device=device
+            )
         return kw
 
     def targets(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -160,8 +176,9 @@ class _BinaryOrMulti(Task):
             return model(batch["image"], batch["lateral"], batch["has_lateral"])
         return model(batch["image"])
 
-    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
-             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         logits = self.forward(modules["model"], batch).float()
         y = self.targets(batch).to(logits.dtype).reshape(logits.shape)
         w = self.cfg.loss.distill_weight
@@ -210,8 +227,11 @@ class TriageTask(_BinaryOrMulti):
         from cxrassist.evaluation.metrics import auroc
 
         y, p = self.predict(modules["model"], loader, device)
-        return {"auroc": auroc(y[:, 0], p[:, 0]), "n_val": len(y),
-                **per_source_auroc(loader.dataset.records, y[:, 0], p[:, 0])}
+        return {
+            "auroc": auroc(y[:, 0], p[:, 0]),
+            "n_val": len(y),
+            **per_source_auroc(loader.dataset.records, y[:, 0], p[:, 0]),
+        }
 
 
 class ClassifierTask(_BinaryOrMulti):
@@ -295,8 +315,9 @@ class BoneTask(Task):
             groups = {"d": (list(modules["disc"].parameters()), o.lr_d, o.betas_gan), **groups}
         return groups
 
-    def loss(self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module],
-             state: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         x, real = batch["image"], batch["bone"]
         if phase == "d":
             state["fake"] = modules["model"](x)

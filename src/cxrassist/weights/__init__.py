@@ -14,8 +14,17 @@ from cxrassist.weights.catalog import list_shipped, sha256_file, shipped_dir
 
 _LAZY = ("save_weights", "load_model")
 
-__all__ = ["CARD_FILE", "INPUT_DOMAIN", "INTENDED_USE", "WEIGHTS_FILE", "ModelCard", "list_shipped", "sha256_file",
-           "shipped_dir", *_LAZY]
+__all__ = [
+    "CARD_FILE",
+    "INPUT_DOMAIN",
+    "INTENDED_USE",
+    "WEIGHTS_FILE",
+    "ModelCard",
+    "list_shipped",
+    "sha256_file",
+    "shipped_dir",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -73,7 +73,8 @@ class ModelCard:
         # weights.settings refuses a card whose label has none
         self.thresholds = {k: float(v) for k, v in self.thresholds.items()}
         self.validated = {label: bool(self.validated.get(label, False)) for label in self.labels} | {
-            k: bool(v) for k, v in self.validated.items() if k not in self.labels}
+            k: bool(v) for k, v in self.validated.items() if k not in self.labels
+        }
         self.input = {**_default_input(), **self.input}
         self.training = {**_default_training(), **self.training}
 
@@ -86,8 +87,12 @@ class ModelCard:
         spec = get_model_spec(architecture)
         kwargs = dict(overrides.pop("kwargs", {}))
         merged = {**spec.default_kwargs, **kwargs}
-        labels = {"classifier": list(FINDING_NAMES), "triage": ["Abnormal"], "segmentation": ["Lung"],
-                  "bone": ["Bone"]}[spec.task]
+        labels = {
+            "classifier": list(FINDING_NAMES),
+            "triage": ["Abnormal"],
+            "segmentation": ["Lung"],
+            "bone": ["Bone"],
+        }[spec.task]
         chans = channel_names(merged.get("in_chans", 1)) if spec.task in ("classifier", "triage") else ["radiograph"]
         card_input = {"size": 512, "channels": chans, "domain": INPUT_DOMAIN}
         if spec.family == "densenet121-dual":
@@ -113,8 +118,9 @@ class ModelCard:
         missing = [k for k in ("name", "architecture") if k not in data]
         if missing:
             raise WeightsError(f"model card lacks required field(s): {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   extra={k: v for k, v in data.items() if k not in known})
+        return cls(
+            **{k: v for k, v in data.items() if k in known}, extra={k: v for k, v in data.items() if k not in known}
+        )
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -143,10 +149,17 @@ class ModelCard:
 
     def summary(self) -> dict[str, Any]:
         """The key figures shown by ``cxr models`` and in reports."""
-        return {"name": self.name, "version": self.version, "architecture": self.architecture,
-                "runs_at": self.runs_at(), "status": self.status, "metrics": self.metrics,
-                "sha256": (self.sha256 or "")[:12], "date": self.date,
-                "validated_labels": [k for k, v in self.validated.items() if v]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "runs_at": self.runs_at(),
+            "status": self.status,
+            "metrics": self.metrics,
+            "sha256": (self.sha256 or "")[:12],
+            "date": self.date,
+            "validated_labels": [k for k, v in self.validated.items() if v],
+        }
 
 
 def _runs_at(inp: dict[str, Any]) -> str:

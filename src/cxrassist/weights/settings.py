@@ -97,16 +97,23 @@ def card_settings(card: Any) -> CardSettings:
     labels = []
     for lab in names:
         if lab not in thresholds:
-            raise CardError(f"model {name!r}: no threshold for output {lab!r} in the card (thresholds: "
-                               f"{', '.join(thresholds) or 'none'}); `cxr evaluate --write-thresholds` sets them")
-        labels.append(LabelSettings(
-            name=lab, threshold=_number(thresholds[lab], f"model {name!r}: thresholds[{lab!r}]"),
-            validated=bool(validated.get(lab, False)),
-            calibration=read_calibration(lab, calibration.get(lab)),
-            measured=measured.get(lab)))
+            raise CardError(
+                f"model {name!r}: no threshold for output {lab!r} in the card (thresholds: "
+                f"{', '.join(thresholds) or 'none'}); `cxr evaluate --write-thresholds` sets them"
+            )
+        labels.append(
+            LabelSettings(
+                name=lab,
+                threshold=_number(thresholds[lab], f"model {name!r}: thresholds[{lab!r}]"),
+                validated=bool(validated.get(lab, False)),
+                calibration=read_calibration(lab, calibration.get(lab)),
+                measured=measured.get(lab),
+            )
+        )
     status = str(data.get("status", "untrained")).lower()
-    return CardSettings(name=name, version=str(data.get("version") or ""), trained=status == "trained",
-                        input=inp, labels=tuple(labels))
+    return CardSettings(
+        name=name, version=str(data.get("version") or ""), trained=status == "trained", input=inp, labels=tuple(labels)
+    )
 
 
 def card_dict(card: Any) -> dict[str, Any]:
@@ -135,8 +142,10 @@ def read_channels(value: Any, name: str = "model", key: str = "channels") -> tup
     out = []
     for item in value:
         if item not in INPUT_CHANNELS:
-            raise CardError(f"model {name!r}: unknown input channel {item!r} in input.{key} "
-                               f"(the names are {', '.join(INPUT_CHANNELS)})")
+            raise CardError(
+                f"model {name!r}: unknown input channel {item!r} in input.{key} "
+                f"(the names are {', '.join(INPUT_CHANNELS)})"
+            )
         out.append(str(item))
     return tuple(out)
 
@@ -181,7 +190,8 @@ def read_calibration(label: str, entry: Any) -> tuple[float, float] | None:
         a, b = float(entry["a"]), float(entry["b"])
     except (KeyError, TypeError, ValueError):
         raise CardError(
-            f"model card calibration for {label!r} must be {{'a': number, 'b': number}}, got {entry!r}") from None
+            f"model card calibration for {label!r} must be {{'a': number, 'b': number}}, got {entry!r}"
+        ) from None
     if not (math.isfinite(a) and math.isfinite(b) and a > 0):
         raise CardError(f"model card calibration for {label!r} needs a finite slope a > 0, got a={a}, b={b}")
     return a, b

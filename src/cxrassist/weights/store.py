@@ -33,8 +33,9 @@ def _rebuild_kwargs(card: ModelCard) -> dict[str, Any]:
     return {k: _tuples(v) for k, v in card.kwargs.items() if k not in _BUILD_ONLY_KWARGS}
 
 
-def save_weights(model: nn.Module, directory: str | Path, card: ModelCard, *,
-                 dtype: torch.dtype = torch.float32) -> ModelCard:
+def save_weights(
+    model: nn.Module, directory: str | Path, card: ModelCard, *, dtype: torch.dtype = torch.float32
+) -> ModelCard:
     """Write ``directory/model.safetensors`` and ``directory/card.json``; return the card with sha256 filled in.
 
     Checks first that ``create_model(card.architecture, **card.kwargs)`` has exactly this state dict's keys and
@@ -68,8 +69,11 @@ def save_weights(model: nn.Module, directory: str | Path, card: ModelCard, *,
     weights_path = directory / WEIGHTS_FILE
     save_file(tensors, str(weights_path), metadata={"architecture": card.architecture, "name": card.name})
     card = dataclasses.replace(
-        card, sha256=sha256_file(weights_path), storage_dtype=str(dtype).replace("torch.", ""),
-        num_parameters=sum(p.numel() for p in model.parameters()), date=card.date or today(),
+        card,
+        sha256=sha256_file(weights_path),
+        storage_dtype=str(dtype).replace("torch.", ""),
+        num_parameters=sum(p.numel() for p in model.parameters()),
+        date=card.date or today(),
     )
     card.write(directory / CARD_FILE)
     logger.info("saved %s (%s, %s) to %s", card.name, card.architecture, card.storage_dtype, directory)
@@ -94,8 +98,10 @@ def _resolve(name_or_path: str | Path, search_dirs: list[Path]) -> tuple[Path, P
                 return path, card
         return path, path.parent / CARD_FILE
     if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
-        raise WeightsError(f"{path}: load_model reads safetensors + card only; import torch files with "
-                           "cxrassist.models.read_state_dict (weights_only) and save_weights")
+        raise WeightsError(
+            f"{path}: load_model reads safetensors + card only; import torch files with "
+            "cxrassist.models.read_state_dict (weights_only) and save_weights"
+        )
     for base in search_dirs:
         if (base / str(name_or_path)).is_dir():
             return base / str(name_or_path) / WEIGHTS_FILE, base / str(name_or_path) / CARD_FILE
@@ -108,8 +114,9 @@ def _resolve(name_or_path: str | Path, search_dirs: list[Path]) -> tuple[Path, P
     raise UnknownModelError(f"no weights named {str(name_or_path)!r}; shipped: {', '.join(known) or 'none'}")
 
 
-def load_model(name_or_path: str | Path, *, map_location: str | torch.device = "cpu",
-               search_dirs: list[str | Path] | None = None) -> tuple[nn.Module, ModelCard]:
+def load_model(
+    name_or_path: str | Path, *, map_location: str | torch.device = "cpu", search_dirs: list[str | Path] | None = None
+) -> tuple[nn.Module, ModelCard]:
     """Rebuild a model from its card and load its verified weights (fp16-stored -> float32 model, eval mode)."""
     from safetensors.torch import load_file
 

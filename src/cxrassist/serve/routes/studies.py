@@ -21,9 +21,7 @@ from cxrassist.serve.worker import VIEWER_IMAGES
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422)
-}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422)}
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}$")  # no "..", no hidden files, no separators
 
 _UPLOAD_BODY = {
