@@ -3,6 +3,7 @@ tiny (untrained) models, and the pydicom test radiographs (RG1 = chest, RG3 = ti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,30 @@ def small_chest_png(rg1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     path = tmp_path_factory.mktemp("small") / "chest-small.png"
     img.save(path)
     return path
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; never `playwright install`
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for one test module (the browser tests of the viewer); fails instead of skipping when
+    CXR_REQUIRE_BROWSER=1 (CI)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CXR_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CXR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -7,8 +7,6 @@ scripts/screenshot_viewer.py).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +14,6 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REPO = Path(__file__).resolve().parents[2]
 
 # A cheap fingerprint of what the canvas shows (every 61st byte of its RGBA data).
@@ -35,20 +24,6 @@ CANVAS_HASH = """() => {
   for (let i = 0; i < d.length; i += 61) h = (h * 31 + d[i]) % 1000000007;
   return h;
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CXR_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"CXR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _hash_after_paint(page: Any) -> int:

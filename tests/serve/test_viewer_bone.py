@@ -6,7 +6,6 @@ bone pictures matter here). Skipped when Chromium is absent, unless CXR_REQUIRE_
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +16,6 @@ from serve_helpers import TINY_UNTRAINED, LiveServer, upload, wait_final
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Grey-level statistics (R channel) of the main canvas, and of an <img> drawn onto a scratch canvas.
 CANVAS_STATS = """() => {
@@ -47,20 +37,6 @@ IMG_STATS = """(id) => {
   const mean = s / n;
   return {mean, std: Math.sqrt(Math.max(0, s2 / n - mean * mean)), width: c.width};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CXR_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"CXR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
