@@ -9,26 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrassist.labels import CHESTXRAY14_LABELS
+
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TINY_SEG = {"width": 1 / 16}
 TINY_GAN = {"base_channels": 4}
 TINY_DN = {"growth_rate": 4, "block_config": [1, 1, 1, 1], "num_init_features": 8}
-NIH = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-]
+NIH = list(CHESTXRAY14_LABELS)  # the 14 NIH label columns, in the manifest's order
 
 
 def _save(arr01: np.ndarray, path: Path) -> str:

@@ -24,7 +24,7 @@ from cxrassist.evaluation.operating import (
     platt_fit,
     threshold_at_specificity,
 )
-from cxrassist.labels import NUM_FINDINGS, index_of
+from cxrassist.labels import CHESTXRAY14_LABELS, NUM_FINDINGS, index_of
 from cxrassist.preprocess import letterbox
 
 
@@ -97,22 +97,7 @@ def test_card_calibration_is_read_and_refused_when_malformed() -> None:
 
 
 def _write_teacher(path: Path, rows: dict[str, dict[str, float]]) -> Path:
-    cols = [
-        "Atelectasis",
-        "Cardiomegaly",
-        "Effusion",
-        "Infiltration",
-        "Mass",
-        "Nodule",
-        "Pneumonia",
-        "Pneumothorax",
-        "Consolidation",
-        "Edema",
-        "Emphysema",
-        "Fibrosis",
-        "Pleural_Thickening",
-        "Hernia",
-    ]
+    cols = list(CHESTXRAY14_LABELS)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", *[f"prob_{c}" for c in cols]])
