@@ -99,11 +99,12 @@ def test_restart_removes_partial_report_folders_and_gives_up_on_crashing_studies
 
 @pytest.mark.slow
 def test_fuzzed_uploads_leave_no_identifier_in_the_server_log(
-    start_server, tmp_path: Path, rg1_small, capfd, byte_flipper
+    start_server, tmp_path: Path, rg1_small, capfd, byte_flipper, real_warnings
 ):
     """Byte-flipped RG1 headers uploaded to the service: each is accepted or refused with a 4xx, and neither the
     log records (every logger, DEBUG) nor the process' stderr holds the patient's name, ID, birth date or
-    accession number."""
+    accession number. Warnings behave as in production (``real_warnings``: pytest would otherwise record them
+    itself, and stderr would prove nothing)."""
     data, pixel_offset, identifiers = rg1_small
     records: list[str] = []
 
@@ -116,24 +117,25 @@ def test_fuzzed_uploads_leave_no_identifier_in_the_server_log(
     saved = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    try:
-        server = start_server(tmp_path / "data")
-        statuses: list[int] = []
-        ids: list[str] = []
-        with server.client() as c:
-            for seed in range(30):
-                path = tmp_path / f"upload_{seed:02d}.dcm"
-                path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
-                r = upload(c, path)
-                statuses.append(r.status_code)
-                assert r.status_code in (202, 413, 422), r.text
-                if r.status_code == 202:
-                    ids.append(r.json()["id"])
-            finals = [wait_final(c, sid)["status"] for sid in ids]
-        time.sleep(0.2)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved)
+    with real_warnings():
+        try:
+            server = start_server(tmp_path / "data")
+            statuses: list[int] = []
+            ids: list[str] = []
+            with server.client() as c:
+                for seed in range(30):
+                    path = tmp_path / f"upload_{seed:02d}.dcm"
+                    path.write_bytes(byte_flipper(data, seed, 132, pixel_offset))
+                    r = upload(c, path)
+                    statuses.append(r.status_code)
+                    assert r.status_code in (202, 413, 422), r.text
+                    if r.status_code == 202:
+                        ids.append(r.json()["id"])
+                finals = [wait_final(c, sid)["status"] for sid in ids]
+            time.sleep(0.2)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(saved)
     out, err = capfd.readouterr()
     log_text = "\n".join(records)
     assert 422 in statuses and 202 in statuses  # the fuzz reaches both paths
