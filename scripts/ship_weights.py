@@ -35,6 +35,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("../shared/data")
 SHIPPED = REPO / "src" / "cxrassist" / "weights" / "shipped"
 
+#: The labelled chest sets the triage and findings models are scored on, one figure per set.
+CHEST_EVAL_SETS: tuple[str, ...] = (
+    "nih_cxr14_sample",
+    "rsna_normal",
+    "rsna_lung_opacity",
+    "montgomery",
+    "shenzhen",
+    "jsrt",
+    "covid19_gb_seg",
+    "covid_chestxray",
+    "covid_radiography",
+)
+
 ROLES: dict[str, dict[str, Any]] = {
     "lung": {
         "dir": "lungseg",
@@ -75,17 +88,7 @@ ROLES: dict[str, dict[str, Any]] = {
         "dir": "triage",
         "task": "triage",
         "name": "cxrassist-triage",
-        "eval": [
-            "nih_cxr14_sample",
-            "rsna_normal",
-            "rsna_lung_opacity",
-            "montgomery",
-            "shenzhen",
-            "jsrt",
-            "covid19_gb_seg",
-            "covid_chestxray",
-            "covid_radiography",
-        ],
+        "eval": list(CHEST_EVAL_SETS),
         "limits": "Normal vs abnormal learned from every labelled film of ../shared/data except covid_radiography "
         "(left out of training for its site-shortcut risk; scored here as a source the model never saw): "
         "RSNA radiologist-normal NIH films, RSNA abnormal NIH films, the NIH sample, TB (Shenzhen, "
@@ -106,17 +109,7 @@ ROLES: dict[str, dict[str, Any]] = {
         "dir": "classifier",
         "task": "classifier",
         "name": "cxrassist-findings",
-        "eval": [
-            "nih_cxr14_sample",
-            "rsna_normal",
-            "rsna_lung_opacity",
-            "montgomery",
-            "shenzhen",
-            "jsrt",
-            "covid19_gb_seg",
-            "covid_chestxray",
-            "covid_radiography",
-        ],
+        "eval": list(CHEST_EVAL_SETS),
         "limits": "13 CheXpert findings learned from partial labels (an unknown label is masked out of the loss): "
         "the NIH ChestX-ray14 sample (449 films, text-mined labels, distilled from a CheXNet reproduction "
         "with weight 0.5 on its 8 mappable findings), RSNA radiologist-normal NIH films as negatives for "
