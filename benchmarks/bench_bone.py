@@ -34,7 +34,7 @@ def main() -> None:
     print(f"bone step on RG1 ({pixels.shape[1]}x{pixels.shape[0]}), {args.threads} threads, {args.runs} warm runs")
     print(f"{'weights':34s} {'size':>5s} {'params':>8s} {'GFLOPs':>7s} {'min ms':>7s} {'median ms':>9s}")
     for weights in args.weights:
-        model, card = load_model(weights)
+        model, card = load_model(weights, inference=True)  # folded, as the pipeline runs it
         size = card_input_size(card)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, 1, size, size))

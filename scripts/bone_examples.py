@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (SHARED / "bse_jsrt").is_dir():
         raise SystemExit("../shared/data/bse_jsrt is needed for the val pairs")
 
-    bone_model, bone_card = load_model(args.weights)
+    bone_model, bone_card = load_model(args.weights, inference=True)
     lung_model, lung_card = load_model(shipped_dir() / "lungseg")
     with open(SHARED / "bse_jsrt" / "manifest.csv", newline="", encoding="utf-8") as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}

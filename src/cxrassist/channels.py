@@ -81,7 +81,7 @@ def _run(model: Any, canvas: np.ndarray) -> np.ndarray:
     import torch
 
     device = next(model.parameters()).device
-    x = torch.from_numpy(normalize(canvas).astype(np.float32))[None, None].to(device)
+    x = torch.from_numpy(normalize(canvas).astype(np.float32, copy=False))[None, None].to(device)
     with torch.inference_mode():
         return model(x).float().cpu().numpy()[0]
 
@@ -126,7 +126,7 @@ def predict_bone(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray,
     canvas, rec = letterbox(pixels, card_input_size(card))
     bone = np.clip(_run(model, canvas)[0], 0.0, 1.0)
     bone[~_valid_area(rec)] = 0.0
-    return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0).astype(np.float32)
+    return bone, rec, np.clip(rec.to_original(bone), 0.0, 1.0)  # float32 already: no copy (~2 ms on a film)
 
 
 def to_model_space(

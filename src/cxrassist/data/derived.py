@@ -58,7 +58,7 @@ class DerivedChannels:
         if not lung_weights:
             raise ConfigError("a 2/3-channel classifier needs data.lung_weights (lung segmentation weights)")
         lung = load_model(lung_weights)
-        bone = load_model(bone_weights) if bone_weights else None
+        bone = load_model(bone_weights, inference=True) if bone_weights else None  # folded, as in the pipeline
         for m, _ in (lung, bone) if bone else (lung,):
             m.to(device).eval()
         return cls(lung, bone, cache_dir, device)

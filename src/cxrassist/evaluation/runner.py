@@ -48,7 +48,7 @@ def evaluate(
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
-    model, card = load_model(weights)
+    model, card = load_model(weights, inference=True)  # forward only: the bone generator folded, as in the pipeline
     model.to(dev).eval()
     records = select(load_manifests(manifests), split)[:limit]
     if not records:

@@ -115,9 +115,19 @@ def _resolve(name_or_path: str | Path, search_dirs: list[Path]) -> tuple[Path, P
 
 
 def load_model(
-    name_or_path: str | Path, *, map_location: str | torch.device = "cpu", search_dirs: list[str | Path] | None = None
+    name_or_path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    search_dirs: list[str | Path] | None = None,
+    inference: bool = False,
 ) -> tuple[nn.Module, ModelCard]:
-    """Rebuild a model from its card and load its verified weights (fp16-stored -> float32 model, eval mode)."""
+    """Rebuild a model from its card and load its verified weights (fp16-stored -> float32 model, eval mode).
+
+    ``inference=True``: the model will only run forward, so it is folded for that
+    (:func:`cxrassist.models.fold.prepare_for_inference`; the bone generator's spectral norm, batch norm and
+    upsampling fold into plain weights, same outputs up to float rounding). Its state dict then differs from the
+    card's: leave it False to train on from the weights or to save them again.
+    """
     from safetensors.torch import load_file
 
     from cxrassist.models.registry import create_model
@@ -143,4 +153,8 @@ def load_model(
     except RuntimeError as exc:
         raise WeightsError(f"{weights_path}: weights do not fit {card.architecture!r}: {str(exc)[:300]}") from exc
     model.to(map_location).eval()
+    if inference:
+        from cxrassist.models.fold import prepare_for_inference
+
+        prepare_for_inference(model)
     return model, card
