@@ -6,8 +6,10 @@ generated configuration, own loopback ports, a Lua hook counting every stored in
 shipped models, warms it with one study, then measures:
 
 - single studies, one at a time (warm, nothing queued): time from the last instance received to the last result
-  confirmed by Orthanc, quiet period excluded, split into analysis (store: started -> finished) and the rest
-  (waiting for the worker, handing over, sending);
+  confirmed by Orthanc, quiet period excluded, split into stages (from the listener's own timestamps and each
+  report's timings): handing over, waiting for the worker, reading, the models, writing the SR + SCs, sending
+  (with the bytes sent and their transfer syntaxes), and when the viewer has the study (its PNGs written after
+  the results were queued);
 - the burst: N copies of RG1 with new UIDs in one ``storescu`` association: studies/min from the first instance
   sent to the last result confirmed, every result in Orthanc exactly once (counted by Orthanc's own hook), and the
   listener's peak resident memory (VmHWM of the process).
@@ -53,11 +55,11 @@ def _copies(src: Path, folder: Path, n: int) -> list[Path]:
     return out
 
 
-def _rows(db: Path, query: str) -> list[sqlite3.Row]:
+def _rows(db: Path, query: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     con.row_factory = sqlite3.Row
     try:
-        return con.execute(query).fetchall()
+        return con.execute(query, params).fetchall()
     finally:
         con.close()
 
@@ -130,8 +132,9 @@ class Run:
             return []
         rows = _rows(
             db,
-            "SELECT p.study_id, p.state, p.last_rx_at, p.finished_at AS queued_at, "
-            "COUNT(o.id) AS n, SUM(o.state = 'sent') AS sent, MAX(o.sent_at) AS last_sent "
+            "SELECT p.study_id, p.state, p.last_rx_at, p.promoted_at, p.finished_at AS queued_at, "
+            "COUNT(o.id) AS n, SUM(o.state = 'sent') AS sent, MIN(o.sent_at) AS first_sent, "
+            "MAX(o.sent_at) AS last_sent "
             "FROM pacs_studies p LEFT JOIN outbox o ON o.study_id = p.study_id GROUP BY p.study_id",
         )
         return rows
@@ -154,9 +157,54 @@ class Run:
                 raise SystemExit(f"only {len(done)}/{n_studies} studies back after {timeout} s")
             time.sleep(0.2)
 
+    def wait_done(self, study_id: str, timeout: float) -> None:
+        """Until the study is done in the worklist (its PNGs are written after its results were queued)."""
+        deadline = time.monotonic() + timeout
+        query = "SELECT 1 FROM studies WHERE id = ? AND status = 'done'"
+        while not _rows(self.data / "studies.db", query, (study_id,)):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"study not done after {timeout} s; see {self.work / 'listener.log'}")
+            time.sleep(0.1)
+
     def analysis_times(self) -> dict[str, tuple[float, float]]:
         rows = _rows(self.data / "studies.db", "SELECT id, started_at, finished_at FROM studies")
         return {r["id"]: (r["started_at"], r["finished_at"]) for r in rows}
+
+    def breakdown(self, row: sqlite3.Row) -> dict[str, float | str]:
+        """Seconds per stage of one single study (see the module docstring), and what was sent."""
+        import json
+
+        import pydicom
+
+        sid = row["study_id"]
+        (st,) = _rows(self.data / "studies.db", "SELECT started_at, finished_at FROM studies WHERE id = ?", (sid,))
+        folder = self.data / "studies" / sid
+        report = json.loads((folder / "out" / "report.json").read_text())
+        t = report["timings_ms"]
+        paths = [
+            r["path"]
+            for r in _rows(self.data / "pacs" / "pacs.db", "SELECT path FROM outbox WHERE study_id = ?", (sid,))
+        ]
+        syntaxes = {
+            pydicom.dcmread(folder / p, stop_before_pixels=True).file_meta.TransferSyntaxUID.name for p in set(paths)
+        }
+        rx = row["last_rx_at"] + self.quiet
+        return {
+            "hand-over (staging -> worklist)": row["promoted_at"] - rx,
+            "waiting for the worker": st["started_at"] - row["promoted_at"],
+            "analysis: read + models": (t.get("read", 0) + t.get("total", 0)) / 1000,
+            "  of which the models": t.get("total", 0) / 1000,
+            "analysis: writing report.json + SR + SCs": t.get("write", 0) / 1000,
+            "results queued (analysis start -> outbox)": row["queued_at"] - st["started_at"],
+            "outbox -> first result confirmed": row["first_sent"] - row["queued_at"],
+            "outbox -> last result confirmed (sending)": row["last_sent"] - row["queued_at"],
+            "TOTAL last instance -> last result in Orthanc": row["last_sent"] - rx,
+            "viewer ready (study done: PNGs written)": st["finished_at"] - rx,
+            "  of which the PNGs after the results (pictures)": t.get("pictures", 0) / 1000,
+            "MB sent per study": sum((folder / p).stat().st_size for p in set(paths)) / 1e6,
+            "instances": float(len(set(paths))),
+            "syntaxes": ", ".join(sorted(str(x) for x in syntaxes)),
+        }
 
     def close(self) -> None:
         self.proc.terminate()
@@ -195,7 +243,9 @@ def main() -> None:
             run.send([f])
             rows = run.wait(i, 600)
             singles.append(max(rows, key=lambda r: r["last_rx_at"] or 0))
+            run.wait_done(singles[-1]["study_id"], 600)  # its PNGs too: the next one starts on idle cores
         analysis = run.analysis_times()
+        stages = [run.breakdown(r) for r in singles]
         lat = [r["last_sent"] - r["last_rx_at"] - args.quiet for r in singles]
         ana = [analysis[r["study_id"]][1] - analysis[r["study_id"]][0] for r in singles]
         before = {r["study_id"] for r in run.results()}
@@ -217,6 +267,8 @@ def main() -> None:
                 raise SystemExit(f"burst did not complete; see {work / 'listener.log'}")
             time.sleep(0.5)
         t_end = max(r["last_sent"] for r in burst)
+        for r in burst:  # their PNGs may still be being written after the last result was confirmed
+            run.wait_done(r["study_id"], 600)
         load1 = os.getloadavg()[0]
         peak = _vm(run.proc.pid, "VmHWM")
         stored = run.orthanc.stored()
@@ -250,7 +302,7 @@ def main() -> None:
         f"| burst: throughput (first instance sent -> last result in Orthanc) | {args.studies / minutes:.1f} "
         f"studies/min ({(t_end - t_burst):.0f} s) | reported |"
     )
-    print(f"| burst: analysis per study (median) | {statistics.median(burst_ana):.1f} s | |")
+    print(f"| burst: analysis per study incl. the PNGs (median) | {statistics.median(burst_ana):.1f} s | |")
     print(
         f"| burst: last instance -> result in Orthanc, quiet excluded (median / max; queued behind the others) | "
         f"{statistics.median(burst_lat):.0f} s / {burst_lat[-1]:.0f} s | |"
@@ -265,9 +317,19 @@ def main() -> None:
             f"{len(lat)}) | {statistics.median(lat):.1f} s / {max(lat):.1f} s | <= {GOALS['latency_s']} s |"
         )
         print(
-            f"| single study, warm: of which analysis incl. report + DICOM writing (median) | "
+            f"| single study, warm: analysis start -> study done in the worklist (all writing, PNGs too) (median) | "
             f"{statistics.median(ana):.1f} s | |"
         )
+    if stages:
+        print(f"\nsingle study, warm, per stage (median of {len(stages)}; seconds unless said):\n")
+        print("| stage | median | max |")
+        print("|---|---|---|")
+        for key, value in stages[0].items():
+            if isinstance(value, str):
+                print(f"| {key} | {value} | |")
+                continue
+            values = [float(s[key]) for s in stages]
+            print(f"| {key} | {statistics.median(values):.2f} | {max(values):.2f} |")
     print(f"\nwork folder: {work}" + ("" if args.keep else " (removed)"))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,15 @@ def analyze_paths(
     force: bool = False,
     weights_dir: Path | str | None = None,
     allow_untrained: bool = False,
+    early: Callable[[dict[str, Any]], None] | None = None,
+    keep_dicom: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Analyse one study and write its report folder; return the report.json content.
 
     ``frontal`` may be a file, an XRay, a DICOM study folder or a list of files of one study (views are then told
     apart as :mod:`cxrassist.study` describes). ``pipeline`` is a loaded :class:`~cxrassist.pipeline.Pipeline`
     (pass one when analysing many studies); without it the models are loaded from ``weights_dir`` (default:
-    shipped) once per process.
+    shipped) once per process. ``early`` and ``keep_dicom``: see :func:`cxrassist.report.write_outputs`.
     """
     from cxrassist.report import write_outputs
     from cxrassist.study import load_study
@@ -53,7 +55,7 @@ def analyze_paths(
     pipe = pipeline if pipeline is not None else default_pipeline(weights_dir, allow_untrained)
     result = pipe.analyze(front, lat, force=force)
     result.warnings.extend(notes)
-    return write_outputs(result, out_dir, formats, extra_timings={"read": read_ms})
+    return write_outputs(result, out_dir, formats, extra_timings={"read": read_ms}, early=early, keep_dicom=keep_dicom)
 
 
 def _as_xray(value: Path | str | XRay | None) -> XRay | None:

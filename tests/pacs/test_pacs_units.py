@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cxrassist.errors import ServeConfigError
@@ -100,3 +101,74 @@ def test_outbox_queues_once_and_backs_off(tmp_path: Path):
     )
     assert row == (1, "sent")
     box.close()
+
+
+def _jpegls_sc(folder: Path) -> tuple[Path, np.ndarray]:
+    """A small RGB Secondary Capture written as our SCs are (highdicom, JPEG-LS Lossless)."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from cxrassist.report.dicom_out import SC_TRANSFER_SYNTAX
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+    sc = hd.sc.SCImage(
+        pixel_array=pixels,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        series_number=9901,
+        instance_number=1,
+        manufacturer="cxrassist",
+        patient_orientation=("L", "F"),
+        transfer_syntax_uid=SC_TRANSFER_SYNTAX,
+    )
+    path = folder / "sc.dcm"
+    sc.save_as(path, enforce_file_format=True)
+    return path, pixels
+
+
+@pytest.mark.parametrize("accepts_jpegls", [True, False])
+def test_cstore_sends_a_compressed_sc_as_is_or_decompressed(tmp_path: Path, accepts_jpegls: bool):
+    """A receiver that accepts JPEG-LS gets the file as written; one that does not gets the same pixels uncompressed
+    (the SC is proposed in a context of its own beside an uncompressed one, never one context offering both)."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+    from cxrassist.pacs.sender import cstore
+
+    path, pixels = _jpegls_sc(tmp_path)
+    received: list[tuple[str, np.ndarray]] = []
+
+    def on_store(event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        received.append((str(event.context.transfer_syntax), ds.pixel_array.copy()))
+        return 0x0000
+
+    scp = AE(ae_title="PACS")
+    syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian] + ([JPEGLSLossless] if accepts_jpegls else [])
+    scp.add_supported_context(SecondaryCaptureImageStorage, syntaxes)
+    port = _free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        outcome: list[str | None] = []
+        cstore(DicomNode("PACS", "127.0.0.1", port), "CXRASSIST", [path], lambda p, e: outcome.append(e), 10.0)
+    finally:
+        server.shutdown()
+    assert outcome == [None]
+    ((syntax, got),) = received
+    assert (syntax == JPEGLSLossless) is accepts_jpegls
+    assert np.array_equal(got, pixels)  # lossless either way
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -162,3 +162,39 @@ def test_validator_catches_bad_reports(rg1_report: tuple[Path, dict]) -> None:
         validate_report(bad)
     text = " ".join(info.value.errors)
     assert "1.5 > 1" in text and "'priority'" in text and "fewer than 13" in text
+
+
+def test_early_write_gives_dicom_first_then_pictures_and_keeps_dicom(
+    tiny_pipeline, phantom_png: Path, tmp_path: Path
+) -> None:
+    """``early``: a complete report with the SR + SCs is in place (no PNG yet) when the callback runs; the PNGs and
+    HTML follow and the DICOM files are untouched. ``keep_dicom``: a rewrite keeps those same files (same UIDs)."""
+    from cxrassist.analysis import analyze_paths
+
+    out = tmp_path / "r"
+    seen: list[tuple[dict, dict, list[str]]] = []
+
+    def early(report: dict) -> None:
+        on_disk = json.loads((out / "report.json").read_text())
+        seen.append((report, on_disk, sorted(p.name for p in out.rglob("*.png"))))
+        for e in report["outputs"]["dicom"]:
+            assert pydicom.dcmread(out / e["path"]).SOPInstanceUID == e["sop_instance_uid"]
+
+    report = analyze_paths(phantom_png, None, out, pipeline=tiny_pipeline, formats="json,html,png,dicom", early=early)
+    ((first, on_disk, pngs),) = seen
+    assert on_disk == first and pngs == [] and first["images"]["radiograph"] is None
+    assert first["outputs"]["html"] is None and len(first["outputs"]["dicom"]) >= 7
+    assert report["outputs"]["dicom"] == first["outputs"]["dicom"] and report["outputs"]["html"] == "report.html"
+    assert json.loads((out / "report.json").read_text()) == report
+    assert all((out / p).is_file() for p in referenced_files(report))  # every picture of the full report is there
+    assert "pictures" in report["timings_ms"]
+    sc = pydicom.dcmread(out / first["outputs"]["dicom"][1]["path"])
+    assert sc.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.80"  # JPEG-LS Lossless, decoded as any other
+    assert sc.pixel_array.ndim == 3
+
+    before = {e["path"]: (out / e["path"]).read_bytes() for e in first["outputs"]["dicom"]}
+    again = analyze_paths(
+        phantom_png, None, out, pipeline=tiny_pipeline, formats="json,png,dicom", keep_dicom=first["outputs"]["dicom"]
+    )
+    assert again["outputs"]["dicom"] == first["outputs"]["dicom"]
+    assert {p: (out / p).read_bytes() for p in before} == before

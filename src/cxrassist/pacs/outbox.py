@@ -121,6 +121,12 @@ class Outbox:
             )
         return [dict(r) for r in rows]
 
+    def state(self, study_id: str) -> str | None:
+        """The state of a study received over DICOM (None for any other study)."""
+        with self._lock:
+            row = self._db().execute("SELECT state FROM pacs_studies WHERE study_id = ?", (study_id,)).fetchone()
+        return None if row is None else str(row["state"])
+
     def owns(self, study_id: str) -> bool:
         """True for a store study that came over DICOM."""
         with self._lock:

@@ -28,8 +28,14 @@ def _file_meta(path: Path) -> tuple[str, str, str]:
 
 
 def cstore(node: DicomNode, calling_ae: str, files: list[Path], on_result: OnResult, timeout_s: float = 30.0) -> None:
-    """Send ``files`` to ``node`` in one association; ``on_result(file, error_or_None)`` for each file."""
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    """Send ``files`` to ``node`` in one association; ``on_result(file, error_or_None)`` for each file.
+
+    A compressed file (our SCs are JPEG-LS Lossless) is proposed in its own presentation context, beside an
+    uncompressed one for its SOP class: it goes as written when the receiver accepts its transfer syntax, else it is
+    decompressed here and sent uncompressed (same SOP Instance UID, same pixels). One context offering both would
+    let the receiver pick the uncompressed syntax, and the file could then not be sent as it is.
+    """
+    from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
     from pynetdicom import AE
 
     metas: dict[Path, tuple[str, str, str]] = {}
@@ -43,14 +49,16 @@ def cstore(node: DicomNode, calling_ae: str, files: list[Path], on_result: OnRes
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.connection_timeout = timeout_s
-    contexts: dict[str, list[str]] = {}
+    plain = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    contexts: dict[tuple[str, tuple[str, ...]], None] = {}
     for sop_class, _, syntax in metas.values():
-        syntaxes = contexts.setdefault(sop_class, [])
-        for ts in (syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian):
-            if ts not in syntaxes:
-                syntaxes.append(ts)
-    for sop_class, syntaxes in contexts.items():
-        ae.add_requested_context(sop_class, syntaxes)
+        if UID(syntax).is_compressed:
+            contexts[(sop_class, (syntax,))] = None
+            contexts[(sop_class, tuple(plain))] = None
+        else:
+            contexts[(sop_class, tuple(dict.fromkeys([syntax, *plain])))] = None
+    for sop_class, syntaxes in contexts:
+        ae.add_requested_context(sop_class, list(syntaxes))
     try:
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     except Exception as exc:  # noqa: BLE001
@@ -64,10 +72,11 @@ def cstore(node: DicomNode, calling_ae: str, files: list[Path], on_result: OnRes
         )
         _all(metas, on_result, f"{node} {why}")
         return
+    accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in assoc.accepted_contexts}
     try:
-        for i, f in enumerate(metas):
+        for i, (f, (sop_class, _, syntax)) in enumerate(metas.items()):
             try:
-                status = assoc.send_c_store(f)
+                status = assoc.send_c_store(_as_accepted(f, sop_class, syntax, accepted))
             except Exception as exc:  # noqa: BLE001 - no accepted context for this SOP class / syntax, I/O...
                 on_result(f, f"not sent to {node}: {type(exc).__name__}: {str(exc)[:200]}")
                 continue
@@ -82,6 +91,20 @@ def cstore(node: DicomNode, calling_ae: str, files: list[Path], on_result: OnRes
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _as_accepted(path: Path, sop_class: str, syntax: str, accepted: set[tuple[str, str]]) -> Any:
+    """The file itself when its transfer syntax was accepted; a compressed one the receiver did not accept as a
+    decompressed dataset (Explicit VR Little Endian; pynetdicom converts it to Implicit if only that was accepted)."""
+    from pydicom.uid import UID
+
+    if (sop_class, syntax) in accepted or not UID(syntax).is_compressed:
+        return path
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.decompress()
+    return ds
 
 
 def _all(files: dict[Path, Any], on_result: OnResult, error: str) -> None:

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +97,41 @@ def write_outputs(
     formats: Iterable[str] | str = DEFAULT_FORMATS,
     *,
     extra_timings: dict[str, float] | None = None,
+    early: Callable[[dict[str, Any]], None] | None = None,
+    keep_dicom: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the requested formats of one AnalysisResult into ``out_dir``; return the report.json content."""
+    """Write the requested formats of one AnalysisResult into ``out_dir``; return the report.json content.
+
+    ``early``: write the report with json and dicom first (a complete report folder, swapped into place), call
+    ``early(report)``, then add the PNGs and the HTML page and replace report.json by the full one. The PACS link
+    sends the SR and SCs meanwhile: the pictures (most of the writing time) are off the path to the PACS.
+    ``keep_dicom``: report.json ``outputs.dicom`` entries of DICOM files already in ``out_dir`` to keep instead of
+    writing new ones (a rerun of an interrupted analysis whose results may already be queued or at the PACS).
+    """
+    fmts = parse_formats(formats)
+    later = tuple(f for f in fmts if f in ("png", "html")) if early is not None else ()
+    first = tuple(f for f in fmts if f not in later)
+    report = _write_folder(result, Path(out_dir).absolute(), first, extra_timings, keep_dicom)
+    if early is not None:
+        early(report)
+        if later:
+            report = _add_pictures(result, Path(out_dir).absolute(), later, report)
+    return report
+
+
+def _write_folder(
+    result: Any,
+    out_dir: Path,
+    fmts: tuple[str, ...],
+    extra_timings: dict[str, float] | None,
+    keep_dicom: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """A complete report folder of ``fmts``, built beside ``out_dir`` and swapped into place."""
     from cxrassist.report.html_report import render_html
     from cxrassist.report.images import render_images
     from cxrassist.report.json_report import build_report, write_json
     from cxrassist.report.schema import validate_report
 
-    fmts = parse_formats(formats)
-    out_dir = Path(out_dir).absolute()
     _check_target(out_dir)
     t0 = time.perf_counter()
     try:
@@ -116,7 +142,9 @@ def write_outputs(
     try:
         rendered = render_images(result, tmp, write_png="png" in fmts, previews="html" in fmts)
         dicom_entries = []
-        if "dicom" in fmts:
+        if "dicom" in fmts and keep_dicom:
+            dicom_entries = _keep_files(keep_dicom, out_dir, tmp)
+        elif "dicom" in fmts:
             from cxrassist.report.dicom_out import write_dicom
 
             dicom_entries = write_dicom(result, tmp)
@@ -136,6 +164,49 @@ def write_outputs(
         raise
     log.info("report written to %s", out_dir)
     return report
+
+
+def _keep_files(entries: list[dict[str, Any]], out_dir: Path, tmp: Path) -> list[dict[str, Any]]:
+    """Hard-link (else copy) the kept DICOM files of the previous report into the new folder."""
+    for e in entries:
+        src, dst = out_dir / e["path"], tmp / e["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return [dict(e) for e in entries]
+
+
+def _add_pictures(result: Any, out_dir: Path, fmts: tuple[str, ...], report: dict[str, Any]) -> dict[str, Any]:
+    """The second step of an ``early`` write: PNGs and HTML into the report folder, then the full report.json
+    replaces the first (atomically: a reader sees one or the other, each complete)."""
+    from cxrassist.report.html_report import render_html
+    from cxrassist.report.images import render_images
+    from cxrassist.report.json_report import build_report, write_json
+    from cxrassist.report.schema import validate_report
+
+    t0 = time.perf_counter()
+    rendered = render_images(result, out_dir, write_png="png" in fmts, previews="html" in fmts)
+    full = build_report(
+        result, rendered.files, html="report.html" if "html" in fmts else None, dicom=report["outputs"]["dicom"]
+    )
+    full["created"] = report["created"]
+    full["timings_ms"] = {**report["timings_ms"], "pictures": round((time.perf_counter() - t0) * 1000.0, 1)}
+    validate_report(full)
+    if "html" in fmts:
+        _replace_text(out_dir / "report.html", render_html(full, rendered.previews))
+    tmp = out_dir / f".{REPORT_NAME}.tmp-{os.getpid()}"
+    write_json(full, tmp)
+    os.replace(tmp, out_dir / REPORT_NAME)
+    log.info("report pictures added to %s", out_dir)
+    return full
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 __all__ = [
