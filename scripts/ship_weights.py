@@ -208,6 +208,7 @@ def evaluate_all(role: str, weights: Path) -> dict[str, Any]:
         bootstrap=1000,
         roc_dir=weights / "roc",
         teacher=str(TEACHER) if spec["task"] == "classifier" else None,
+        cache_dir=REPO / "runs" / "cache",  # derived lung channels, keyed by film, size and lung weights (as training)
     )
     print(res["_table"])
     metrics: dict[str, Any] = {"val": {k: v for k, v in res.items() if not k.startswith("_") and k != "weights"}}

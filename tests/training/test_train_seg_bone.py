@@ -179,3 +179,25 @@ def test_repeat_refuses_typos_and_bad_factors(tmp_path: Path, repeat: dict, mess
     with pytest.raises(ConfigError, match=message):
         repeat_datasets(records, repeat)
     assert [r.id for r in repeat_datasets(records, {"small": 2})] == ["s0", "s0", "s1", "s1", "s2", "s2"]
+
+
+def test_subsample_keeps_a_fixed_subset_of_one_set_and_refuses_typos(tmp_path: Path, tiny) -> None:
+    """data.subsample: at most N records of the named set, the same ones for the same seed, others untouched."""
+    from cxrassist.data.manifest import load_manifest
+    from cxrassist.data.records import subsample_datasets
+    from cxrassist.errors import ConfigError
+
+    big = load_manifest(tiny.make_seg(tmp_path / "big", n_train=12, n_val=0))
+    small = load_manifest(tiny.make_seg(tmp_path / "small", n_train=3, n_val=0))
+    records = big + small
+    a = subsample_datasets(records, {"big": 5}, seed=0)
+    assert sum(r.dataset == "big" for r in a) == 5 and [r for r in a if r.dataset == "small"] == small
+    assert [r.id for r in a] == [r.id for r in subsample_datasets(records, {"big": 5}, seed=0)]  # fixed subset
+    assert [r.id for r in a] != [r.id for r in subsample_datasets(records, {"big": 5}, seed=1)]
+    position = {id(r): i for i, r in enumerate(records)}
+    assert [position[id(r)] for r in a] == sorted(position[id(r)] for r in a)  # order kept
+    assert len(subsample_datasets(records, {"small": 10})) == len(records)  # more than there are: all
+    with pytest.raises(ConfigError, match="not among the training records"):
+        subsample_datasets(records, {"bgi": 2})
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        subsample_datasets(records, {"big": 0})

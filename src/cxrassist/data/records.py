@@ -7,6 +7,7 @@ Dataset class, the splitter and the evaluation code never need to know the sourc
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +82,30 @@ def repeat_datasets(records: Sequence[Record], repeat: Mapping[str, int]) -> lis
         if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
             raise ConfigError(f"data.repeat[{name!r}] must be an integer >= 1, got {factor!r}")
     return [r for r in records for _ in range(repeat.get(r.dataset, 1))]
+
+
+def subsample_datasets(records: Sequence[Record], subsample: Mapping[str, int], seed: int = 0) -> list[Record]:
+    """At most ``subsample[name]`` records of dataset ``name`` (a fixed random subset, ``seed``); order kept.
+
+    For a large set that would otherwise dominate the epoch (e.g. 6,534 radiologist-normal films beside 449 NIH
+    films with findings) when the budget is short. Refuses a count below 1 and a dataset name no record has.
+    """
+    if not subsample:
+        return list(records)
+    present = {r.dataset for r in records}
+    keep: set[int] = set()
+    for name, count in subsample.items():
+        if name not in present:
+            raise ConfigError(
+                f"data.subsample names dataset {name!r}, which is not among the training records "
+                f"({', '.join(sorted(present))})"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"data.subsample[{name!r}] must be an integer >= 1, got {count!r}")
+        idx = [i for i, r in enumerate(records) if r.dataset == name]
+        rng = random.Random(f"{seed}|{name}")
+        keep.update(rng.sample(idx, min(count, len(idx))))
+    return [r for i, r in enumerate(records) if r.dataset not in subsample or i in keep]
 
 
 def describe(records: Sequence[Record]) -> dict[str, Any]:

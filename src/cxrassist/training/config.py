@@ -48,6 +48,9 @@ class DataConfig:
     # Training records of these datasets appear N times per epoch ({covid19_gb_seg: 4}): a small set whose
     # annotation convention differs would otherwise be outvoted by the large ones. Validation is never repeated.
     repeat: Mapping[str, int] = field(default_factory=dict)
+    # At most N training records of these datasets ({rsna_normal: 2000}, a fixed random subset seeded by run.seed),
+    # applied before ``repeat``: a short budget is not spent on one large set. Validation is never subsampled.
+    subsample: Mapping[str, int] = field(default_factory=dict)
     lateral: bool = False  # dual-branch classifiers: feed the lateral view where the manifest has one
     # Classifier input channels follow the model (in_chans: 1 radiograph, 2 + lung-segmented, 3 + bone image);
     # channels 2 and 3 are computed once by these models and cached (data.cache_dir or runs/<name>/derived).

@@ -18,7 +18,7 @@ from torch import nn
 
 from cxrassist.data.cache import ImageCache
 from cxrassist.data.dataset import CxrDataset
-from cxrassist.data.records import Record, repeat_datasets, select
+from cxrassist.data.records import Record, repeat_datasets, select, subsample_datasets
 from cxrassist.data.teacher import attach_teacher
 from cxrassist.errors import DatasetError
 from cxrassist.labels import FINDING_CODES
@@ -57,7 +57,7 @@ class Task:
         val = select(records, d.val_split)[: d.max_val]
         if not train:
             raise DatasetError(f"no records with split {d.train_split!r} in {', '.join(d.manifests)}")
-        train = repeat_datasets(train, d.repeat)
+        train = repeat_datasets(subsample_datasets(train, d.subsample, self.cfg.run.seed), d.repeat)
         if d.teacher:
             train = attach_teacher(train, d.teacher)
         common = self.dataset_kwargs(modules, device, cache)
