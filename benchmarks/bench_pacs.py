@@ -236,7 +236,8 @@ def main() -> None:
     try:
         t0 = time.time()
         run.send(files[:1])
-        run.wait(1, 600)
+        (warm,) = run.wait(1, 600)
+        run.wait_done(warm["study_id"], 600)
         print(f"warm-up study back in {time.time() - t0:.1f} s (first analysis; quiet period {args.quiet} s)")
         singles = []
         for i, f in enumerate(files[1 : 1 + args.single], start=2):

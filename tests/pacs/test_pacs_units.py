@@ -104,11 +104,9 @@ def test_outbox_queues_once_and_backs_off(tmp_path: Path):
 
 
 def _jpegls_sc(folder: Path) -> tuple[Path, np.ndarray]:
-    """A small RGB Secondary Capture written as our SCs are (highdicom, JPEG-LS Lossless)."""
+    """A small RGB Secondary Capture written as our SCs are (highdicom), in JPEG-LS Lossless."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
-
-    from cxrassist.report.dicom_out import SC_TRANSFER_SYNTAX
+    from pydicom.uid import JPEGLSLossless, generate_uid
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
@@ -124,7 +122,7 @@ def _jpegls_sc(folder: Path) -> tuple[Path, np.ndarray]:
         instance_number=1,
         manufacturer="cxrassist",
         patient_orientation=("L", "F"),
-        transfer_syntax_uid=SC_TRANSFER_SYNTAX,
+        transfer_syntax_uid=JPEGLSLossless,
     )
     path = folder / "sc.dcm"
     sc.save_as(path, enforce_file_format=True)

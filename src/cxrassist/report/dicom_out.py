@@ -27,12 +27,13 @@ SR_DESCRIPTION = "cxrassist decision support - findings (not a diagnosis)"
 SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
 _SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
 _MAX_OVERLAYS = 3  # SC overlays: the positive findings (up to 6), else the top findings, at least this many
-_MAX_POSITIVE_OVERLAYS = 6  # a 2k RGB picture is ~11 MB (~3 MB compressed): the other heatmaps are in the PNGs/HTML
-#: The SCs' transfer syntax: lossless (every pixel as rendered), about 4x smaller than uncompressed for RG1 (13 MB
-#: instead of 50 MB for 6 pictures). Sending costs time per byte (pynetdicom: ~30 ms/MB on loopback with Orthanc's
-#: 16 kB PDUs, far more on a hospital network) and PACS disk; the sender decompresses for a PACS that does not
-#: accept it (cxrassist.pacs.sender). JPEG-LS rather than RLE (no gain on noisy radiographs) or JPEG 2000 (2x slower).
-SC_TRANSFER_SYNTAX = "1.2.840.10008.1.2.4.80"  # JPEG-LS Lossless
+_MAX_POSITIVE_OVERLAYS = 6  # uncompressed 2k RGB is ~11 MB per image: the other heatmaps are in the PNGs/HTML
+#: The SCs' transfer syntax. Measured for RG1 (6 SCs, bench_pacs.py, 2 cores): JPEG-LS Lossless makes them 13 MB
+#: instead of 50 MB and sends them in ~0.55 s instead of ~1.3 s (pynetdicom: ~26 ms/MB on loopback with Orthanc's
+#: 16 kB PDUs), but encoding them (CharLS holds the GIL) costs ~1.2 s more on the way to the PACS: a net loss on
+#: loopback and about even on a 1 Gbit/s network, a gain on slower links and in PACS disk. Uncompressed until then;
+#: the sender proposes a compressed file in a context of its own and decompresses it for a PACS that refuses it.
+SC_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1"  # Explicit VR Little Endian; JPEG-LS Lossless: "1.2.840.10008.1.2.4.80"
 _TYPE2_COPIED = (
     "PatientID",
     "PatientName",
