@@ -38,7 +38,7 @@ def write_viewer_png(pixels: np.ndarray, path: Path) -> None:
 
     from cxrassist.postprocess import as_uint8
 
-    # fast zlib (as the report's PNGs): level 6 took 0.6 s for a 2k film, for a file ~10 % smaller
+    # fast zlib (as the report's PNGs): level 6 took 0.6 s for RG1 (2.3x level 1), for a file 15 % smaller (1.28 MB)
     Image.fromarray(as_uint8(np.asarray(pixels, dtype=np.float32)), mode="L").save(path, compress_level=1)
 
 
