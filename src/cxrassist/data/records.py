@@ -65,22 +65,22 @@ def select(records: Iterable[Record], split: str | Sequence[str] | None) -> list
     return [r for r in records if r.split in wanted]
 
 
-def repeat_datasets(records: Sequence[Record], repeat: Mapping[str, int]) -> list[Record]:
-    """Each record of dataset ``name`` ``repeat[name]`` times (oversampling a small set); order kept.
-
-    Refuses a factor below 1 and a dataset name that none of the records has (a typo would silently do nothing).
-    """
-    if not repeat:
-        return list(records)
+def _check_counts(records: Sequence[Record], counts: Mapping[str, int], option: str) -> None:
+    """Refuse a count below 1 and a dataset name that none of the records has (a typo would silently do nothing)."""
     present = {r.dataset for r in records}
-    for name, factor in repeat.items():
+    for name, n in counts.items():
         if name not in present:
             raise ConfigError(
-                f"data.repeat names dataset {name!r}, which is not among the training records "
+                f"data.{option} names dataset {name!r}, which is not among the training records "
                 f"({', '.join(sorted(present))})"
             )
-        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
-            raise ConfigError(f"data.repeat[{name!r}] must be an integer >= 1, got {factor!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"data.{option}[{name!r}] must be an integer >= 1, got {n!r}")
+
+
+def repeat_datasets(records: Sequence[Record], repeat: Mapping[str, int]) -> list[Record]:
+    """Each record of dataset ``name`` ``repeat[name]`` times (oversampling a small set); order kept."""
+    _check_counts(records, repeat, "repeat")
     return [r for r in records for _ in range(repeat.get(r.dataset, 1))]
 
 
@@ -88,23 +88,13 @@ def subsample_datasets(records: Sequence[Record], subsample: Mapping[str, int], 
     """At most ``subsample[name]`` records of dataset ``name`` (a fixed random subset, ``seed``); order kept.
 
     For a large set that would otherwise dominate the epoch (e.g. 6,534 radiologist-normal films beside 449 NIH
-    films with findings) when the budget is short. Refuses a count below 1 and a dataset name no record has.
+    films with findings) when the budget is short.
     """
-    if not subsample:
-        return list(records)
-    present = {r.dataset for r in records}
+    _check_counts(records, subsample, "subsample")
     keep: set[int] = set()
     for name, count in subsample.items():
-        if name not in present:
-            raise ConfigError(
-                f"data.subsample names dataset {name!r}, which is not among the training records "
-                f"({', '.join(sorted(present))})"
-            )
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ConfigError(f"data.subsample[{name!r}] must be an integer >= 1, got {count!r}")
         idx = [i for i, r in enumerate(records) if r.dataset == name]
-        rng = random.Random(f"{seed}|{name}")
-        keep.update(rng.sample(idx, min(count, len(idx))))
+        keep.update(random.Random(f"{seed}|{name}").sample(idx, min(count, len(idx))))
     return [r for i, r in enumerate(records) if r.dataset not in subsample or i in keep]
 
 
