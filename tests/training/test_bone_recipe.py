@@ -10,7 +10,7 @@ import torch
 
 from cxrassist.models import create_model
 from cxrassist.training.config import load_config
-from cxrassist.training.gan import gradient_l1
+from cxrassist.training.gan import generator_step_loss, gradient_l1, ssim_loss
 from cxrassist.training.tasks import make_task
 
 TINY = {"base_channels": 4, "depth": 3, "attention_level": 2}
@@ -50,6 +50,41 @@ def test_gradient_l1_sees_edges_not_offsets() -> None:
     edge = a.clone()
     edge[..., :, 4:] = 1.0
     assert float(gradient_l1(edge, a)) > 0
+
+
+def test_ssim_loss_is_the_evaluations_ssim_and_trains() -> None:
+    import numpy as np
+
+    from cxrassist.evaluation.metrics import ssim
+
+    gen = torch.Generator().manual_seed(0)
+    true = torch.rand(1, 1, 40, 48, generator=gen) * 0.05  # a faint layer, like BSE-JSRT's bone images
+    pred = (true + 0.01 * torch.randn(1, 1, 40, 48, generator=gen)).clamp(0, 1)
+    expected = ssim(pred[0, 0].numpy(), true[0, 0].numpy())
+    assert 1 - float(ssim_loss(pred, true)) == pytest.approx(expected, abs=1e-5)
+    assert float(ssim_loss(true, true)) == pytest.approx(0.0, abs=1e-6)
+    p = pred.clone().requires_grad_(True)
+    ssim_loss(p, true).backward()
+    with torch.no_grad():  # one step along the gradient raises the evaluation's SSIM
+        stepped = (p - 0.01 * p.grad / p.grad.abs().max()).clamp(0, 1)
+    assert ssim(stepped[0, 0].numpy(), true[0, 0].numpy()) > expected
+    assert np.isfinite(float(ssim_loss(torch.zeros_like(true), true)))
+
+
+def test_generator_loss_adds_mse_and_ssim_only_when_weighted() -> None:
+    from types import SimpleNamespace
+
+    real = torch.rand(2, 1, 24, 24) * 0.05
+    fake = (real + 0.02).clamp(0, 1)
+    base = {"l1_weight": 1.0, "grad_weight": 0.0, "mse_weight": 0.0, "ssim_weight": 0.0}
+    plain, logs = generator_step_loss(None, real, real, fake, SimpleNamespace(**base))
+    assert "mse" not in logs and "ssim_loss" not in logs
+    both, logs = generator_step_loss(
+        None, real, real, fake, SimpleNamespace(**{**base, "mse_weight": 1e4, "ssim_weight": 2.0})
+    )
+    mse = float(((fake - real) ** 2).mean())
+    assert logs["mse"] == pytest.approx(mse, rel=1e-5)
+    assert float(both) == pytest.approx(float(plain) + 1e4 * mse + 2.0 * logs["ssim_loss"], rel=1e-5)
 
 
 def _cfg(manifest: Path, out: Path, name: str, **sets):

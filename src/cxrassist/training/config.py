@@ -88,6 +88,8 @@ class LossConfig:
     adv_weight: float = 1.0
     l1_weight: float = 100.0
     grad_weight: float = 0.0  # bone GAN: L1 of the bone image's finite differences (rib/clavicle edges)
+    mse_weight: float = 0.0  # bone GAN: squared error of the bone image (what PSNR and the suppression ratio score)
+    ssim_weight: float = 0.0  # bone GAN: 1 - SSIM of the bone image (the evaluation's SSIM, differentiable)
     fm_weight: float = 10.0
     # classifier: where a teacher probability is known, the BCE target is (1 - w) * label + w * teacher
     # (= (1 - w) * BCE(label) + w * BCE(teacher); a label that is unknown takes the teacher alone)

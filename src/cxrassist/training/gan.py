@@ -3,9 +3,10 @@
 Target: the bone image = radiograph01 - bone_suppressed01 of the BSE-JSRT pairs (clipped to [0, 1], see
 :func:`cxrassist.data.dataset.bone_target`). The generator predicts it from the normalized radiograph; the
 discriminator sees (normalized radiograph, bone image in [0, 1]) concatenated on channels, real or generated.
-Generator loss = adv_weight * adversarial + l1_weight * L1 + grad_weight * gradient L1 + fm_weight * feature matching
-(pix2pixHD); D and G have separate learning rates (TTUR: ``optim.lr_d`` > ``optim.lr``). Training on random crops is
-fine: G is fully convolutional, and validation runs on the full image.
+Generator loss = adv_weight * adversarial + l1_weight * L1 + mse_weight * MSE + ssim_weight * (1 - SSIM)
++ grad_weight * gradient L1 + fm_weight * feature matching (pix2pixHD); D and G have separate learning rates
+(TTUR: ``optim.lr_d`` > ``optim.lr``). Training on random crops is fine: G is fully convolutional, and validation
+runs on the full image.
 
 The losses only: the training task that uses them is :class:`cxrassist.training.tasks.BoneTask` (tasks import this
 module, never the other way round).
@@ -60,6 +61,26 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (dx + dy) / 2
 
 
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, *, win: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """1 - mean SSIM of [N, 1, H, W] images in [0, 1]: the evaluation's SSIM (``evaluation.metrics.ssim``, Gaussian
+    window 11 / 1.5, data range 1, positions where the window fits), differentiable."""
+    half = (win - 1) / 2
+    g = torch.exp(-((torch.arange(win, device=pred.device, dtype=torch.float32) - half) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    kx, ky = g.view(1, 1, 1, win), g.view(1, 1, win, 1)
+
+    def filt(a: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(a, kx), ky)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = filt(pred), filt(target)
+    vx = filt(pred * pred) - mx * mx
+    vy = filt(target * target) - my * my
+    cxy = filt(pred * target) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return 1 - s.mean()
+
+
 def discriminator_step_loss(
     d: nn.Module, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, kind: str
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -75,7 +96,7 @@ def discriminator_step_loss(
 def generator_step_loss(
     d: nn.Module | None, x: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, w: Any
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """adv_weight * adversarial + l1_weight * L1 + grad_weight * gradient L1 + fm_weight * feature matching.
+    """adv * adversarial + l1 * L1 + mse * MSE + ssim * (1 - SSIM) + grad * gradient L1 + fm * FM (``*_weight``).
 
     ``d`` is the unwrapped discriminator, or None when the adversarial and feature-matching weights are both 0
     (the ablation without a GAN). D's parameters are frozen during the call so that G's loss leaves no gradient
@@ -84,6 +105,14 @@ def generator_step_loss(
     l1 = F.l1_loss(fake.float(), real)
     loss = w.l1_weight * l1
     logs = {"l1": float(l1.item())}
+    if w.mse_weight:  # L1 fits the median; PSNR and the suppression ratio score the mean squared error
+        mse = F.mse_loss(fake.float(), real)
+        loss = loss + w.mse_weight * mse
+        logs["mse"] = float(mse.item())
+    if w.ssim_weight:  # the structure of the faint bone layer, which L1 and MSE reward little
+        ss = ssim_loss(fake.float(), real)
+        loss = loss + w.ssim_weight * ss
+        logs["ssim_loss"] = float(ss.item())
     if w.grad_weight:
         g = gradient_l1(fake.float(), real)
         loss = loss + w.grad_weight * g
