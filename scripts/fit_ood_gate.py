@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import random
 import sys
@@ -248,17 +249,44 @@ def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     return nd_rotate(img, degrees, reshape=False, order=1, mode="constant", cval=0.0).astype(np.float32)
 
 
+#: The lung model whose mask the pipeline's rotation check reads (set by main: the weights' own lungseg).
+LUNG_WEIGHTS: list[Path] = []
+
+
+@functools.lru_cache(maxsize=1)
+def _lung_model(folder: str) -> tuple[Any, Any]:
+    from cxrassist.weights import load_model
+    from cxrassist.weights.settings import card_settings
+
+    model, card = load_model(Path(folder), inference=True)
+    return model, card_settings(card)
+
+
+def lungs_turned(pixels: np.ndarray) -> bool:
+    """The pipeline's rotation check (after the gate): the two lungs turned past MAX_LUNG_TILT_DEG."""
+    from cxrassist.channels import predict_lung_mask
+    from cxrassist.pipeline import MAX_LUNG_TILT_DEG
+    from cxrassist.postprocess import lung_tilt_deg
+
+    if not LUNG_WEIGHTS:
+        return False
+    model, settings = _lung_model(str(LUNG_WEIGHTS[0]))
+    tilt = lung_tilt_deg(predict_lung_mask(model, settings, np.clip(pixels, 0, 1).astype(np.float32))[0])
+    return tilt is not None and tilt > MAX_LUNG_TILT_DEG
+
+
 def whole_path_refuses(pixels: np.ndarray, gate_refused: bool) -> bool:
-    """Refused by the pixel/chest check (image statistics: these arrays carry no metadata) or by the gate."""
+    """Refused by the pixel/chest check (image statistics: these arrays carry no metadata), by the gate or by the
+    lungs' rotation check, in the pipeline's order."""
     from cxrassist.io import check_chest
     from cxrassist.types import XRay
 
     check = check_chest(XRay(pixels=np.clip(pixels, 0, 1).astype(np.float32), source_format="png"))
-    return gate_refused or not check.is_chest or check.is_frontal is False
+    return gate_refused or not check.is_chest or check.is_frontal is False or lungs_turned(pixels)
 
 
 def file_path_refuses(path: Path, gate: ood.OodGate, model: Any) -> tuple[bool, bool]:
-    """(refused by the gate alone, refused by reader + check + gate) for a file."""
+    """(refused by the gate alone, refused by reader + check + gate + lung rotation check) for a file."""
     from cxrassist.errors import InputError
     from cxrassist.io import check_chest, read_xray
 
@@ -270,7 +298,7 @@ def file_path_refuses(path: Path, gate: ood.OodGate, model: Any) -> tuple[bool, 
         return gate_refused, True
     check = check_chest(xray)
     refused = not check.is_chest or check.is_frontal is False or not gate.check(model, xray.pixels).passed
-    return gate_refused, refused
+    return gate_refused, refused or lungs_turned(xray.pixels)
 
 
 # ------------------------------------------------------------------------------------------------- view head
@@ -359,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cxrassist.channels import card_input_size
     from cxrassist.evaluation.operating import fold_of
-    from cxrassist.pipeline import channel_names
+    from cxrassist.pipeline import MAX_LUNG_TILT_DEG, channel_names
     from cxrassist.weights import load_model, shipped_dir
 
     torch.set_num_threads(args.threads)
@@ -367,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or weights / ood.GATE_DIR
     model, card = load_model(weights / "triage")
     model.eval()
+    if (weights / "lungseg").is_dir():
+        LUNG_WEIGHTS[:] = [weights / "lungseg"]
     if channel_names(card) != ["radiograph"]:
         raise SystemExit("the gate needs a triage model whose only input channel is the radiograph")
     size = card_input_size(card)
@@ -544,12 +574,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     rg1 = list(pydicom_chest_films())
     add_arrays("real DICOM chest film (RG1, pydicom-data; must pass)", [read_pixels(p) for p in rg1], "pass")
+    val_refused = [  # what a user sees on the val films: the checks, the gate, then the lungs' rotation check
+        whole_path_refuses(read_pixels(p), not ok)
+        for (_, p), ok in zip(progress(val, "val, whole path"), passed_val, strict=True)
+    ]
     rows.append(
         {
             "input": "val chest films (thresholds set here)",
             "n": int(d_val.size),
             "gate_refused": round(float(np.mean(~passed_val)), 4),
-            "refused": None,
+            "refused": round(float(np.mean(val_refused)), 4),
             "median_score": round(float(np.median(d_val)), 2),
             "median_view": round(float(np.median(v_val)), 3),
             "target": "pass",
@@ -599,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_set": per_set,
         },
         "rejection": rows,
+        "lung_tilt_limit_deg": MAX_LUNG_TILT_DEG if LUNG_WEIGHTS else None,
         "date": time.strftime("%Y-%m-%d"),
         "seconds": round(time.time() - t0, 1),
     }
@@ -613,7 +648,7 @@ def table_md(rows: list[dict[str, Any]]) -> str:
     pct: Callable[[Any], str] = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     num: Callable[[Any], str] = lambda v: "—" if v is None else str(v)  # noqa: E731
     lines = [
-        "| input | n | should be | refused by the gate | refused overall (reader + checks + gate) | "
+        "| input | n | should be | refused by the gate | refused overall (reader + checks + gate + lungs turned) | "
         "median distance | median view p |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -673,7 +708,9 @@ in fitting; each lateral is scored by a view head fitted without that patient's 
 {table_md(card["rejection"])}
 
 "Refused overall" is what a user sees: the reader's refusals (modality, colour, size...), the pixel and chest
-checks (these arrays carry no metadata, so the image statistics decide), then this gate.
+checks (these arrays carry no metadata, so the image statistics decide), this gate, then the pipeline's check that
+the two lungs are not turned more than {card.get("lung_tilt_limit_deg", "?")} degrees
+(`cxrassist.pipeline.MAX_LUNG_TILT_DEG`).
 Stats file sha256 `{card["sha256"]}`.
 {DATA_TERMS}"""
 

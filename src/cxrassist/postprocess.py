@@ -90,6 +90,42 @@ def lung_areas(mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = 
     return LungAreas(right, left, right_cm2, left_cm2)
 
 
+def lung_tilt_deg(mask: np.ndarray, *, min_ratio: float = 0.1) -> float | None:
+    """How far (0-90 degrees) the two lungs of a mask are turned together off an upright frontal film.
+
+    Two measures of the turn, each about 0 on an upright film: the line through the two largest components'
+    centroids against the horizontal, and the mean of their long axes (second moments) against the vertical. A
+    rotated film turns both the same way; a lung the mask only partly covers (consolidation, effusion) tilts the
+    centroid line alone. The result is the smaller of the two when they agree in direction, else 0: on 1,871 train
+    films of ../shared/data the centroid line alone passed 20 degrees on 18 (mostly abnormal films), the combined
+    measure on 1 (15 degrees: 2).
+
+    None when there are not two lungs (the second component under ``min_ratio`` of the first): a collapsed or
+    removed lung, a massive effusion or a film that is not a chest say nothing about the film's rotation. Angles
+    are the same on a letterboxed copy (uniform scaling), so the model-space mask serves.
+    """
+    labels, count = ndimage.label(np.asarray(mask, dtype=bool))
+    if count < 2:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    first, second = np.argsort(sizes)[::-1][:2]
+    if sizes[second] < min_ratio * sizes[first]:
+        return None
+    lungs = []
+    for index in (first, second):
+        ys, xs = np.nonzero(labels == index + 1)
+        cx, cy = float(xs.mean()), float(ys.mean())
+        _, vectors = np.linalg.eigh(np.cov(np.stack([xs - cx, ys - cy])))
+        ax, ay = vectors[:, 1] if vectors[1, 1] >= 0 else -vectors[:, 1]  # the long axis, pointing down
+        lungs.append((cx, cy, float(np.degrees(np.arctan2(ay, ax))) - 90.0))
+    (x1, y1, axis1), (x2, y2, axis2) = sorted(lungs)
+    line = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))  # signed, the same sense as the axes
+    axes = (axis1 + axis2) / 2.0
+    if line * axes <= 0:
+        return 0.0
+    return min(abs(line), abs(axes))
+
+
 def mask_contour(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
     """Boolean outline of a mask (mask minus its erosion), ``thickness`` pixels wide."""
     binary = np.asarray(mask, dtype=bool)

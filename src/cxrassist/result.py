@@ -92,6 +92,7 @@ class AnalysisResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     ood: dict[str, Any] | None = None  # the out-of-distribution gate's verdict (cxrassist.ood); None without a gate
+    lung_tilt_deg: float | None = None  # postprocess.lung_tilt_deg of the lung mask; None without two lungs
 
     @property
     def untrained(self) -> bool:

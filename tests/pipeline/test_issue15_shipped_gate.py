@@ -37,6 +37,13 @@ def test_shipped_gate_card_states_its_rule_and_measurements(shipped_gate):
 
     text = (shipped_dir() / GATE_DIR / "MODEL_CARD.md").read_text()
     assert f"{gate.threshold:.3f}" in text and card["triage"]["sha256"] in text
+    # the table was measured with the pipeline's rotation check of the lungs, at the pipeline's limit
+    from cxrassist.pipeline import MAX_LUNG_TILT_DEG
+
+    assert card["lung_tilt_limit_deg"] == MAX_LUNG_TILT_DEG and "lungs turned" in text
+    refuse = [r for r in card["rejection"] if r["target"] == "refuse"]
+    pooled = sum(r["refused"] * r["n"] for r in refuse) / sum(r["n"] for r in refuse)
+    assert pooled >= 0.95 and all(r["refused"] >= r["gate_refused"] for r in refuse)
 
 
 def test_shipped_gate_lets_the_real_dicom_chest_film_through(shipped_gate, rg1_path: Path, rg3_path: Path):

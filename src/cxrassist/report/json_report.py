@@ -10,7 +10,7 @@ from typing import Any
 
 from cxrassist import DISCLAIMER, __version__
 from cxrassist.labels import CRITICAL_CODES
-from cxrassist.pipeline import AnalysisResult
+from cxrassist.pipeline import LUNG_TILT_METHOD, MAX_LUNG_TILT_DEG, AnalysisResult
 from cxrassist.report.images import bone_windows, heatmap_legend
 from cxrassist.report.impression import impression_text, not_validated_reason, priority_reason, threshold_measured
 from cxrassist.report.schema import SCHEMA_VERSION
@@ -120,6 +120,11 @@ def build_report(
             "contour": files.get("lung_contour"),
             "area": result.lung_areas.to_dict(),
             "side_convention": SIDE_CONVENTION,
+            "tilt": {
+                "degrees": None if result.lung_tilt_deg is None else round(result.lung_tilt_deg, 1),
+                "limit_degrees": MAX_LUNG_TILT_DEG,
+                "method": LUNG_TILT_METHOD,
+            },
         },
         "bone": {
             "subtracted": files.get("bone_subtracted"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -214,6 +214,15 @@ REPORT_SCHEMA: dict[str, Any] = {
                 "segmented": _PATH,
                 "contour": _PATH,
                 "side_convention": {"type": "string"},
+                "tilt": {  # 1.6: how far the lungs lie off the horizontal (a rotated film is refused past the limit)
+                    "type": "object",
+                    "required": ["degrees", "limit_degrees", "method"],
+                    "properties": {
+                        "degrees": {"type": ["number", "null"], "minimum": 0, "maximum": 90},
+                        "limit_degrees": {"type": "number"},
+                        "method": {"type": "string"},
+                    },
+                },
                 "area": {
                     "type": "object",
                     "required": ["right_px", "left_px", "total_px", "right_cm2", "left_cm2"],
