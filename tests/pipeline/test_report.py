@@ -15,6 +15,7 @@ from cxrassist import DISCLAIMER
 from cxrassist.errors import OutputError
 from cxrassist.io import read_xray
 from cxrassist.report import parse_formats, write_outputs
+from cxrassist.report.images import OVERLAY_SIDE
 from cxrassist.report.json_report import referenced_files
 from cxrassist.report.schema import SCHEMA_VERSION, ReportValidationError, validate_report
 
@@ -100,12 +101,24 @@ def test_dicom_sr_and_sc_reference_source_study(rg1_report: tuple[Path, dict], r
     texts = " ".join(str(item.TextValue) for item in sr.ContentSequence if item.ValueType == "TEXT")
     assert DISCLAIMER in texts
     series = set()
+    names = {f["name"]: f["code"] for f in report["findings"]}
+    heatmaps = 0
     for e in entries[1:]:
         sc = pydicom.dcmread(out / e["path"])
         assert sc.StudyInstanceUID == source.StudyInstanceUID and "decision support" in sc.SeriesDescription
-        assert (sc.Rows, sc.Columns) == (source.Rows, source.Columns)
         series.add(sc.SeriesInstanceUID)
-        assert sc.pixel_array.shape[:2] == (source.Rows, source.Columns)
+        if e["description"].startswith("Heatmap "):
+            # the report PNG's overlay, pixel for pixel: long side 1k (a CAM has no finer detail), same aspect
+            heatmaps += 1
+            code = names[e["description"][len("Heatmap ") :].split(" (p=")[0]]
+            png = np.asarray(Image.open(out / "heatmaps" / f"{code}_overlay.png").convert("RGB"))
+            assert max(sc.Rows, sc.Columns) == OVERLAY_SIDE < max(source.Rows, source.Columns)
+            assert abs(sc.Columns / sc.Rows - source.Columns / source.Rows) < 0.01
+            assert np.array_equal(sc.pixel_array, png)
+        else:  # the lung contour and the bone pictures keep the film's own grid
+            assert (sc.Rows, sc.Columns) == (source.Rows, source.Columns)
+            assert sc.pixel_array.shape[:2] == (source.Rows, source.Columns)
+    assert heatmaps >= 3
     assert len(series) == 1 and sr.SeriesInstanceUID not in series
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from cxrassist import DISCLAIMER, __version__
+from cxrassist.labels import FINDINGS
 from cxrassist.pipeline import AnalysisResult
 from cxrassist.postprocess import as_uint8, overlay_contour
-from cxrassist.report.images import bone_windows, heatmap_picture
+from cxrassist.report.images import bone_windows, heatmap_overlay, overlay_base
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,13 @@ def _sc_images(result: AnalysisResult, ref: Any | None, study_uid: str) -> list[
     from pydicom.uid import generate_uid
 
     gray = result.frontal.pixels
-    names = {f.code: f.name for f in result.findings}
+    base = overlay_base(as_uint8(gray))  # the report PNGs' overlay: 1k, not 2k (a CAM has no finer detail)
+    index = {f.code: i for i, f in enumerate(FINDINGS)}
+    by_code = {f.code: f for f in result.findings}
     pictures: list[tuple[str, np.ndarray, str]] = [
         (
-            f"Heatmap {names[c]} (p={next(f.probability for f in result.findings if f.code == c):.2f})",
-            heatmap_picture(gray, result.heatmap(c)),
+            f"Heatmap {by_code[c].name} (p={by_code[c].probability:.2f})",
+            heatmap_overlay(base, result.cams[index[c]], result.cam_record),
             "RGB",
         )
         for c in _overlay_codes(result)

@@ -31,6 +31,7 @@ from cxrassist.postprocess import (
     overlay_contour,
     overlay_heatmap,
 )
+from cxrassist.preprocess import SpatialRecord
 
 PREVIEW_SIDE = 768
 #: Heatmap PNGs: the overlay at most this long side, the grey map at most MAP_SIDE. A CAM holds no detail finer than
@@ -129,6 +130,20 @@ def heatmap_picture(gray: np.ndarray, heat: np.ndarray, *, legend: bool = True) 
     return burn_legend(rgb) if legend else rgb
 
 
+def heatmap_overlay(base8: np.ndarray, cam: np.ndarray, record: SpatialRecord) -> np.ndarray:
+    """A finding's heatmap drawn over ``base8`` (the radiograph as uint8, already shrunk to ``overlay_base``): the
+    picture of the report's heatmap PNGs and of the DICOM Secondary Captures, the same pixels in both."""
+    heat = heatmap_to_original_u8(cam, record, size=(base8.shape[1], base8.shape[0]))
+    return heatmap_picture(base8, heat)
+
+
+def overlay_base(gray8: np.ndarray) -> np.ndarray:
+    """The radiograph under the heatmap overlays, its long side at most OVERLAY_SIDE: a CAM holds no detail finer
+    than its cells, and a 2k RGB overlay is 11 MB to write and to send to a PACS where 1k is 2.6 MB (the original
+    film, at full resolution, sits beside it in the same study)."""
+    return _shrink(gray8, OVERLAY_SIDE)
+
+
 def bone_windows(result: AnalysisResult) -> dict[str, DisplayWindow]:
     """The display windows of the two bone pictures (PNGs, previews, DICOM SC, viewer; stated in report.json):
     the bone image stretched between robust percentiles of the thorax, the soft tissue in the radiograph's range."""
@@ -172,15 +187,6 @@ def _shrink(picture: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     image = Image.fromarray(picture)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-
-
-def _fit(shape: tuple[int, ...], side: int) -> tuple[int, int]:
-    """(width, height) of a picture of ``shape`` shrunk so its long side is at most ``side`` (as ``_shrink``)."""
-    h, w = shape[:2]
-    scale = side / max(h, w)
-    if scale >= 1:
-        return w, h
-    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _plain_pictures(result: AnalysisResult, gray8: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
@@ -232,22 +238,21 @@ def render_images(result: AnalysisResult, out_dir: Path, *, write_png: bool, pre
                 preview(key, _shrink(picture))
         gray_small = _shrink(gray8) if previews else None
         lat_small = _shrink(lateral8) if previews and lateral8 is not None else None
-        ov_side = {"frontal": _fit(gray8.shape, OVERLAY_SIDE)}
-        ov_base = {"frontal": _shrink(gray8, OVERLAY_SIDE)}
+        ov_base = {"frontal": overlay_base(gray8)}
         cams = {"frontal": (result.cams, result.cam_record)}
         if lateral8 is not None and result.lateral_cams is not None and result.lateral_record is not None:
-            ov_side["lateral"] = _fit(lateral8.shape, OVERLAY_SIDE)
-            ov_base["lateral"] = _shrink(lateral8, OVERLAY_SIDE)
+            ov_base["lateral"] = overlay_base(lateral8)
             cams["lateral"] = (result.lateral_cams, result.lateral_record)
         small = {"frontal": gray_small, "lateral": lat_small}
         for i, f in enumerate(FINDINGS):
             for view, (maps, record) in cams.items():
                 key = f"heatmap:{f.code}" if view == "frontal" else f"heatmap_lateral:{f.code}"
-                heat = heatmap_to_original_u8(maps[i], record, size=ov_side[view])
+                base = ov_base[view]
+                heat = heatmap_to_original_u8(maps[i], record, size=(base.shape[1], base.shape[0]))
                 if write_png:
                     if view == "frontal":
                         emit(pool, f"heatmap_map:{f.code}", _shrink(heat, MAP_SIDE))
-                    emit(pool, key, heatmap_picture(ov_base[view], heat))
+                    emit(pool, key, heatmap_picture(base, heat))
                 base_small = small[view]
                 if previews and base_small is not None:
                     heat_small = np.asarray(
