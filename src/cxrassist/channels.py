@@ -112,12 +112,12 @@ def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.nda
         # smooth edge from the resized probability, but only in a one-pixel (model space) band around the cleaned
         # mask: the components it dropped stay dropped and its filled holes stay filled (cheap at 2000 px, unlike
         # cleaning again at full size)
-        band_outer = rec.to_original(ndimage.binary_dilation(mask).astype(np.float32), nearest=True) > 0.5
-        band_inner = rec.to_original(ndimage.binary_erosion(mask).astype(np.float32), nearest=True) > 0.5
+        band_outer = rec.mask_to_original(ndimage.binary_dilation(mask))
+        band_inner = rec.mask_to_original(ndimage.binary_erosion(mask))
         original = ((rec.to_original(prob) >= threshold) & band_outer) | band_inner
     else:
         mask = clean_lung_mask((logits.argmax(0) > 0) & valid)
-        original = rec.to_original(mask.astype(np.float32), nearest=True) > 0.5
+        original = rec.mask_to_original(mask)
     return mask, rec, original
 
 
@@ -133,11 +133,7 @@ def to_model_space(
     rec: SpatialRecord, *, lung_mask: np.ndarray | None = None, bone: np.ndarray | None = None
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Original-resolution lung mask (nearest, 0/1) and bone image (bilinear, [0, 1]) in ``rec``'s model space."""
-    lung_m = (
-        (rec.to_model(lung_mask.astype(np.float32), nearest=True) > 0.5).astype(np.float32)
-        if lung_mask is not None
-        else None
-    )
+    lung_m = rec.mask_to_model(lung_mask).astype(np.float32) if lung_mask is not None else None
     bone_m = np.clip(rec.to_model(bone), 0.0, 1.0).astype(np.float32) if bone is not None else None
     return lung_m, bone_m
 

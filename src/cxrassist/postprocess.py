@@ -75,13 +75,21 @@ def lung_areas(mask: np.ndarray, pixel_spacing_mm: tuple[float, float] | None = 
     labels, count = ndimage.label(binary)
     right = left = 0
     if count:
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)
-        cols = ndimage.center_of_mass(binary, labels, range(1, count + 1))
-        for i, (_, col) in enumerate(cols, start=1):
-            if col < w / 2.0:
-                right += int(sizes[i])
+        # each component's pixel count and mean column: ~10 ms for the two lungs of a 2k x 2k film, where
+        # ndimage.center_of_mass spent ~190 ms of a 0.7 s analysis (one pass per component while there are few)
+        columns = np.arange(w, dtype=np.float64)
+        if count <= 8:
+            per_column = np.stack([np.count_nonzero(labels == i, axis=0) for i in range(1, count + 1)])
+        else:
+            flat = labels.ravel()
+            per_column = np.zeros((count, w), dtype=np.int64)
+            np.add.at(per_column, (flat[flat > 0] - 1, np.nonzero(flat)[0] % w), 1)
+        sizes = per_column.sum(axis=1)
+        for size, mean_col in zip(sizes, (per_column @ columns) / sizes, strict=True):
+            if mean_col < w / 2.0:
+                right += int(size)
             else:
-                left += int(sizes[i])
+                left += int(size)
     right_cm2 = left_cm2 = None
     if pixel_spacing_mm and all(s and s > 0 for s in pixel_spacing_mm):
         px_cm2 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1]) / 100.0

@@ -1,4 +1,5 @@
-"""The pipeline runs the bone generator folded for inference (issue 13's latency) and gets the same bone image."""
+"""The pipeline runs the bone generator and the lung U-Net folded for inference (latency) and gets the same bone
+image and lung mask."""
 
 from __future__ import annotations
 
@@ -46,3 +47,19 @@ def test_shipped_bone_generator_folded_on_rg1_within_rounding(rg1_file: Path) ->
     value_range = float(want.max() - want.min())
     assert value_range > 0.05  # a real bone image, not a blank one
     assert float(np.abs(got - want).max()) <= 1e-3 * value_range
+
+
+def test_pipeline_folds_the_lung_model_and_keeps_its_mask(tiny_weights_dir: Path, make_phantom: Any) -> None:
+    from cxrassist.channels import predict_lung_mask
+    from cxrassist.pipeline import Pipeline
+    from cxrassist.types import XRay
+    from cxrassist.weights import load_model
+
+    pipe = Pipeline.load(tiny_weights_dir)
+    assert pipe.models["lung"][0].folded
+    plain, card = load_model(tiny_weights_dir / "lungseg")
+    pixels = make_phantom(300, 260, 3)
+    result = pipe.analyze(XRay(pixels=pixels), force=True)
+    want = predict_lung_mask(plain, card, pixels)[2]
+    assert result.lung_mask.shape == pixels.shape
+    assert np.mean(result.lung_mask != want) < 1e-4  # a pixel may flip where the logit sits on the threshold

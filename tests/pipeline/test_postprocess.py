@@ -79,3 +79,42 @@ def test_contour_is_outline() -> None:
     assert edge[10, 15] and not edge[20, 20] and not edge[5, 5]
     rgb = overlay_contour(np.zeros((40, 40)), m, thickness=1)
     assert tuple(rgb[10, 15]) != (0, 0, 0) and tuple(rgb[20, 20]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("threshold", [0.6, 0.75])
+def test_lung_areas_side_by_centroid_matches_scipy(threshold: float) -> None:
+    """The fast per-component sums give what ndimage.center_of_mass gives, with few components and with many."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        h, w = (int(v) for v in rng.integers(20, 200, 2))
+        mask = ndimage.binary_opening(rng.random((h, w)) > threshold)
+        labels, count = ndimage.label(mask)
+        right = left = 0
+        if count:
+            sizes = np.bincount(labels.ravel())
+            for i, (_, col) in enumerate(ndimage.center_of_mass(mask, labels, range(1, count + 1)), start=1):
+                if col < w / 2:
+                    right += int(sizes[i])
+                else:
+                    left += int(sizes[i])
+        areas = lung_areas(mask)
+        assert (areas.right_px, areas.left_px) == (right, left)
+
+
+@pytest.mark.parametrize(("h", "w", "size"), [(1955, 1841, 256), (300, 500, 256), (77, 1000, 256), (2000, 1500, 64)])
+def test_boolean_mask_mappings_equal_the_float_ones(h: int, w: int, size: int) -> None:
+    """The 8-bit fast paths for masks (lung step, classifier input) give exactly the float nearest mappings."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(h + w)
+    rec = SpatialRecord.for_shape(h, w, size)
+    small = ndimage.binary_opening(rng.random((size, size)) > 0.5)
+    big = ndimage.binary_opening(rng.random((h, w)) > 0.5)
+    np.testing.assert_array_equal(
+        rec.mask_to_original(small), rec.to_original(small.astype(np.float32), nearest=True) > 0.5
+    )
+    np.testing.assert_array_equal(rec.mask_to_model(big), rec.to_model(big.astype(np.float32), nearest=True) > 0.5)
+    with pytest.raises(ValueError, match="expected shape"):
+        rec.mask_to_model(big[:-1])

@@ -20,7 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:
     """``model`` in eval mode, folded for inference when its class knows how (``fold_for_inference``: the bone
-    generator); other models are returned as they are. Idempotent."""
+    generator, the lung U-Net); other models are returned as they are. Idempotent."""
     model.eval()
     fold = getattr(model, "fold_for_inference", None)
     if callable(fold):

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from cxrassist.models.fold import fold_conv_batchnorm
+
 logger = logging.getLogger(__name__)
 
 VGG16_CFG: list[Any] = torchvision.models.vgg.cfgs["D"]
@@ -77,6 +79,25 @@ class VGG16UNet(nn.Module):
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(cin, num_classes, 3, padding=1)
 
+    folded = False  # set by fold_for_inference
+
+    def fold_for_inference(self) -> VGG16UNet:
+        """Make this U-Net an inference-only one with the same outputs up to float rounding (idempotent): each batch
+        norm folds into the convolution before it and the layers use channels-last memory (on RG1's lung step, 2
+        cores: the forward ~65 -> ~45 ms). ``train()`` then refuses: build the model again to train."""
+        if self.folded:
+            return self
+        self.eval()
+        fold_conv_batchnorm(self)
+        self.to(memory_format=torch.channels_last)
+        self.folded = True
+        return self
+
+    def train(self, mode: bool = True) -> VGG16UNet:
+        if mode and self.folded:
+            raise RuntimeError("this lung U-Net is folded for inference; build it again (create_model) to train")
+        return super().train(mode)
+
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         skips = []
         for start, stop in self.stage_bounds:
@@ -90,6 +111,8 @@ class VGG16UNet(nn.Module):
         h, w = x.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"input height and width must be divisible by 32, got {h}x{w}")
+        if self.folded:
+            x = x.contiguous(memory_format=torch.channels_last)
         skips, x = self.encode(x)
         x = self.center(x)
         for block, skip in zip(self.decoder, reversed(skips), strict=True):

@@ -125,8 +125,8 @@ def load_model(
 
     ``inference=True``: the model will only run forward, so it is folded for that
     (:func:`cxrassist.models.fold.prepare_for_inference`; the bone generator's spectral norm, batch norm and
-    upsampling fold into plain weights, same outputs up to float rounding). Its state dict then differs from the
-    card's: leave it False to train on from the weights or to save them again.
+    upsampling and the lung U-Net's batch norms fold into plain weights, same outputs up to float rounding). Its
+    state dict then differs from the card's: leave it False to train on from the weights or to save them again.
     """
     from safetensors.torch import load_file
 
