@@ -105,11 +105,15 @@ def test_chunked_attention_equals_sdpa() -> None:
 
 
 def test_prepare_for_inference_leaves_other_models_alone() -> None:
-    unet = create_model("lungseg-vgg16unet-compact", width=0.0625)
-    before = {k: v.clone() for k, v in unet.state_dict().items()}
-    assert prepare_for_inference(unet) is unet and not unet.training
-    after = unet.state_dict()
+    """Models without ``fold_for_inference`` (the DenseNets) are only put in eval mode; the lung U-Net folds (its
+    own test: test_unet_fold.py)."""
+    other = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    assert prepare_for_inference(other) is other and not other.training
+    after = other.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    unet = create_model("lungseg-vgg16unet-compact", width=0.0625)
+    assert prepare_for_inference(unet) is unet and unet.folded
 
 
 def test_load_model_folds_only_when_asked(tmp_path: Path) -> None:
