@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from cxrassist.models.fold import fold_conv_batchnorm, fold_parametrizations
+from cxrassist.models.fold import FoldableModule, fold_conv_batchnorm, fold_parametrizations
 from cxrassist.models.registry import create_discriminator, create_model
 
 
@@ -159,7 +159,7 @@ class _Up(nn.Module):
         self.transposed = True
 
 
-class BoneGenerator(nn.Module):
+class BoneGenerator(FoldableModule):
     """``forward(x [B, in_chans, H, W] normalized) -> bone image [B, 1, H, W]``, in [0, 1] in eval mode.
 
     ``output`` chooses the head. ``"sigmoid"`` (cards 1.0.x): ``sigmoid(conv)`` started at sigmoid(-6), so every
@@ -206,8 +206,6 @@ class BoneGenerator(nn.Module):
             # sigmoid: start near the mean bone signal of BSE-JSRT (~0.003), sigmoid(-6) ~ 0.0025; residual: at 0
             outc.bias.fill_(-6.0 if output == "sigmoid" else 0.0)
 
-    folded = False  # set by fold_for_inference
-
     def fold_for_inference(self) -> BoneGenerator:
         """Make this generator an inference-only one with the same outputs up to float rounding (idempotent).
 
@@ -228,11 +226,6 @@ class BoneGenerator(nn.Module):
         self.to(memory_format=torch.channels_last)
         self.folded = True
         return self
-
-    def train(self, mode: bool = True) -> BoneGenerator:
-        if mode and self.folded:
-            raise RuntimeError("this bone generator is folded for inference; build it again (create_model) to train")
-        return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = 2**self.depth

@@ -10,12 +10,28 @@ training and ``save_weights`` use the model as built (:func:`cxrassist.weights.l
 from __future__ import annotations
 
 import itertools
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+_Foldable = TypeVar("_Foldable", bound="FoldableModule")
+
+
+class FoldableModule(nn.Module):
+    """A network with an inference-only form (its ``fold_for_inference`` sets ``folded``): once folded, its state
+    dict no longer matches its card, so ``train()`` refuses. The bone generator and the lung U-Net are such."""
+
+    folded = False
+
+    def train(self: _Foldable, mode: bool = True) -> _Foldable:
+        if mode and self.folded:
+            raise RuntimeError(
+                f"this {type(self).__name__} is folded for inference; build it again (create_model) to train"
+            )
+        return super().train(mode)
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:

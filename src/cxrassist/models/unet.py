@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from cxrassist.models.fold import fold_conv_batchnorm
+from cxrassist.models.fold import FoldableModule, fold_conv_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DecoderBlock(nn.Module):
         return self.conv2(self.conv1(torch.cat([x, skip], 1)))
 
 
-class VGG16UNet(nn.Module):
+class VGG16UNet(FoldableModule):
     """U-Net, VGG16 encoder. ``forward(x [B, in_chans, H, W] normalized) -> logits [B, 1, H, W]``."""
 
     def __init__(
@@ -79,8 +79,6 @@ class VGG16UNet(nn.Module):
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(cin, num_classes, 3, padding=1)
 
-    folded = False  # set by fold_for_inference
-
     def fold_for_inference(self) -> VGG16UNet:
         """Make this U-Net an inference-only one with the same outputs up to float rounding (idempotent): each batch
         norm folds into the convolution before it and the layers use channels-last memory (on RG1's lung step, 2
@@ -92,11 +90,6 @@ class VGG16UNet(nn.Module):
         self.to(memory_format=torch.channels_last)
         self.folded = True
         return self
-
-    def train(self, mode: bool = True) -> VGG16UNet:
-        if mode and self.folded:
-            raise RuntimeError("this lung U-Net is folded for inference; build it again (create_model) to train")
-        return super().train(mode)
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         skips = []
