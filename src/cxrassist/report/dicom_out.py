@@ -28,8 +28,8 @@ SR_DESCRIPTION = "cxrassist decision support - findings (not a diagnosis)"
 SC_DESCRIPTION = "cxrassist decision support - images (not a diagnosis)"
 _SCHEME = "99CXRASSIST"  # private coding scheme for the finding codes of cxrassist.labels
 _MAX_OVERLAYS = 3  # SC overlays: the positive findings (up to 6), else the top findings, at least this many
-_MAX_POSITIVE_OVERLAYS = 6  # uncompressed 2k RGB is ~11 MB per image: the other heatmaps are in the PNGs/HTML
-#: The SCs' transfer syntax. Measured for RG1 (6 SCs, bench_pacs.py, 2 cores): JPEG-LS Lossless makes them 13 MB
+_MAX_POSITIVE_OVERLAYS = 6  # 2.6 MB each (1k RGB, uncompressed): the other heatmaps are in the PNGs/HTML
+#: The SCs' transfer syntax. Measured for RG1 (6 SCs with 2k overlays, bench_pacs.py, 2 cores): JPEG-LS makes them 13 MB
 #: instead of 50 MB and sends them in ~0.55 s instead of ~1.3 s (pynetdicom: ~26 ms/MB on loopback with Orthanc's
 #: 16 kB PDUs), but encoding them (CharLS holds the GIL) costs ~1.2 s more on the way to the PACS: a net loss on
 #: loopback and about even on a 1 Gbit/s network, a gain on slower links and in PACS disk. Uncompressed until then;
