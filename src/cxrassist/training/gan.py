@@ -64,13 +64,12 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor, *, win: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """1 - mean SSIM of [N, 1, H, W] images in [0, 1]: the evaluation's SSIM (``evaluation.metrics.ssim``, Gaussian
     window 11 / 1.5, data range 1, positions where the window fits), differentiable."""
-    half = (win - 1) / 2
-    g = torch.exp(-((torch.arange(win, device=pred.device, dtype=torch.float32) - half) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    kx, ky = g.view(1, 1, 1, win), g.view(1, 1, win, 1)
+    from cxrassist.evaluation.metrics import gaussian_window
+
+    kernel = torch.from_numpy(gaussian_window(win, sigma)).to(pred.device, torch.float32).view(1, 1, win, win)
 
     def filt(a: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(a, kx), ky)
+        return F.conv2d(a, kernel)
 
     c1, c2 = 0.01**2, 0.03**2
     mx, my = filt(pred), filt(target)
