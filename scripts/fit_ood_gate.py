@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import hashlib
 import random
 import sys
@@ -249,43 +248,40 @@ def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     return nd_rotate(img, degrees, reshape=False, order=1, mode="constant", cval=0.0).astype(np.float32)
 
 
-#: The lung model whose mask the pipeline's rotation check reads (set by main: the weights' own lungseg).
-LUNG_WEIGHTS: list[Path] = []
-
-
-@functools.lru_cache(maxsize=1)
-def _lung_model(folder: str) -> tuple[Any, Any]:
+def load_lung(folder: Path) -> tuple[Any, Any] | None:
+    """(model, settings) of the lung model whose mask the pipeline's rotation check reads, None without one."""
     from cxrassist.weights import load_model
     from cxrassist.weights.settings import card_settings
 
-    model, card = load_model(Path(folder), inference=True)
+    if not folder.is_dir():
+        return None
+    model, card = load_model(folder, inference=True)
     return model, card_settings(card)
 
 
-def lungs_turned(pixels: np.ndarray) -> bool:
-    """The pipeline's rotation check (after the gate): the two lungs turned past MAX_LUNG_TILT_DEG."""
+def lungs_turned(pixels: np.ndarray, lung: tuple[Any, Any] | None) -> bool:
+    """The pipeline's rotation check (after the gate) with the lung model ``lung``; False without one."""
     from cxrassist.channels import predict_lung_mask
-    from cxrassist.pipeline import MAX_LUNG_TILT_DEG
+    from cxrassist.pipeline import lungs_turned as turned
     from cxrassist.postprocess import lung_tilt_deg
 
-    if not LUNG_WEIGHTS:
+    if lung is None:
         return False
-    model, settings = _lung_model(str(LUNG_WEIGHTS[0]))
-    tilt = lung_tilt_deg(predict_lung_mask(model, settings, np.clip(pixels, 0, 1).astype(np.float32))[0])
-    return tilt is not None and tilt > MAX_LUNG_TILT_DEG
+    mask = predict_lung_mask(lung[0], lung[1], np.clip(pixels, 0, 1).astype(np.float32))[0]
+    return turned(lung_tilt_deg(mask))
 
 
-def whole_path_refuses(pixels: np.ndarray, gate_refused: bool) -> bool:
+def whole_path_refuses(pixels: np.ndarray, gate_refused: bool, lung: tuple[Any, Any] | None) -> bool:
     """Refused by the pixel/chest check (image statistics: these arrays carry no metadata), by the gate or by the
     lungs' rotation check, in the pipeline's order."""
     from cxrassist.io import check_chest
     from cxrassist.types import XRay
 
     check = check_chest(XRay(pixels=np.clip(pixels, 0, 1).astype(np.float32), source_format="png"))
-    return gate_refused or not check.is_chest or check.is_frontal is False or lungs_turned(pixels)
+    return gate_refused or not check.is_chest or check.is_frontal is False or lungs_turned(pixels, lung)
 
 
-def file_path_refuses(path: Path, gate: ood.OodGate, model: Any) -> tuple[bool, bool]:
+def file_path_refuses(path: Path, gate: ood.OodGate, model: Any, lung: tuple[Any, Any] | None) -> tuple[bool, bool]:
     """(refused by the gate alone, refused by reader + check + gate + lung rotation check) for a file."""
     from cxrassist.errors import InputError
     from cxrassist.io import check_chest, read_xray
@@ -298,7 +294,7 @@ def file_path_refuses(path: Path, gate: ood.OodGate, model: Any) -> tuple[bool, 
         return gate_refused, True
     check = check_chest(xray)
     refused = not check.is_chest or check.is_frontal is False or not gate.check(model, xray.pixels).passed
-    return gate_refused, refused or lungs_turned(xray.pixels)
+    return gate_refused, refused or lungs_turned(xray.pixels, lung)
 
 
 # ------------------------------------------------------------------------------------------------- view head
@@ -395,8 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or weights / ood.GATE_DIR
     model, card = load_model(weights / "triage")
     model.eval()
-    if (weights / "lungseg").is_dir():
-        LUNG_WEIGHTS[:] = [weights / "lungseg"]
+    lung = load_lung(weights / "lungseg")
     if channel_names(card) != ["radiograph"]:
         raise SystemExit("the gate needs a triage model whose only input channel is the radiograph")
     size = card_input_size(card)
@@ -497,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def add_row(what: str, images: list[np.ndarray], verdicts: list[ood.OodResult], target: str) -> None:
         refused = [not v.passed for v in verdicts]
-        whole = [whole_path_refuses(img, r) for img, r in zip(images, refused, strict=True)]
+        whole = [whole_path_refuses(img, r, lung) for img, r in zip(images, refused, strict=True)]
         rows.append(
             {
                 "input": what,
@@ -515,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             add_row(what, images, gate.verdicts(scorer.features(images)), target)
 
     def add_files(what: str, paths: list[Path]) -> None:
-        results = [file_path_refuses(p, gate, model) for p in paths]
+        results = [file_path_refuses(p, gate, model, lung) for p in paths]
         if not results:
             return
         pix = [px for px in (any_pixels(p) for p in paths) if px is not None]
@@ -575,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     rg1 = list(pydicom_chest_films())
     add_arrays("real DICOM chest film (RG1, pydicom-data; must pass)", [read_pixels(p) for p in rg1], "pass")
     val_refused = [  # what a user sees on the val films: the checks, the gate, then the lungs' rotation check
-        whole_path_refuses(read_pixels(p), not ok)
+        whole_path_refuses(read_pixels(p), not ok, lung)
         for (_, p), ok in zip(progress(val, "val, whole path"), passed_val, strict=True)
     ]
     rows.append(
@@ -633,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_set": per_set,
         },
         "rejection": rows,
-        "lung_tilt_limit_deg": MAX_LUNG_TILT_DEG if LUNG_WEIGHTS else None,
+        "lung_tilt_limit_deg": MAX_LUNG_TILT_DEG if lung is not None else None,
         "date": time.strftime("%Y-%m-%d"),
         "seconds": round(time.time() - t0, 1),
     }

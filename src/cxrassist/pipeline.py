@@ -296,10 +296,15 @@ LUNG_TILT_METHOD = (
 )
 
 
+def lungs_turned(tilt: float | None) -> bool:
+    """The rotation rule: the lungs turned past MAX_LUNG_TILT_DEG (no two lungs, ``tilt`` None: no verdict)."""
+    return tilt is not None and tilt > MAX_LUNG_TILT_DEG
+
+
 def lung_tilt_verdict(tilt: float | None, force: bool, warnings: list[str]) -> bool:
-    """True when the lungs are tilted past MAX_LUNG_TILT_DEG and ``force`` analyses the film anyway (marked);
-    without ``force`` that refuses it (``NotChestXRayError``). No two lungs: no verdict (False)."""
-    if tilt is None or tilt <= MAX_LUNG_TILT_DEG:
+    """True when the lungs are turned (``lungs_turned``) and ``force`` analyses the film anyway (marked); without
+    ``force`` that refuses it (``NotChestXRayError``)."""
+    if tilt is None or not lungs_turned(tilt):
         return False
     reason = f"the lungs are turned {tilt:.0f} degrees off upright (at most {MAX_LUNG_TILT_DEG:.0f}): a rotated film?"
     if not force:
