@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from cxrassist.postprocess import clean_lung_mask
-from cxrassist.preprocess import SpatialRecord, letterbox, normalize
+from cxrassist.preprocess import Reductions, SpatialRecord, letterbox, normalize
 from cxrassist.weights.settings import (
     BONE_SUBTRACTED,
     INPUT_CHANNELS,
@@ -146,15 +146,19 @@ def classifier_planes(
     lung_mask: np.ndarray | None = None,
     bone: np.ndarray | None = None,
     detail: int | None = None,
+    reductions: Reductions | None = None,
 ) -> tuple[np.ndarray, SpatialRecord]:
     """The [C, size, size] input planes in [0, 1] (not yet normalized) and the radiograph's record.
 
     ``lung_mask`` and ``bone`` are at the radiograph's original resolution; a channel whose source is None is zeros
     (the lateral view, whose lung and bone are not computed). ``detail``: the card's effective size (the radiograph
-    is reduced to it first, as in training; see ``preprocess.letterbox``).
+    is reduced to it first, as in training; see ``preprocess.letterbox``; ``reductions`` shares that reduction with
+    the film's other models). A derived plane is brought into model space only when ``channels`` names it.
     """
-    canvas, rec = letterbox(pixels, size, detail=detail)
-    lung_m, bone_m = to_model_space(rec, lung_mask=lung_mask, bone=bone)
+    canvas, rec = letterbox(pixels, size, detail=detail, reductions=reductions)
+    lung_m, bone_m = to_model_space(
+        rec, lung_mask=lung_mask if LUNG in channels else None, bone=bone if BONE in channels else None
+    )
     zeros = np.zeros_like(canvas)
     planes = []
     for name in channels:

@@ -28,11 +28,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cxrassist.errors import WeightsError
+
+if TYPE_CHECKING:
+    from cxrassist.preprocess import Reductions
 
 GATE_DIR = "ood"
 GATE_CARD = "gate.json"  # not card.json: the gate is not a model the weights catalogue should list
@@ -140,15 +143,17 @@ class OodGate:
     view: ViewHead | None = None
 
     # ------------------------------------------------------------------ features
-    def planes(self, pixels: np.ndarray) -> np.ndarray:
-        """[1, S, S] in [0, 1]: the film reduced to the effective size, then letterboxed like the triage input."""
-        from cxrassist.preprocess import letterbox, resize
+    def planes(self, pixels: np.ndarray, reductions: Reductions | None = None) -> np.ndarray:
+        """[1, S, S] in [0, 1]: the film reduced to the effective size, then letterboxed like the triage input
+        (``reductions``: the film's shared :class:`~cxrassist.preprocess.Reductions`)."""
+        from cxrassist.preprocess import letterbox, reduce_detail
 
-        h, w = pixels.shape
-        if max(h, w) > self.effective_size:
-            s = self.effective_size / max(h, w)
-            pixels = resize(pixels, (max(1, round(h * s)), max(1, round(w * s))))
-        canvas, _ = letterbox(np.asarray(pixels, dtype=np.float32), self.input_size)
+        small = (
+            reduce_detail(pixels, self.effective_size)
+            if reductions is None
+            else reductions.of(pixels, self.effective_size)
+        )
+        canvas, _ = letterbox(np.asarray(small, dtype=np.float32), self.input_size)
         return canvas[None]
 
     def features(self, model: Any, batch: np.ndarray, device: Any = "cpu") -> list[np.ndarray]:
@@ -173,9 +178,11 @@ class OodGate:
             out.append(OodResult(score, self.threshold, passed, view_score, view_threshold))
         return out
 
-    def check(self, model: Any, pixels: np.ndarray, device: Any = "cpu") -> OodResult:
+    def check(
+        self, model: Any, pixels: np.ndarray, device: Any = "cpu", reductions: Reductions | None = None
+    ) -> OodResult:
         """Score one film (float [0, 1], 1 = bone white) with the triage network ``model``."""
-        return self.verdicts(self.features(model, self.planes(pixels)[None], device))[0]
+        return self.verdicts(self.features(model, self.planes(pixels, reductions)[None], device))[0]
 
 
 def pooled_features(

@@ -23,7 +23,7 @@ from cxrassist.channels import classifier_planes, predict_bone, predict_lung_mas
 from cxrassist.errors import NotChestXRayError, OutOfDistributionError, WeightsError
 from cxrassist.labels import FINDINGS
 from cxrassist.postprocess import lung_areas, lung_tilt_deg, normalize_heatmap
-from cxrassist.preprocess import SpatialRecord, normalize
+from cxrassist.preprocess import Reductions, SpatialRecord, normalize
 from cxrassist.result import AnalysisResult, FindingResult, TriageResult, triage_priority
 from cxrassist.tta import tta_logits
 from cxrassist.types import ChestCheck, XRay
@@ -200,7 +200,10 @@ class Pipeline:
         check, lateral_check, refused, warnings = check_study(frontal, lateral, force)
         timings["check"] = _ms(t0)
         t0 = time.perf_counter()
-        ood = ood_verdict(self.ood_gate, self.models["triage"][0], s.triage, frontal, force, self.device, warnings)
+        reductions = Reductions(frontal.pixels)  # the gate, the classifier and triage share the 224-px reduction
+        ood = ood_verdict(
+            self.ood_gate, self.models["triage"][0], s.triage, frontal, force, self.device, warnings, reductions
+        )
         refused = refused or (ood is not None and not ood["passed"])
         timings["ood"] = _ms(t0)
 
@@ -220,7 +223,9 @@ class Pipeline:
         # (class_activation_maps disables gradients wherever it does not need them).
         t0 = time.perf_counter()
         derived = {"lung_mask": lung_mask, "bone": bone}
-        x, rec = model_input(frontal.pixels, s.classifier.input, s.classifier.input.channels, derived, self.device)
+        x, rec = model_input(
+            frontal.pixels, s.classifier.input, s.classifier.input.channels, derived, self.device, reductions
+        )
         x_lat, rec_lat = None, None
         if lateral is not None and self.takes_lateral:
             x_lat, rec_lat = model_input(lateral.pixels, s.classifier.input, s.lateral_channels, {}, self.device)
@@ -231,7 +236,9 @@ class Pipeline:
 
         with torch.inference_mode():
             t0 = time.perf_counter()
-            xt, _ = model_input(frontal.pixels, s.triage.input, s.triage.input.channels, derived, self.device)
+            xt, _ = model_input(
+                frontal.pixels, s.triage.input, s.triage.input.channels, derived, self.device, reductions
+            )
             p_abn = triage_probability(self.models["triage"][0], xt, s.triage.input.tta_zooms)
             timings["triage"] = _ms(t0)
 
@@ -314,7 +321,14 @@ def lung_tilt_verdict(tilt: float | None, force: bool, warnings: list[str]) -> b
 
 
 def ood_verdict(
-    gate: Any, triage_model: Any, triage: CardSettings, frontal: XRay, force: bool, device: Any, warnings: list[str]
+    gate: Any,
+    triage_model: Any,
+    triage: CardSettings,
+    frontal: XRay,
+    force: bool,
+    device: Any,
+    warnings: list[str],
+    reductions: Reductions | None = None,
 ) -> dict[str, Any] | None:
     """The out-of-distribution gate's verdict (report.json's ``ood``); over its threshold the study is refused
     (``OutOfDistributionError``) unless ``force``, which analyses it and marks it."""
@@ -324,7 +338,7 @@ def ood_verdict(
                 "no out-of-distribution gate with these weights: images unlike the training films are not refused"
             )
         return None
-    verdict = gate.check(triage_model, frontal.pixels, device)
+    verdict = gate.check(triage_model, frontal.pixels, device, reductions)
     if not verdict.passed and not force:
         raise OutOfDistributionError(f"refused: {verdict.reason} (--force analyses it anyway, marked)")
     if not verdict.passed:
@@ -338,11 +352,14 @@ def model_input(
     channels: Sequence[str],
     derived: Mapping[str, np.ndarray],
     device: Any = "cpu",
+    reductions: Reductions | None = None,
 ) -> tuple[Any, SpatialRecord]:
     """The [1, C, S, S] normalized input of a model (``channels.classifier_planes``, shared with training)."""
     import torch
 
-    planes, rec = classifier_planes(pixels, inp.size, channels, detail=inp.effective_size, **derived)
+    planes, rec = classifier_planes(
+        pixels, inp.size, channels, detail=inp.effective_size, reductions=reductions, **derived
+    )
     return torch.from_numpy(normalize(planes))[None].to(device), rec
 
 

@@ -7,11 +7,13 @@ import pytest
 
 from cxrassist.preprocess import (
     LEVEL_PRESETS,
+    Reductions,
     SpatialRecord,
     apply_level,
     denormalize,
     letterbox,
     normalize,
+    reduce_detail,
     to_model_input,
 )
 
@@ -125,3 +127,26 @@ def test_non_integer_scale_box_within_one_pixel():
     s = rec.scale
     assert abs(rows[0] - 20 / s) <= 1 and abs(rows[-1] + 1 - 40 / s) <= 1
     assert abs(cols[0] - 50 / s) <= 1 and abs(cols[-1] + 1 - 80 / s) <= 1
+
+
+def test_shared_reductions_give_the_same_canvas_and_are_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline reduces a film once for its three 224-px readers: same canvas as reducing each time."""
+    import cxrassist.preprocess as pp
+
+    film = np.random.default_rng(0).random((700, 610), dtype=np.float32)
+    expected = [letterbox(film, size, detail=224)[0] for size in (256, 320)]
+    calls = []
+    real = pp.reduce_detail
+    monkeypatch.setattr(pp, "reduce_detail", lambda px, d: calls.append(d) or real(px, d))
+    shared = Reductions(film)
+    got = [letterbox(film, size, detail=224, reductions=shared)[0] for size in (256, 320, 256)]
+    assert calls == [224]  # made once, read three times
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert np.array_equal(shared.of(film, 224), reduce_detail(film, 224))
+    assert shared.of(film, None) is film  # no effective size: the film itself
+
+
+def test_reductions_refuse_another_image() -> None:
+    film = np.zeros((300, 300), dtype=np.float32)
+    with pytest.raises(ValueError, match="another image"):
+        letterbox(film.copy(), 128, detail=64, reductions=Reductions(film))

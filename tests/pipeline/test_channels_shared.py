@@ -98,3 +98,15 @@ def test_full_size_lung_outline_is_smooth_and_keeps_the_cleaning() -> None:
     err_smooth = np.mean(original != true_disk)
     err_blocky = np.mean(blocky != true_disk)
     assert err_smooth < 0.5 * err_blocky, (err_smooth, err_blocky)
+
+
+def test_planes_read_only_the_derived_images_their_channels_name() -> None:
+    """A radiograph-only model (triage) gets the same planes with or without the lung and bone images passed, and
+    they are not resized for it (a wrong-shaped bone image would fail if they were)."""
+    film = np.random.default_rng(1).random((400, 360), dtype=np.float32)
+    lung = np.ones_like(film, dtype=bool)
+    plain, _ = classifier_planes(film, 128, [RADIOGRAPH], detail=96)
+    passed, _ = classifier_planes(film, 128, [RADIOGRAPH], lung_mask=lung, bone=np.zeros((3, 3)), detail=96)
+    assert np.array_equal(plain, passed)
+    with pytest.raises(ValueError, match="expected shape"):
+        classifier_planes(film, 128, [RADIOGRAPH, BONE], lung_mask=lung, bone=np.zeros((3, 3)), detail=96)

@@ -199,3 +199,16 @@ def test_batch_discovery_of_fuzzed_dicoms_prints_no_identifier(
     out, err = capfd.readouterr()
     assert sum(len(s.files) for s in studies) == 60
     assert not any(v in err or v in out for v in identifiers) and "Warning" not in err
+
+
+def test_gate_planes_from_shared_reductions_are_the_same(make_phantom) -> None:
+    """The gate reads the film's shared 224-px reduction (``preprocess.Reductions``) and gets the planes it was
+    fitted with."""
+    from cxrassist import ood
+    from cxrassist.preprocess import Reductions
+
+    probe = ood.OodGate([ood.LayerStats(n, p, np.zeros(1), np.eye(1)) for n, p in LAYERS], 0.0, 224, 128)
+    film = make_phantom(600, 520, seed=3)
+    shared = Reductions(film)
+    assert np.array_equal(probe.planes(film), probe.planes(film, shared))
+    assert np.array_equal(probe.planes(film), probe.planes(film, shared))  # read again from the memo
