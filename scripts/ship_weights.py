@@ -7,10 +7,12 @@
 
 What it does, per model:
 1. copies the run's resolved config to ``configs/shipped/<role>.yaml`` (the file that reproduces the weights:
-   ``cxr train TASK --config configs/shipped/<role>.yaml``, with ``run.max_steps`` set to the step of the best
-   checkpoint so the rerun stops where this one was taken);
-2. saves the best checkpoint as fp16 safetensors under ``src/cxrassist/weights/shipped/<dir>/`` and checks that the
-   fp16 model's outputs match the fp32 ones on a real validation image;
+   ``cxr train TASK --config configs/shipped/<role>.yaml``, with ``run.max_steps`` set to the step of the exported
+   weights so the rerun stops where they were taken);
+2. saves the run's export (the val-best checkpoint, or the final weights with ``export.when: last``; the card's
+   ``training.checkpoint`` says which, see ``checkpoint_choice``) as fp16 safetensors under
+   ``src/cxrassist/weights/shipped/<dir>/`` and checks that the fp16 model's outputs match the fp32 ones on a real
+   validation image;
 3. evaluates THE SHIPPED FILE with ``cxrassist.evaluation.runner.evaluate`` on every ``split=val`` manifest (the same
    call as ``cxr evaluate``, so the card's numbers can be reproduced), sets thresholds on val where the task has them,
    and writes the figures, limits and intended use into ``card.json`` and a readable ``MODEL_CARD.md``.
@@ -152,6 +154,42 @@ def best_step(run: Path) -> int | None:
     return step
 
 
+def _export_when(run: Path) -> str:
+    return str((yaml.safe_load((run / "config.yaml").read_text()).get("export") or {}).get("when", "improve"))
+
+
+def shipped_step(run: Path) -> int | None:
+    """The step the run's export holds: its last step for ``export.when: last``, else the val-best one."""
+    import csv
+
+    if _export_when(run) == "last":
+        rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+        return int(rows[-1]["global_step"]) if rows else None
+    return best_step(run)
+
+
+def checkpoint_choice(run: Path, monitor: str) -> str:
+    """How the shipped weights were picked, from the run's config and log.csv, in one sentence for the card: a
+    reader must know whether the val figures carry a choice made on the same films."""
+    import csv
+
+    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    last, step, n = int(rows[-1]["global_step"]), best_step(run), len(rows)
+    if _export_when(run) == "last":
+        return f"Checkpoint: the final weights (step {last}) of a fixed budget; val was not consulted."
+    if n == 1:
+        return f"Checkpoint: step {last}, the run's only val evaluation (at its end); no checkpoint was chosen."
+    if step == last:
+        return (
+            f"Checkpoint: step {step}, the last of {n} val evaluations; it was also the best by val {monitor}, which "
+            "the run would have shipped had an earlier one been better."
+        )
+    return (
+        f"Checkpoint: step {step} of {last}, picked among {n} val evaluations by val {monitor}: the val figures "
+        "below come from the films that picked it."
+    )
+
+
 def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("_run", "git", "git_revision", "command", "argv", "versions"):
@@ -276,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     exports = sorted((args.run / "export").iterdir())
     model32, card = load_model(exports[0])
-    step = best_step(args.run)
+    step = shipped_step(args.run)
     config_path, command = write_config(args.role, args.run, step)
 
     target = SHIPPED / spec["dir"]
@@ -286,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "config_file": str(config_path.relative_to(REPO)),
         "best_step": step,
+        "checkpoint": checkpoint_choice(args.run, str(card.training.get("monitor"))),
     }
     cfg = card.training.get("config") or {}
     if cfg.get("data", {}).get("lung_weights"):
@@ -312,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     if spec.get("terms"):
         card.extra["data_terms"] = spec["terms"]
     card.notes = (
-        f"Limits: {spec['limits']} fp16 storage: largest output difference vs fp32 on a real film "
-        f"{diff:.2e}. Measured on the split=val cases of ../shared/data (public sets, resized); the "
+        f"{card.training['checkpoint']} Limits: {spec['limits']} fp16 storage: largest output difference vs fp32 "
+        f"on a real film {diff:.2e}. Measured on the split=val cases of ../shared/data (public sets, resized); the "
         "held-back test split of those sets was not used."
     )
     card.write(target / "card.json")

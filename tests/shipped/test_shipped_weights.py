@@ -37,6 +37,9 @@ def test_four_trained_models_with_honest_cards() -> None:
         assert card.training.get("command", "").startswith("cxr train"), role
         assert (REPO / card.training["config_file"]).is_file(), f"{role}: the config that reproduces it is missing"
         assert "Limits:" in card.notes
+        # how the checkpoint was chosen (val-best or not) leads the limits, so val figures are read for what they are
+        assert card.training.get("checkpoint", "").startswith("Checkpoint:"), role
+        assert card.notes.startswith(card.training["checkpoint"]), role
         assert card.storage_dtype == "float16"
     total_mb = sum(p.stat().st_size for p in (shipped_dir()).rglob("*.safetensors")) / 2**20
     assert total_mb <= 40, f"shipped weights are {total_mb:.1f} MB"

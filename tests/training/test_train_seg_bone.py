@@ -201,3 +201,45 @@ def test_subsample_keeps_a_fixed_subset_of_one_set_and_refuses_typos(tmp_path: P
         subsample_datasets(records, {"bgi": 2})
     with pytest.raises(ConfigError, match="integer >= 1"):
         subsample_datasets(records, {"big": 0})
+
+
+def test_export_last_ships_the_final_weights_without_a_val_choice(
+    seg_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export.when=last: the final weights and the last evaluation's figures, and the card says no checkpoint was
+    chosen on val; "end" ships the val-best checkpoint and says so. The monitor is made to fall after the first
+    epoch, so the two choices differ."""
+    from safetensors.torch import load_file
+
+    from cxrassist.training.tasks import SegmentationTask
+
+    real = SegmentationTask.validate
+    falling = iter([0.9, 0.5, 0.2] * 2)
+
+    def validate(self, modules, loader, device):
+        return {**real(self, modules, loader, device), "dice_worst_set": next(falling)}
+
+    monkeypatch.setattr(SegmentationTask, "validate", validate)
+    runs = {
+        when: train(_cfg("segmentation", seg_manifest, tmp_path, when, **{"run.epochs": 3, "export.when": when}))
+        for when in ("last", "end")
+    }
+    for when, res in runs.items():
+        card = json.loads((res.export_dir / "card.json").read_text())
+        shipped = load_file(res.export_dir / "model.safetensors")
+        ckpt = "last.pt" if when == "last" else "best.pt"
+        chosen = torch.load(res.run_dir / "checkpoints" / ckpt, weights_only=False, map_location="cpu")["modules"]
+        assert all(torch.equal(shipped[k], chosen["model"][k].float()) for k in shipped), when
+        row = res.history[-1] if when == "last" else res.history[0]
+        assert card["metrics"]["val"]["dice"] == pytest.approx(row["val_dice"])
+        assert card["training"]["checkpoint"].startswith("last:" if when == "last" else "val-best:")
+    assert "no checkpoint chosen on val" in json.loads((runs["last"].export_dir / "card.json").read_text())["notes"]
+    first, final = (load_file(r.export_dir / "model.safetensors") for r in (runs["end"], runs["last"]))
+    assert any(not torch.equal(first[k], final[k]) for k in first)  # the choice mattered
+
+
+def test_export_when_is_checked(seg_manifest: Path, tmp_path: Path) -> None:
+    from cxrassist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"export\.when must be improve, end, last or never"):
+        _cfg("segmentation", seg_manifest, tmp_path, "x", **{"export.when": "final"})

@@ -120,7 +120,10 @@ class ExportConfig:
     version: str = "0.1.0"
     dtype: str = "float32"
     dir: str | None = None  # default runs/<name>/export/<card name>
-    when: str = "improve"  # "improve": export at every new best (usable weights early); "end": once; "never"
+    # "improve": export at every new val best (usable weights early); "end": the val-best checkpoint, once, at the
+    # end; "last": the final weights (the weight average when there is one), val never consulted: a fixed budget,
+    # so val figures carry no checkpoint choice; "never"
+    when: str = "improve"
     intended_use: str = "Research use; decision support for a qualified reader, not a diagnosis."
 
 
@@ -294,8 +297,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("data.size, data.batch_size and optim.grad_accum must be positive")
     if cfg.loss.adversarial not in ("hinge", "lsgan"):
         raise ConfigError(f"loss.adversarial must be hinge or lsgan, got {cfg.loss.adversarial!r}")
-    if cfg.export.when not in ("improve", "end", "never"):
-        raise ConfigError(f"export.when must be improve, end or never, got {cfg.export.when!r}")
+    if cfg.export.when not in ("improve", "end", "last", "never"):
+        raise ConfigError(f"export.when must be improve, end, last or never, got {cfg.export.when!r}")
     if cfg.run.amp not in ("auto", "bf16", "off"):
         raise ConfigError(f"run.amp must be auto, bf16 or off, got {cfg.run.amp!r}")
     if not 0.0 <= cfg.loss.label_smoothing < 1.0:

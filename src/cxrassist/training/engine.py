@@ -280,12 +280,20 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         barrier(info)
 
     best_metrics: dict[str, Any] = {}
+    last_metrics: dict[str, Any] = {}  # the latest evaluation's: what "last" exports carry
 
-    def export(model: nn.Module) -> None:
+    def export(model: nn.Module, metrics: dict[str, Any] | None = None) -> None:
         from cxrassist.training.export import export_weights
 
         result.export_dir = export_weights(
-            cfg, task, model, best_metrics, train_ds.records, val_ds.records if val_ds else [], command, best_export
+            cfg,
+            task,
+            model,
+            best_metrics if metrics is None else metrics,
+            train_ds.records,
+            val_ds.records if val_ds else [],
+            command,
+            best_export,
         )
 
     def end_of_period(epoch_label: int, train_logs: dict[str, float], seconds: float, n_images: int) -> bool:
@@ -298,6 +306,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             with torch.no_grad(), autocast_for(cfg, device):
                 metrics = task.validate(eval_modules, val_loader, device)
         metrics = broadcast_object(info, metrics)  # type: ignore[assignment]
+        last_metrics.clear()
+        last_metrics.update(metrics)
         value = metrics.get(task.monitor)
         improved = (
             value is not None
@@ -421,6 +431,8 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
         save_last()
     if info.enabled:
         _check_ranks_in_sync(info, modules, run_dir)
+    if info.is_main and cfg.export.when == "last":  # the weights as trained, no checkpoint chosen on val
+        export(ema.model if ema else unwrap(modules[export_key]), last_metrics)
     if info.is_main and cfg.export.when == "end" and best_metrics and (ckpt_dir / "best.pt").is_file():
         model = ema.model if ema else unwrap(modules[export_key])
         load_checkpoint(ckpt_dir / "best.pt", modules={"ema" if ema else export_key: model}, restore_rng=False)

@@ -25,6 +25,22 @@ def _data_summary(cfg: TrainConfig, train: list[Record], val: list[Record]) -> d
     }
 
 
+#: How the exported weights were chosen (card ``training.checkpoint``): a reader must know whether the val figures
+#: carry a checkpoint choice made on those same films.
+CHECKPOINT_CHOICE = {
+    "last": "last: the final weights of a fixed budget, val not consulted",
+    "end": "val-best: the checkpoint with the best val monitor, chosen on the split its val figures come from",
+    "improve": "val-best: the checkpoint with the best val monitor, chosen on the split its val figures come from",
+    "never": "none",
+}
+
+
+def _choice_note(cfg: TrainConfig, monitor: str) -> str:
+    if cfg.export.when == "last":
+        return "the final weights; no checkpoint chosen on val"
+    return f"best {monitor} on split {cfg.data.val_split!r}"
+
+
 def export_weights(
     cfg: TrainConfig,
     task: Any,
@@ -53,11 +69,12 @@ def export_weights(
             "git_revision": provenance.git_revision(),
             "task": task.name,
             "monitor": task.monitor,
+            "checkpoint": CHECKPOINT_CHOICE[cfg.export.when],
         },
         metrics={"val": jsonable(metrics)},
         intended_use=cfg.export.intended_use,
         status="trained",
-        notes=f"exported from run {cfg.run_dir} (best {task.monitor} on split {cfg.data.val_split!r})",
+        notes=f"exported from run {cfg.run_dir} ({_choice_note(cfg, task.monitor)})",
     )
     card.input["size"] = cfg.data.size
     if cfg.data.effective_size is not None and task.name in ("triage", "classifier"):
