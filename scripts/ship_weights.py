@@ -143,12 +143,17 @@ def shared_manifest(name: str) -> str:
     return str(SHARED / name / "manifest.csv")
 
 
-def best_step(run: Path) -> int | None:
-    """Global step of the best epoch in the run's log: the last row where the ``best`` column changed."""
+def _log_rows(run: Path) -> list[dict[str, str]]:
+    """The run's log.csv, one dict per val evaluation."""
     import csv
 
+    return list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+
+
+def best_step(run: Path) -> int | None:
+    """Global step of the best epoch in the run's log: the last row where the ``best`` column changed."""
     step, best = None, None
-    for row in csv.DictReader((run / "log.csv").read_text().splitlines()):
+    for row in _log_rows(run):
         if row["best"] != best:
             step, best = int(row["global_step"]), row["best"]
     return step
@@ -160,10 +165,8 @@ def _export_when(run: Path) -> str:
 
 def shipped_step(run: Path) -> int | None:
     """The step the run's export holds: its last step for ``export.when: last``, else the val-best one."""
-    import csv
-
+    rows = _log_rows(run)
     if _export_when(run) == "last":
-        rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
         return int(rows[-1]["global_step"]) if rows else None
     return best_step(run)
 
@@ -171,9 +174,7 @@ def shipped_step(run: Path) -> int | None:
 def checkpoint_choice(run: Path, monitor: str) -> str:
     """How the shipped weights were picked, from the run's config and log.csv, in one sentence for the card: a
     reader must know whether the val figures carry a choice made on the same films."""
-    import csv
-
-    rows = list(csv.DictReader((run / "log.csv").read_text().splitlines()))
+    rows = _log_rows(run)
     last, step, n = int(rows[-1]["global_step"]), best_step(run), len(rows)
     if _export_when(run) == "last":
         return f"Checkpoint: the final weights (step {last}) of a fixed budget; val was not consulted."

@@ -1,0 +1,53 @@
+"""scripts/ship_weights.py says in every card how its checkpoint was chosen, from the run's own log and config."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_weights.py"
+
+
+@pytest.fixture(scope="module")
+def ship():
+    spec = importlib.util.spec_from_file_location("ship_weights", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ship_weights"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path: Path, when: str, values: list[float]) -> Path:
+    """A run folder with config.yaml and log.csv: one val evaluation per value, every 10 steps, and the best so far
+    (the engine's ``best`` column)."""
+    run = tmp_path / when / str(len(values))
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"export": {"when": when}}))
+    bests = [max(values[: i + 1]) for i in range(len(values))]
+    rows = ["epoch,global_step,val_auroc,best"] + [
+        f"{i},{(i + 1) * 10},{v},{b}" for i, (v, b) in enumerate(zip(values, bests, strict=True))
+    ]
+    (run / "log.csv").write_text("\n".join(rows) + "\n")
+    return run
+
+
+def test_val_best_checkpoint_is_said_to_be_chosen_on_val(ship, tmp_path: Path) -> None:
+    run = _run(tmp_path, "end", [0.8, 0.7, 0.75])  # the first evaluation stays the best
+    assert ship.shipped_step(run) == 10
+    text = ship.checkpoint_choice(run, "auroc")
+    assert text.startswith("Checkpoint: step 10 of 30, picked among 3 val evaluations by val auroc")
+
+
+def test_last_and_single_evaluation_runs_say_no_choice(ship, tmp_path: Path) -> None:
+    last = _run(tmp_path, "last", [0.9, 0.8])
+    assert ship.shipped_step(last) == 20  # the final weights, though the best was earlier
+    assert "val was not consulted" in ship.checkpoint_choice(last, "auroc")
+    once = _run(tmp_path, "end", [0.7])
+    assert "no checkpoint was chosen" in ship.checkpoint_choice(once, "auroc")
+    rising = _run(tmp_path, "improve", [0.7, 0.8])
+    assert "the last of 2 val evaluations; it was also the best" in ship.checkpoint_choice(rising, "auroc")
