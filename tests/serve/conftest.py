@@ -93,8 +93,12 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CXR_REQUIRE_BROWSER") == "1":
             pytest.fail(f"CXR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} not installed")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Expectations wait on the local server (an upload's reply, a study fetched on click), which a 2-core machine
+    # that is busy with other work answered in more than Playwright's default 5 s; the waits for an analysis to end
+    # keep their own longer timeouts.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
