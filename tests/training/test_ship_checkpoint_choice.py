@@ -51,3 +51,32 @@ def test_last_and_single_evaluation_runs_say_no_choice(ship, tmp_path: Path) -> 
     assert "no checkpoint was chosen" in ship.checkpoint_choice(once, "auroc")
     rising = _run(tmp_path, "improve", [0.7, 0.8])
     assert "the last of 2 val evaluations; it was also the best" in ship.checkpoint_choice(rising, "auroc")
+
+
+def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data: Path, tmp_path: Path) -> None:
+    """scripts/cv_findings.py: the folds hold out disjoint patients, cover every NIH film once, and each fold trains
+    the shipped recipe to its full budget with the fold's manifest in place of the NIH one (final weights)."""
+    spec = importlib.util.spec_from_file_location("cv_findings", SCRIPT.with_name("cv_findings.py"))
+    assert spec is not None and spec.loader is not None
+    cv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cv)
+    from cxrassist.data.manifest import load_manifest
+    from cxrassist.data.records import select
+    from cxrassist.training.config import load_config
+
+    source = shared_data / "nih_cxr14_sample" / "manifest.csv"
+    held: list[set[str]] = []
+    patients: list[set[str]] = []
+    for fold in (0, 1):
+        manifest = cv.fold_manifest(source, tmp_path / f"f{fold}", fold, 2)
+        records = load_manifest(manifest)
+        assert {r.dataset for r in records} == {"nih_cxr14_sample"} and len(records) == len(load_manifest(source))
+        out = select(records, "val")
+        held.append({r.id for r in out})
+        patients.append({r.group for r in out})
+        recipe = SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml"
+        cfg = load_config(cv.fold_config(recipe, manifest, tmp_path, fold))
+        assert str(manifest) in cfg.data.manifests and cfg.run.max_steps is None and cfg.export.when == "last"
+        assert len(cfg.data.manifests) == len(yaml.safe_load(recipe.read_text())["data"]["manifests"])
+    assert not held[0] & held[1] and not patients[0] & patients[1]
+    assert len(held[0] | held[1]) == len(load_manifest(source))
