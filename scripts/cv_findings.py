@@ -75,20 +75,15 @@ def fold_config(config: Path, manifest: Path, out: Path, fold: int) -> Path:
 
 def predict_fold(export_dir: Path, manifest: Path, device: str = "cpu") -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids, targets [N, K], probabilities [N, K]) of the fold's held-out films, as ``cxr evaluate`` predicts."""
-    from cxrassist.data.derived import DerivedChannels
     from cxrassist.data.manifest import load_manifest
     from cxrassist.data.records import select
-    from cxrassist.evaluation.classification import predict
+    from cxrassist.evaluation.classification import card_derived_channels, predict
     from cxrassist.weights import load_model
-    from cxrassist.weights.settings import BONE_SUBTRACTED, card_settings
 
     model, card = load_model(export_dir, inference=True)
     model.eval()
     records = [r for r in select(load_manifest(manifest), "val") if r.has_findings]
-    data = (card.training.get("config") or {}).get("data", {})
-    channels = card_settings(card).input.channels
-    bone = data.get("bone_weights") if BONE_SUBTRACTED in channels else None
-    derived = DerivedChannels.from_weights(data.get("lung_weights"), bone, cache_dir=REPO / "runs" / "cache")
+    derived = card_derived_channels(card, cache_dir=REPO / "runs" / "cache", device=device)
     y, p = predict("classifier", model, card, records, device=device, derived=derived)
     return [r.id for r in records], y, p
 

@@ -90,6 +90,27 @@ def predict(
     return np.concatenate(ys).reshape(len(ds), -1), np.concatenate(ps).reshape(len(ds), -1)
 
 
+def card_derived_channels(
+    card: Any,
+    *,
+    lung_weights: str | None = None,
+    bone_weights: str | None = None,
+    cache_dir: Path | None = None,
+    device: Any = "cpu",
+) -> Any:
+    """The derived lung/bone channels a classifier's card asks for (``DerivedChannels``), from the lung and bone
+    weights it was trained with unless others are given; None for a radiograph-only model."""
+    channels = card_settings(card).input.channels
+    if channels == (RADIOGRAPH,):
+        return None
+    from cxrassist.data.derived import DerivedChannels
+
+    data_cfg = (card.training.get("config") or {}).get("data", {})
+    lw = lung_weights or data_cfg.get("lung_weights")
+    bw = bone_weights or (data_cfg.get("bone_weights") if BONE_SUBTRACTED in channels else None)
+    return DerivedChannels.from_weights(lw, bw, cache_dir=cache_dir or Path("runs") / "cache", device=device)
+
+
 def _auc_entry(bootstrap: int, seed: int) -> Any:
     def fn(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
         keep = ~np.isnan(np.asarray(y, float))
@@ -133,20 +154,15 @@ def evaluate_classification(
     """
     from sklearn.metrics import roc_curve
 
-    derived = None
     channels = card_settings(card).input.channels
     if len(channels) != int(getattr(model, "in_chans", 1)):
         raise ConfigError(
             f"the card names {len(channels)} input channels ({', '.join(channels)}); the model takes "
             f"{getattr(model, 'in_chans', 1)}"
         )
-    if channels != (RADIOGRAPH,):
-        from cxrassist.data.derived import DerivedChannels
-
-        data_cfg = (card.training.get("config") or {}).get("data", {})
-        lw = lung_weights or data_cfg.get("lung_weights")
-        bw = bone_weights or (data_cfg.get("bone_weights") if BONE_SUBTRACTED in channels else None)
-        derived = DerivedChannels.from_weights(lw, bw, cache_dir=cache_dir or Path("runs") / "cache", device=device)
+    derived = card_derived_channels(
+        card, lung_weights=lung_weights, bone_weights=bone_weights, cache_dir=cache_dir, device=device
+    )
     wanted = [r for r in records if (r.has_abnormal if task == "triage" else r.has_findings)]
     if not wanted:
         raise DatasetError(f"no records with {task} labels in the evaluation set")
