@@ -37,6 +37,8 @@ FINDING_NAMES: tuple[str, ...] = tuple(f.name for f in FINDINGS)
 FINDING_CODES: tuple[str, ...] = tuple(f.code for f in FINDINGS)
 NUM_FINDINGS = len(FINDINGS)
 CRITICAL_CODES: frozenset[str] = frozenset(f.code for f in FINDINGS if f.critical)
+#: Findings whose evidence lies in the lung fields: their heatmaps are judged (and trained) against the lung mask.
+LUNG_FIELD_CODES: tuple[str, ...] = ("AT", "CO", "ED", "PN", "PX", "LL", "AO")
 
 _BY_NAME = {f.name.lower(): f for f in FINDINGS}
 _BY_CODE = {f.code: f for f in FINDINGS}

@@ -29,7 +29,8 @@ TASKS = ("segmentation", "bone", "triage", "classifier")
 class CxrDataset(Dataset):
     """Items are dicts: ``image`` (C, S, S) normalized, plus per task ``mask`` (1, S, S) in {0, 1}, ``bone``
     (1, S, S) bone image in the [0, 1] radiograph domain, ``target`` (1,) triage, ``labels`` (13,) with NaN = unknown,
-    ``lateral`` (1, S, S) + ``has_lateral`` for dual-view models, and ``index``.
+    ``lateral`` (1, S, S) + ``has_lateral`` for dual-view models, and ``index``. With ``lung_mask``, ``lung``
+    (1, S, S): the lung mask the lung_segmented channel was made with, after the same augmentation.
 
     ``image01`` (the augmented [0, 1] radiograph before normalization) is kept for the bone task, whose losses and
     metrics live in the intensity domain.
@@ -49,6 +50,7 @@ class CxrDataset(Dataset):
         channels: int | Sequence[str] = 1,
         lateral: bool = False,
         detail: int | None = None,
+        lung_mask: bool = False,
     ) -> None:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -68,12 +70,15 @@ class CxrDataset(Dataset):
         self.channels = len(self.channel_names)
         self.lateral = lateral
         self.detail = detail  # effective size of radiograph channels (preprocess.letterbox); targets are exact
+        self.lung_mask = lung_mask  # also return the (augmented) lung mask as "lung" (training.lung_prior)
         self.epoch = 0
         if self.channel_names != (RADIOGRAPH,) and derived is None:
             raise DatasetError(
                 f"input channels {', '.join(self.channel_names)} need derived lung/bone channels "
                 "(lung and bone weights)"
             )
+        if lung_mask and (task not in ("triage", "classifier") or LUNG_SEGMENTED not in self.channel_names):
+            raise DatasetError("lung_mask needs a triage/classifier task whose channels include lung_segmented")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -105,7 +110,9 @@ class CxrDataset(Dataset):
             item["bone"] = bone_target(x, s)
             item["image01"] = x
         else:
-            x = self._classification_input(rec, x, rng)
+            x, lung = self._classification_input(rec, x, rng)
+            if self.lung_mask:
+                item["lung"] = lung
             if self.task == "triage":
                 item["target"] = torch.tensor([rec.abnormal], dtype=torch.float32)
             else:
@@ -126,11 +133,14 @@ class CxrDataset(Dataset):
         item["image"] = normalize(x).float()
         return item
 
-    def _classification_input(self, rec: Record, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _classification_input(
+        self, rec: Record, x: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The named channels: radiograph, lung_segmented (radiograph x lung mask), bone_subtracted (predicted bone
-        image), as ``channels.classifier_planes`` builds them for inference (ARCHITECTURE.md)."""
+        image), as ``channels.classifier_planes`` builds them for inference (ARCHITECTURE.md); and the lung mask used
+        (None for a radiograph-only model)."""
         if self.channel_names == (RADIOGRAPH,):
-            return self.augment(rng, x)["image"] if self.augment else x
+            return (self.augment(rng, x)["image"] if self.augment else x), None
         lung, bone = self.derived.get(rec.image, self.size)  # type: ignore[union-attr]
         lung_t = torch.from_numpy(lung)[None]
         bone_t = torch.from_numpy(bone)[None]
@@ -138,7 +148,7 @@ class CxrDataset(Dataset):
             parts = self.augment(rng, x, masks=lung_t, passive=bone_t)
             x, lung_t, bone_t = parts["image"], parts["masks"], parts["passive"]
         planes = {RADIOGRAPH: x, LUNG_SEGMENTED: x * lung_t, BONE_SUBTRACTED: bone_t}
-        return torch.cat([planes[name] for name in self.channel_names], 0)
+        return torch.cat([planes[name] for name in self.channel_names], 0), lung_t
 
 
 def bone_target(image01: torch.Tensor, suppressed01: torch.Tensor) -> torch.Tensor:

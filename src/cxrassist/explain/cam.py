@@ -102,6 +102,31 @@ def _cam(features: torch.Tensor, classifier: nn.Linear) -> torch.Tensor:
     return torch.einsum("kc,bchw->bkhw", classifier.weight, features)
 
 
+def cam_forward(model: nn.Module, x: torch.Tensor, dense_levels: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(logits, raw re-gridded CAMs [B, K, h, w], model pixels per cell) of a single-view classifier in one pass.
+
+    Differentiable (no ``no_grad`` here), so training can put a loss on the very maps that reports show
+    (``training.lung_prior``); :func:`class_activation_maps` wraps it for inference.
+    """
+    net: Any = getattr(model, "module", model)  # a DenseNet-121 classifier, possibly inside DDP (duck-typed)
+    classifier = getattr(net, "classifier", None)
+    if not isinstance(classifier, nn.Linear):
+        raise TypeError(f"{type(net).__name__} has no Linear 'classifier' head; use grad_cam(model, x, layer, k)")
+    if hasattr(net, "block_config"):  # a 2-block test model has only one transition to densify
+        dense_levels = min(dense_levels, len(net.block_config) - 1)
+    if hasattr(net, "forward_features_dense"):
+        dense_levels = max(dense_levels, 0)
+        logits, feats = model(x, dense_levels)  # through forward: DDP syncs only what forward computed
+        stride = net.reduction // 2**dense_levels if dense_levels else x.shape[-1] // feats.shape[-1]
+    else:
+        dense_levels = 0
+        feats = net.forward_features(x)
+        logits = net.forward_head(feats)
+        stride = x.shape[-1] // feats.shape[-1]
+    raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(net, "feature_offset_px", 0.0))
+    return logits, raw, stride
+
+
 def class_activation_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -117,24 +142,8 @@ def class_activation_maps(
         return _branch_grad_cams(model, x, lateral, lateral_present)
     if lateral is not None:
         raise ValueError(f"{type(model).__name__} is a single-view model; it takes no lateral view")
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, nn.Linear):
-        raise TypeError(f"{type(model).__name__} has no Linear 'classifier' head; use grad_cam(model, x, layer, k)")
-    net: Any = model  # a DenseNet-121 classifier (its methods are duck-typed: tests use smaller ones)
     with torch.no_grad():
-        if hasattr(net, "block_config"):  # a 2-block test model has only one transition to densify
-            dense_levels = min(dense_levels, len(net.block_config) - 1)
-        if hasattr(net, "forward_features_dense") and dense_levels > 0:
-            feats = net.forward_features_dense(x, dense_levels)
-            step = 2**dense_levels
-            logits = net.forward_head(feats[..., ::step, ::step])
-            stride = net.reduction // step
-        else:
-            dense_levels = 0
-            feats = net.forward_features(x)
-            logits = net.forward_head(feats)
-            stride = x.shape[-1] // feats.shape[-1]
-        raw = regrid_map(_cam(feats, classifier), dense_levels, stride, getattr(net, "feature_offset_px", 0.0))
+        logits, raw, stride = cam_forward(model, x, dense_levels)
     return CamOutput(
         logits=logits,
         cams={"frontal": normalize_maps(raw)},

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -193,5 +193,25 @@ class DenseNetClassifier(nn.Module):
         pooled = torch.flatten(F.adaptive_avg_pool2d(features, 1), 1)
         return self.classifier(self.head_drop(pooled))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    @overload
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def forward(self, x: torch.Tensor, dense_levels: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def forward(
+        self, x: torch.Tensor, dense_levels: int | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits; with ``dense_levels``, (logits, dense final feature map) from one pass.
+
+        The second form is what class activation maps are made of (``explain.cam.cam_forward``). It goes through
+        ``forward`` because DistributedDataParallel synchronises gradients only of what ``forward`` computed, and
+        training puts a loss on those maps (``training.lung_prior``).
+        """
+        if dense_levels is None:
+            return self.forward_head(self.forward_features(x))
+        if dense_levels == 0:
+            feats = self.forward_features(x)
+            return self.forward_head(feats), feats
+        feats = self.forward_features_dense(x, dense_levels)
+        step = 2**dense_levels
+        return self.forward_head(feats[..., ::step, ::step]), feats

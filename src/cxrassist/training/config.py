@@ -94,6 +94,11 @@ class LossConfig:
     # classifier: where a teacher probability is known, the BCE target is (1 - w) * label + w * teacher
     # (= (1 - w) * BCE(label) + w * BCE(teacher); a label that is unknown takes the teacher alone)
     distill_weight: float = 0.0
+    # classifier: weight of the lung prior on the lung findings' CAMs (training/lung_prior.py; needs the
+    # lung_segmented channel); the maps are taken at lung_cam_levels (explain.cam's dense_levels, 2 = the reports')
+    lung_cam_weight: float = 0.0
+    lung_cam_levels: int = 2
+    lung_cam_beta: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,13 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"loss.distill_weight must be in [0, 1], got {cfg.loss.distill_weight}")
     if cfg.loss.distill_weight > 0 and not cfg.data.teacher:
         raise ConfigError("loss.distill_weight > 0 needs data.teacher ({dataset: teacher predictions CSV})")
+    if cfg.loss.lung_cam_weight < 0 or cfg.loss.lung_cam_beta <= 0 or not 0 <= cfg.loss.lung_cam_levels <= 3:
+        raise ConfigError(
+            "loss.lung_cam_weight must be >= 0, loss.lung_cam_beta > 0 and loss.lung_cam_levels 0..3, got "
+            f"{cfg.loss.lung_cam_weight}, {cfg.loss.lung_cam_beta}, {cfg.loss.lung_cam_levels}"
+        )
+    if cfg.loss.lung_cam_weight > 0 and cfg.task != "classifier":
+        raise ConfigError(f"loss.lung_cam_weight is for task=classifier (its lung findings), not {cfg.task}")
     if cfg.data.effective_size is not None and cfg.data.effective_size < 8:
         raise ConfigError(f"data.effective_size must be >= 8 px, got {cfg.data.effective_size}")
 

@@ -20,7 +20,7 @@ from cxrassist.data.cache import ImageCache
 from cxrassist.data.dataset import CxrDataset
 from cxrassist.data.records import Record, repeat_datasets, select, subsample_datasets
 from cxrassist.data.teacher import attach_teacher
-from cxrassist.errors import DatasetError
+from cxrassist.errors import ConfigError, DatasetError
 from cxrassist.labels import FINDING_CODES
 from cxrassist.training.checkpoint import unwrap
 from cxrassist.training.config import TrainConfig
@@ -157,6 +157,7 @@ class _BinaryOrMulti(Task):
             "channels": chans,
             "lateral": self.cfg.data.lateral,
             "detail": self.cfg.data.effective_size,
+            "lung_mask": self.cfg.loss.lung_cam_weight > 0,
         }
         if chans > 1:
             from cxrassist.data.derived import DerivedChannels
@@ -179,7 +180,16 @@ class _BinaryOrMulti(Task):
     def loss(
         self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = self.forward(modules["model"], batch).float()
+        prior = None
+        if self.cfg.loss.lung_cam_weight > 0 and "lung" in batch:
+            from cxrassist.explain.cam import cam_forward
+            from cxrassist.training.lung_prior import lung_prior_loss
+
+            logits, raw, _ = cam_forward(modules["model"], batch["image"], self.cfg.loss.lung_cam_levels)
+            logits = logits.float()
+            prior = lung_prior_loss(raw.float(), batch["lung"], beta=self.cfg.loss.lung_cam_beta)
+        else:
+            logits = self.forward(modules["model"], batch).float()
         y = self.targets(batch).to(logits.dtype).reshape(logits.shape)
         w = self.cfg.loss.distill_weight
         if w > 0 and "teacher" in batch:  # soft targets: (1 - w) * label + w * teacher, the teacher alone if unknown
@@ -192,7 +202,10 @@ class _BinaryOrMulti(Task):
         pw = None if self.cfg.loss.pos_weight is None else torch.tensor(self.cfg.loss.pos_weight, device=y.device)
         per = F.binary_cross_entropy_with_logits(logits, t, reduction="none", pos_weight=pw)
         loss = (per * known).sum() / known.sum().clamp_min(1)
-        return loss, {"bce": loss.item()}
+        if prior is None:
+            return loss, {"bce": loss.item()}
+        logs = {"bce": loss.item(), "lung_prior": prior.item()}
+        return loss + self.cfg.loss.lung_cam_weight * prior, logs
 
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -239,14 +252,37 @@ class ClassifierTask(_BinaryOrMulti):
     monitor = "mean_auroc"
 
     def build(self):  # noqa: ANN201
+        """``model.init_from``: triage weights (everything but the head, the design's order), or earlier classifier
+        weights of the same architecture and outputs (all of it: a continuation, e.g. with another loss)."""
         modules = super().build()
         if self.cfg.model.init_from:
             from cxrassist.models import init_classifier_from_triage
             from cxrassist.weights import load_model
 
-            triage, _ = load_model(self.cfg.model.init_from)
-            init_classifier_from_triage(modules["model"], triage.state_dict())
-            log.info("classifier initialised from triage weights %s", self.cfg.model.init_from)
+            previous, _ = load_model(self.cfg.model.init_from)
+            model = modules["model"]
+            mine, theirs = model.state_dict(), previous.state_dict()
+            if (
+                type(previous) is type(model)
+                and mine.keys() == theirs.keys()
+                and all(theirs[k].shape == v.shape for k, v in mine.items())
+            ):
+                model.load_state_dict(previous.state_dict())
+                log.info("classifier continued from classifier weights %s", self.cfg.model.init_from)
+            else:
+                init_classifier_from_triage(model, previous.state_dict())
+                log.info("classifier initialised from triage weights %s", self.cfg.model.init_from)
+        if self.cfg.loss.lung_cam_weight > 0:
+            from cxrassist.models.densenet import DenseNetClassifier
+            from cxrassist.weights.settings import LUNG_SEGMENTED, channels_of
+
+            model = modules["model"]
+            chans = channels_of(int(getattr(model, "in_chans", 1)), "classifier")
+            if not isinstance(model, DenseNetClassifier) or LUNG_SEGMENTED not in chans:
+                raise ConfigError(
+                    f"loss.lung_cam_weight needs a single-view classifier fed the lung_segmented channel; "
+                    f"{self.cfg.model.name} has channels {', '.join(chans)}"
+                )
         return modules
 
     def targets(self, batch: dict[str, Any]) -> torch.Tensor:
