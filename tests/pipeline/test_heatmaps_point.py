@@ -218,6 +218,18 @@ def test_measurement_on_a_synthetic_film() -> None:
     assert summary["synthetic"]["in_lung_share"] == 0.5  # PN's empty map points nowhere useful: (0, 0) is outside
     assert summary["synthetic"]["empty_maps"] == 1 and summary["synthetic"]["empty_share"] == 0.2
     assert summary["synthetic"]["pointing_share"] == 0.5
+    # every lung finding's map, called or not: LL, AT in; AO out; PN's empty map at (0, 0) out; CO, ED, PX (all-zero
+    # stand-in maps, peak at cell (0, 0)) out
+    assert scored["lung_maps"] == {
+        "AT": True,
+        "CO": False,
+        "ED": False,
+        "PN": False,
+        "PX": False,
+        "LL": True,
+        "AO": False,
+    }
+    assert summary["synthetic"]["lung_maps"] == 7 and summary["synthetic"]["lung_maps_in_lung_share"] == round(2 / 7, 3)
     pn = np.hypot(40.5 - 10, 20.5 - 10) / 160  # PN's empty map "peaks" at cell (0, 0): (10, 10)
     assert summary["synthetic"]["out_of_lung_median_distance"] == pytest.approx((80.5 / 160 + pn) / 2, abs=0.002)
     # "all": calls of the first two films only, pointing of all three

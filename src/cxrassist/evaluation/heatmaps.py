@@ -8,6 +8,8 @@ the original pixels with the film's ``SpatialRecord`` (the same mapping the repo
   pipeline's own lung mask dilated by ``dilate`` x sqrt(lung area) (10 % by default: ~5 % of the image side on a
   typical film, a sixth of a map cell at 256 px). A peak in the letterbox padding is outside.
   Peaks outside carry their distance to the (undilated) mask as a share of the film's longer side.
+- **every lung map**: the same test for the map of each lung finding on each film, called or not (7 per film):
+  where the model looks for lung findings, whatever the thresholds (which move the in-lung share's call set).
 - **empty**: a positive call whose map is all zero (must never happen; any finding, not only the lung ones).
 - **pointing game** (NIH boxes, ``bbox_2017.csv``): for each boxed image and each boxed finding, whether that
   finding's peak is inside one of its boxes, *whether or not the finding is called positive*; ``chance`` is the
@@ -28,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from cxrassist.labels import FINDINGS
+from cxrassist.labels import FINDINGS, LUNG_FIELD_CODES
 from cxrassist.preprocess import SpatialRecord
 
 log = logging.getLogger(__name__)
 
 #: Findings that live in the lung fields (their peak belongs inside the lungs).
-LUNG_CODES: tuple[str, ...] = ("AT", "CO", "ED", "PN", "PX", "LL", "AO")
+LUNG_CODES: tuple[str, ...] = LUNG_FIELD_CODES
 _CODES = [f.code for f in FINDINGS]
 _BY_NAME = {f.name.lower(): f.code for f in FINDINGS} | {f.code.lower(): f.code for f in FINDINGS}
 
@@ -141,6 +143,10 @@ def score_result(
                 else None,
             }
         )
+    lung_maps = {}
+    for code in LUNG_CODES:
+        row, col = map_peak(np.asarray(result.cams[_CODES.index(code)]), result.cam_record)
+        lung_maps[code] = near_mask(result.lung_mask, row, col, dilate)
     positive = {f.code: f.positive for f in result.findings}
     for code in sorted({b.code for b in boxes}):
         mine = [b for b in boxes if b.code == code]
@@ -156,7 +162,14 @@ def score_result(
                 "peak_col": round(col, 1),
             }
         )
-    return {"source": source, "id": image_id, "shape": list(shape), "calls": calls, "pointing": points}
+    return {
+        "source": source,
+        "id": image_id,
+        "shape": list(shape),
+        "calls": calls,
+        "lung_maps": lung_maps,
+        "pointing": points,
+    }
 
 
 def _share(k: int, n: int) -> float | None:
@@ -180,6 +193,7 @@ def summarize(films: Iterable[Mapping[str, Any]], *, pointing_only: Iterable[str
         calls = [c for f in mine for c in f["calls"]]
         lung = [c for c in calls if c["lung_finding"]]
         out_of_lung = [c["lung_distance"] for c in lung if not c["in_lung"]]
+        maps = [inside for f in mine for inside in (f.get("lung_maps") or {}).values()]
         per_code = {}
         for code in LUNG_CODES:
             cc = [c for c in lung if c["code"] == code]
@@ -194,6 +208,8 @@ def summarize(films: Iterable[Mapping[str, Any]], *, pointing_only: Iterable[str
             "in_lung": sum(bool(c["in_lung"]) for c in lung),
             "in_lung_share": _share(sum(bool(c["in_lung"]) for c in lung), len(lung)),
             "lung_calls_per_code": per_code,
+            "lung_maps": len(maps),
+            "lung_maps_in_lung_share": _share(sum(maps), len(maps)),
             # the peaks outside the dilated lungs: median distance to the lung mask, share of the film's long side
             "out_of_lung_median_distance": round(float(np.median(out_of_lung)), 3) if out_of_lung else None,
             "pointing_n": len(points),
@@ -212,15 +228,15 @@ def format_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
 
     head = (
         f"{'source':<18} {'films':>5} {'pos calls':>9} {'empty':>5} {'empty %':>7} {'lung calls':>10} "
-        f"{'in lung':>7} {'in-lung share':>13} {'out: median dist':>16} {'pointing':>8} {'hit share':>9} "
-        f"{'chance':>6}"
+        f"{'in lung':>7} {'in-lung share':>13} {'out: median dist':>16} {'all maps in lung':>16} {'pointing':>8} "
+        f"{'hit share':>9} {'chance':>6}"
     )
     lines = [head, "-" * len(head)]
     for source, r in summary.items():
         lines.append(
             f"{source:<18} {r['films']:>5} {r['positive_calls']:>9} {r['empty_maps']:>5} {s(r['empty_share']):>7} "
             f"{r['lung_calls']:>10} {r['in_lung']:>7} {s(r['in_lung_share']):>13} "
-            f"{s(r['out_of_lung_median_distance']):>16} "
+            f"{s(r['out_of_lung_median_distance']):>16} {s(r['lung_maps_in_lung_share']):>16} "
             f"{r['pointing_hits']:>3}/{r['pointing_n']:<4} {s(r['pointing_share']):>9} {s(r['pointing_chance']):>6}"
         )
     return "\n".join(lines)
