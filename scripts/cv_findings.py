@@ -1,6 +1,6 @@
 """Patient-wise cross-validation of the findings recipe on the NIH films: out-of-fold figures with many more positives.
 
-    python scripts/cv_findings.py [--config configs/shipped/classifier.yaml] [--folds 2] [--out runs/cv-findings]
+    python scripts/cv_findings.py [--config configs/shipped/classifier-1.3.0.yaml] [--folds 2] [--out runs/cv-findings]
         [--threads 2] [--json OUT]
 
 Why: `nih_cxr14_sample` val has 79 films (5-12 positives per finding), so its per-finding AUROCs have CIs ~0.25 wide.
@@ -14,6 +14,10 @@ What it measures is the recipe, not the shipped weights (those trained on every 
 figures are in the card). The held-out films' normal/abnormal labels were seen by the triage model the recipe starts
 from (``model.init_from``), never their finding labels. Each fold ships its final weights (``export.when: last``):
 no checkpoint is chosen on the held-out films. A fold whose run already exported is not trained again.
+
+A recipe that continues earlier findings weights (findings 1.4.0's ``configs/shipped/classifier.yaml`` continues
+1.3.0) is refused: those weights trained on every NIH film, the held-out ones included. The default is 1.3.0's
+recipe (from triage), the stage 1.4.0 continues.
 
 This is a maintainer's script (it needs ../shared/data); it is never imported by the package.
 """
@@ -63,6 +67,12 @@ def fold_config(config: Path, manifest: Path, out: Path, fold: int) -> Path:
     manifests = cfg["data"]["manifests"]
     if not any(Path(m).parent.name == NIH for m in manifests):
         sys.exit(f"{config} does not train on {NIH}: nothing to cross-validate")
+    init = (cfg.get("model") or {}).get("init_from")
+    if init and init != "triage" and Path(init).name != "triage":
+        sys.exit(
+            f"{config} starts from {init}, not from triage: weights trained on the held-out films would leak into "
+            "every fold; cross-validate the recipe it continues (e.g. configs/shipped/classifier-1.3.0.yaml)"
+        )
     cfg["data"]["manifests"] = [str(manifest) if Path(m).parent.name == NIH else m for m in manifests]
     cfg["name"] = f"fold{fold}"
     cfg["out_dir"] = str(out)
@@ -116,7 +126,7 @@ def score(ids: list[str], y: np.ndarray, p: np.ndarray, teacher: Path, bootstrap
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "shipped" / "classifier.yaml")
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "shipped" / "classifier-1.3.0.yaml")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "cv-findings")

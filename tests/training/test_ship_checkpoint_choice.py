@@ -74,9 +74,12 @@ def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data
         out = select(records, "val")
         held.append({r.id for r in out})
         patients.append({r.group for r in out})
-        recipe = SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml"
+        recipe = SCRIPT.parents[1] / "configs" / "shipped" / "classifier-1.3.0.yaml"
         cfg = load_config(cv.fold_config(recipe, manifest, tmp_path, fold))
         assert str(manifest) in cfg.data.manifests and cfg.run.max_steps is None and cfg.export.when == "last"
         assert len(cfg.data.manifests) == len(yaml.safe_load(recipe.read_text())["data"]["manifests"])
+    # the shipped 1.4.0 recipe continues 1.3.0, which trained on every NIH film: folding it would leak the held-out ones
+    with pytest.raises(SystemExit, match="not from triage"):
+        cv.fold_config(SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml", manifest, tmp_path, 0)
     assert not held[0] & held[1] and not patients[0] & patients[1]
     assert len(held[0] | held[1]) == len(load_manifest(source))
