@@ -1,7 +1,7 @@
 """Patient-wise cross-validation of the findings recipe on the NIH films: out-of-fold figures with many more positives.
 
     python scripts/cv_findings.py [--config configs/shipped/classifier-1.3.0.yaml] [--folds 2] [--out runs/cv-findings]
-        [--threads 2] [--json OUT]
+        [--then configs/shipped/classifier.yaml] [--threads 2] [--json OUT]
 
 Why: `nih_cxr14_sample` val has 79 films (5-12 positives per finding), so its per-finding AUROCs have CIs ~0.25 wide.
 Issue 12 allows "out-of-fold predictions of a patient-wise cross-validation" instead. Each fold trains the config's
@@ -16,8 +16,9 @@ from (``model.init_from``), never their finding labels. Each fold ships its fina
 no checkpoint is chosen on the held-out films. A fold whose run already exported is not trained again.
 
 A recipe that continues earlier findings weights (findings 1.4.0's ``configs/shipped/classifier.yaml`` continues
-1.3.0) is refused: those weights trained on every NIH film, the held-out ones included. The default is 1.3.0's
-recipe (from triage), the stage 1.4.0 continues.
+1.3.0) is refused as ``--config``: those weights trained on every NIH film, the held-out ones included. Give it as
+``--then`` instead: each fold's model from ``--config`` is then continued with that recipe on the same fold (its
+``model.init_from`` replaced by the fold's export), and the continued models are the ones scored.
 
 This is a maintainer's script (it needs ../shared/data); it is never imported by the package.
 """
@@ -61,24 +62,30 @@ def fold_manifest(source: Path, out: Path, fold: int, folds: int) -> Path:
     return target
 
 
-def fold_config(config: Path, manifest: Path, out: Path, fold: int) -> Path:
-    """The recipe's config with the NIH manifest swapped for the fold's, run to its full budget, final weights."""
+def fold_config(config: Path, manifest: Path, out: Path, fold: int, *, continues: Path | None = None) -> Path:
+    """The recipe's config with the NIH manifest swapped for the fold's, run to its full budget, final weights.
+
+    ``continues``: the fold's earlier export, which this recipe continues (``--then``) in place of its own
+    ``model.init_from``; without it, a recipe that does not start from triage is refused.
+    """
     cfg = yaml.safe_load(config.read_text())
     manifests = cfg["data"]["manifests"]
     if not any(Path(m).parent.name == NIH for m in manifests):
         sys.exit(f"{config} does not train on {NIH}: nothing to cross-validate")
     init = (cfg.get("model") or {}).get("init_from")
-    if init and init != "triage" and Path(init).name != "triage":
+    if continues is not None:
+        cfg["model"]["init_from"] = str(continues)
+    elif init and init != "triage" and Path(init).name != "triage":
         sys.exit(
             f"{config} starts from {init}, not from triage: weights trained on the held-out films would leak into "
             "every fold; cross-validate the recipe it continues (e.g. configs/shipped/classifier-1.3.0.yaml)"
         )
     cfg["data"]["manifests"] = [str(manifest) if Path(m).parent.name == NIH else m for m in manifests]
-    cfg["name"] = f"fold{fold}"
+    cfg["name"] = f"fold{fold}" if continues is None else f"fold{fold}-then"
     cfg["out_dir"] = str(out)
     cfg["run"]["max_steps"] = None  # the recipe's epochs, not the step a shipped run stopped at
     cfg["export"]["when"] = "last"
-    path = out / f"fold{fold}.yaml"
+    path = out / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -130,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "cv-findings")
+    ap.add_argument("--then", type=Path, default=None, help="a recipe that continues each fold's model (e.g. 1.4.0's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-positives", type=int, default=10, help="findings in the mean need this many positives")
     ap.add_argument("--json", type=Path, default=None)
@@ -158,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         if not export.is_dir():
             train(load_config(fold_config(args.config, manifest, args.out, fold)))
         export_dir = next(p for p in export.iterdir() if p.is_dir())
+        if args.then is not None:
+            export = args.out / f"fold{fold}-then" / "export"
+            if not export.is_dir():
+                train(load_config(fold_config(args.then, manifest, args.out, fold, continues=export_dir)))
+            export_dir = next(p for p in export.iterdir() if p.is_dir())
         fold_ids, y, p = predict_fold(export_dir, manifest)
         ids += fold_ids
         ys.append(y)
@@ -165,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fold {fold}: {len(fold_ids)} held-out NIH films predicted")
     y, p = np.concatenate(ys), np.concatenate(ps)
     per = score(ids, y, p, args.data / NIH / "teacher_chexnet_preds.csv")
-    print(f"\nout-of-fold, {len(ids)} {NIH} films, {args.folds}-fold patient-wise ({args.config.name} recipe)")
+    recipe = args.config.name + (f" then {args.then.name}" if args.then else "")
+    print(f"\nout-of-fold, {len(ids)} {NIH} films, {args.folds}-fold patient-wise ({recipe} recipe)")
     print(f"{'finding':8s} {'pos/n':>9s} {'AUROC':>6s} {'95% CI':>13s} {'CheXNet ref':>11s}")
     for code in FINDING_CODES:
         if code in per:
@@ -183,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"films": len(ids), "folds": args.folds, "findings": per, "mean_over": both}
+        summary = {"films": len(ids), "folds": args.folds, "recipe": recipe, "findings": per, "mean_over": both}
         args.json.write_text(json.dumps({**summary, "model_mean": mean, "reference_mean": ref_mean}, indent=1) + "\n")
     return 0
 

@@ -79,7 +79,12 @@ def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data
         assert str(manifest) in cfg.data.manifests and cfg.run.max_steps is None and cfg.export.when == "last"
         assert len(cfg.data.manifests) == len(yaml.safe_load(recipe.read_text())["data"]["manifests"])
     # the shipped 1.4.0 recipe continues 1.3.0, which trained on every NIH film: folding it would leak the held-out ones
+    shipped = SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml"
     with pytest.raises(SystemExit, match="not from triage"):
-        cv.fold_config(SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml", manifest, tmp_path, 0)
+        cv.fold_config(shipped, manifest, tmp_path, 0)
+    # as --then it continues the fold's own model instead
+    then = load_config(cv.fold_config(shipped, manifest, tmp_path, 0, continues=tmp_path / "fold0" / "export" / "m"))
+    assert then.model.init_from == str(tmp_path / "fold0" / "export" / "m") and then.name == "fold0-then"
+    assert str(manifest) in then.data.manifests and then.loss.lung_cam_weight > 0
     assert not held[0] & held[1] and not patients[0] & patients[1]
     assert len(held[0] | held[1]) == len(load_manifest(source))
