@@ -75,6 +75,7 @@ class ModelSettings:
     finding_labels: tuple[LabelSettings, ...]  # the card's label of each of FINDINGS
     lateral_channels: tuple[str, ...]  # the classifier's lateral branch (empty: frontal-only)
     summaries: tuple[dict[str, Any], ...]  # model_summary of each role, in ROLES order
+    heatmap_meaning: str  # what the classifier's heatmap colours mean (explain.cam.heatmap_meaning of its card)
 
     @property
     def triage_label(self) -> LabelSettings:
@@ -83,6 +84,8 @@ class ModelSettings:
 
 def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
     """Read the four cards once: a malformed or incomplete card fails here (one line naming it), not on a film."""
+    from cxrassist.explain.cam import heatmap_meaning
+
     s = {role: card_settings(models[role][1]) for role in ROLES}
     cls, (cls_model, _) = s["classifier"], models["classifier"]
     index, labels = [], []
@@ -116,6 +119,7 @@ def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
         finding_labels=tuple(labels),
         lateral_channels=lateral,
         summaries=tuple(model_summary(role, models[role][1]) for role in ROLES),
+        heatmap_meaning=heatmap_meaning(models["classifier"][1]),
     )
 
 
@@ -269,6 +273,7 @@ class Pipeline:
             timings_ms=timings,
             warnings=warnings,
             ood=ood,
+            heatmap_meaning=s.heatmap_meaning,
         )
 
 

@@ -93,6 +93,7 @@ class AnalysisResult:
     warnings: list[str] = field(default_factory=list)
     ood: dict[str, Any] | None = None  # the out-of-distribution gate's verdict (cxrassist.ood); None without a gate
     lung_tilt_deg: float | None = None  # postprocess.lung_tilt_deg of the lung mask; None without two lungs
+    heatmap_meaning: str | None = None  # what the heatmap colours mean for this classifier (None: the generic one)
 
     @property
     def untrained(self) -> bool:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cxrassist.evaluation.heatmaps import Box, load_boxes, map_peak, near_mask, score_result, summarize
 from cxrassist.explain import HEATMAP_MEANING, class_activation_maps, normalize_maps, regrid_map
+from cxrassist.explain.cam import LUNG_PRIOR_MEANING, heatmap_meaning
 from cxrassist.labels import FINDINGS
 from cxrassist.preprocess import SpatialRecord
 
@@ -149,6 +150,21 @@ def test_report_and_viewer_state_what_the_colours_mean(rg1_report: tuple[Path, d
     assert "renderLegend(d.heatmap_legend)" in js and 'id="heatmap-legend"' in (STATIC / "study.html").read_text()
 
 
+def test_the_legend_says_when_lung_maps_were_trained_into_the_lungs() -> None:
+    """A classifier trained with the lung prior (loss.lung_cam_weight > 0 in its card's training config) gets one
+    more sentence in the legend: a lung finding's map lying in the lungs is by design, not evidence in itself."""
+    from cxrassist.report.images import heatmap_legend
+
+    def card(loss: object) -> dict:
+        return {"name": "c", "training": {"config": {"loss": loss}}}
+
+    assert heatmap_meaning(card({"lung_cam_weight": 0.5})) == f"{HEATMAP_MEANING} {LUNG_PRIOR_MEANING}"
+    for plain in (card({"lung_cam_weight": 0.0}), card({}), card(None), {"name": "c"}, card({"lung_cam_weight": "x"})):
+        assert heatmap_meaning(plain) == HEATMAP_MEANING
+    assert heatmap_legend(LUNG_PRIOR_MEANING)["meaning"] == LUNG_PRIOR_MEANING
+    assert heatmap_legend()["meaning"] == HEATMAP_MEANING
+
+
 # ---------------------------------------------------------------------------------------------- measurement
 def _stand_in(
     cams: dict[str, np.ndarray], positive: set[str], record: SpatialRecord, mask: np.ndarray
@@ -259,9 +275,9 @@ def test_nih_boxes_and_the_shipped_pipeline_on_a_boxed_film(shared_data: Path) -
 
 
 def test_shipped_maps_on_rg1_point_into_the_lungs(rg1_file: Path) -> None:
-    """RG1 (several lung masses): every positive call has a map, and the Lung Lesion / Lung Opacity maps peak in the
-    (dilated) lungs, whether called or not. With the shipped 1.2.0 findings model both are called and peak in the
-    left lower zone; a new model that moves them out of the lungs misses issue 12's target and fails here."""
+    """RG1 (several lung masses): every positive call has a map, and every lung finding's map peaks in the (dilated)
+    lungs, whether called or not (findings 1.4.0 was trained with the lung prior; a model that moves them out of the
+    lungs misses issue 12's target and fails here). The report says that the maps were trained into the lungs."""
     from cxrassist.io import read_xray
     from cxrassist.pipeline import Pipeline
 
@@ -272,3 +288,5 @@ def test_shipped_maps_on_rg1_point_into_the_lungs(rg1_file: Path) -> None:
     for code in ("LL", "AO"):
         row, col = map_peak(result.cams[CODES.index(code)], result.cam_record)
         assert near_mask(result.lung_mask, row, col), f"{code} peaks at ({row:.0f}, {col:.0f}), outside the lungs"
+    assert all(scored["lung_maps"].values()), scored["lung_maps"]
+    assert result.heatmap_meaning == f"{HEATMAP_MEANING} {LUNG_PRIOR_MEANING}"

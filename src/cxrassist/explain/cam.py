@@ -56,6 +56,28 @@ HEATMAP_MEANING = (
 )
 
 
+#: Added to :data:`HEATMAP_MEANING` when the classifier was trained with the lung prior (``training.lung_prior``): the
+#: reader must know that a lung finding's map lying in the lungs is what training asked for, not evidence in itself.
+LUNG_PRIOR_MEANING = (
+    "This model was trained to keep the maps of the lung findings (atelectasis, consolidation, edema, pneumonia, "
+    "pneumothorax, lung lesion, lung opacity) inside the lung fields: that they lie in the lungs is by design; "
+    "where within the lungs they are warmest is the model's evidence, coarsely (about an eighth of the image per cell)."
+)
+
+
+def heatmap_meaning(card: Any) -> str:
+    """The sentence a report shows beside a classifier's heatmaps: :data:`HEATMAP_MEANING`, plus
+    :data:`LUNG_PRIOR_MEANING` when the card's training used the lung prior (``loss.lung_cam_weight`` > 0)."""
+    from cxrassist.weights.settings import card_dict
+
+    loss = ((card_dict(card).get("training") or {}).get("config") or {}).get("loss") or {}
+    try:
+        prior = float(loss.get("lung_cam_weight") or 0.0) > 0
+    except (TypeError, ValueError):
+        prior = False
+    return f"{HEATMAP_MEANING} {LUNG_PRIOR_MEANING}" if prior else HEATMAP_MEANING
+
+
 def normalize_maps(raw: torch.Tensor) -> torch.Tensor:
     """Per image and class: ``(raw - min) / (max - min)`` over the map (see the module docstring for why).
 

@@ -71,10 +71,12 @@ def data_uri(image: Image.Image, *, max_side: int = PREVIEW_SIDE, fmt: str = "PN
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def heatmap_legend() -> dict[str, object]:
-    """What the heatmap colours mean and how they are drawn (``report.json``'s ``heatmap_legend``)."""
+def heatmap_legend(meaning: str | None = None) -> dict[str, object]:
+    """What the heatmap colours mean and how they are drawn (``report.json``'s ``heatmap_legend``).
+
+    ``meaning``: the classifier's own sentence (``explain.cam.heatmap_meaning``), default the generic one."""
     return {
-        "meaning": HEATMAP_MEANING,
+        "meaning": meaning or HEATMAP_MEANING,
         "zero": "the lowest value of this finding's map in this film",
         "one": "the highest value of this finding's map in this film",
         "transparent_below": HEATMAP_FLOOR,

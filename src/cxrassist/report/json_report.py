@@ -113,7 +113,7 @@ def build_report(
             "measured": measured_figures(t.measured),
         },
         "findings": findings,
-        "heatmap_legend": heatmap_legend(),
+        "heatmap_legend": heatmap_legend(getattr(result, "heatmap_meaning", None)),
         "lung": {
             "mask": files.get("lung_mask"),
             "segmented": files.get("lung_segmented"),
