@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         summary = {"films": len(ids), "folds": args.folds, "recipe": recipe, "findings": per, "mean_over": both}
         args.json.write_text(json.dumps({**summary, "model_mean": mean, "reference_mean": ref_mean}, indent=1) + "\n")
+        # the out-of-fold probabilities themselves, so that recipes can be compared film by film (paired bootstrap)
+        np.savez_compressed(args.json.with_suffix(".npz"), ids=np.array(ids), y=y, p=p)
     return 0
 
 
