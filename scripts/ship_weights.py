@@ -198,6 +198,20 @@ def checkpoint_choice(run: Path, monitor: str) -> str:
     )
 
 
+def continues_stage(role: str, init_from: str | None) -> bool:
+    """Whether a run of ``role`` continued the role's earlier stage (``ROLES[role]["init_from"]``), so its recipe must
+    rerun that stage first. A findings run that started from triage weights (the design's order) did not: only one
+    whose ``model.init_from`` holds findings weights (a card with more than one label) did. Bone stages always do."""
+    if not init_from or not ROLES[role].get("init_from"):
+        return False
+    if ROLES[role]["task"] != "classifier":
+        return True
+    card = Path(init_from) / "card.json"
+    if not card.is_file():  # a role name ("triage") or a folder that is gone: judged by its name
+        return Path(init_from).name not in ("triage", "cxrassist-triage")
+    return len(json.loads(card.read_text()).get("labels") or []) > 1
+
+
 def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     for key in ("_run", "git", "git_revision", "command", "argv", "versions"):
@@ -206,15 +220,16 @@ def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:
     for key in ("lung_weights", "bone_weights"):
         if cfg["data"].get(key):
             cfg["data"][key] = {"lung_weights": "lungseg", "bone_weights": "bone"}[key]  # the shipped models
+    staged = continues_stage(role, cfg["model"].get("init_from"))
     if cfg["model"].get("init_from"):  # the weights it started from, as the earlier stage's rerun writes them
-        cfg["model"]["init_from"] = ROLES[role].get("init_from", "triage")
+        cfg["model"]["init_from"] = ROLES[role]["init_from"] if staged else "triage"
     cfg["name"] = f"shipped-{role}"
     if step is not None:
         cfg["run"]["max_steps"] = step
     out = REPO / "configs" / "shipped" / f"{role}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = f"cxr train {cfg['task']} --config configs/shipped/{role}.yaml --threads 2"
-    if cfg["model"].get("init_from") and ROLES[role].get("stage_before"):
+    if staged and ROLES[role].get("stage_before"):
         command = f"{ROLES[role]['stage_before']} && {command}"
     header = (
         f"# Reproduces src/cxrassist/weights/shipped/{ROLES[role]['dir']} (written by scripts/ship_weights.py)\n"
@@ -335,11 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": checkpoint_choice(args.run, str(card.training.get("monitor"))),
     }
     cfg = card.training.get("config") or {}
+    staged = continues_stage(args.role, (cfg.get("model") or {}).get("init_from"))
     if cfg.get("data", {}).get("lung_weights"):
         cfg["data"]["lung_weights"], cfg["data"]["bone_weights"] = "lungseg", "bone"
         if cfg["model"].get("init_from"):
             cfg["model"]["init_from"] = "triage"
-    if cfg.get("model", {}).get("init_from") and spec.get("init_from"):  # a warm start: the earlier stage's output
+    if staged:  # a warm start: the earlier stage's output
         cfg["model"]["init_from"] = spec["init_from"]
     if spec["task"] == "triage":
         from cxrassist.tta import TRAINING_CROP_ZOOMS

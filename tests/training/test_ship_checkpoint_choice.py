@@ -88,3 +88,23 @@ def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data
     assert str(manifest) in then.data.manifests and then.loss.lung_cam_weight > 0
     assert not held[0] & held[1] and not patients[0] & patients[1]
     assert len(held[0] | held[1]) == len(load_manifest(source))
+
+
+def test_only_a_continued_findings_run_reruns_the_earlier_stage(ship, tmp_path: Path) -> None:
+    """The findings role names 1.3.0's export as its earlier stage; a findings run from triage weights (the design's
+    order, e.g. a 512-px run) must not be written as continuing it."""
+    import json
+
+    def folder(name: str, labels: list[str]) -> str:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "card.json").write_text(json.dumps({"labels": labels}))
+        return str(d)
+
+    findings = folder("findings", ["Atelectasis", "Cardiomegaly"])
+    triage = folder("some-triage-run", ["Abnormal"])
+    assert ship.continues_stage("classifier", findings)
+    assert not ship.continues_stage("classifier", triage)
+    assert not ship.continues_stage("classifier", "triage") and not ship.continues_stage("classifier", None)
+    assert ship.continues_stage("bone", "anything")  # every bone stage continues the one before
+    assert not ship.continues_stage("triage", findings)  # triage has no earlier stage to rerun
