@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from PIL import Image
 from cxrassist.labels import CHESTXRAY14_LABELS
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 TINY_SEG = {"width": 1 / 16}
 TINY_GAN = {"base_channels": 4}
 TINY_DN = {"growth_rate": 4, "block_config": [1, 1, 1, 1], "num_init_features": 8}
@@ -137,6 +142,21 @@ class Tiny:
     make_bone = staticmethod(make_bone)
     make_cls = staticmethod(make_cls)
     shared = SHARED
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """Import a maintainer's script (``scripts/<name>.py``, not a package module) by name, for testing its logic."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,10 @@ import pytest
 
 from cxrassist.labels import FINDING_CODES
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ablation_table.py"
-
 
 @pytest.fixture(scope="module")
-def table():
-    spec = importlib.util.spec_from_file_location("ablation_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def table(load_script):
+    return load_script("ablation_table")
 
 
 def _write(root: Path, name: str, ids: list[str], y: np.ndarray, p: np.ndarray) -> Path:

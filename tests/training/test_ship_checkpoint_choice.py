@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_weights.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def ship():
-    spec = importlib.util.spec_from_file_location("ship_weights", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ship_weights"] = module
-    spec.loader.exec_module(module)
-    return module
+def ship(load_script):
+    return load_script("ship_weights")
 
 
 def _run(tmp_path: Path, when: str, values: list[float]) -> Path:
@@ -53,13 +46,12 @@ def test_last_and_single_evaluation_runs_say_no_choice(ship, tmp_path: Path) -> 
     assert "the last of 2 val evaluations; it was also the best" in ship.checkpoint_choice(rising, "auroc")
 
 
-def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data: Path, tmp_path: Path) -> None:
+def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(
+    shared_data: Path, tmp_path: Path, load_script
+) -> None:
     """scripts/cv_findings.py: the folds hold out disjoint patients, cover every NIH film once, and each fold trains
     the shipped recipe to its full budget with the fold's manifest in place of the NIH one (final weights)."""
-    spec = importlib.util.spec_from_file_location("cv_findings", SCRIPT.with_name("cv_findings.py"))
-    assert spec is not None and spec.loader is not None
-    cv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cv)
+    cv = load_script("cv_findings")
     from cxrassist.data.manifest import load_manifest
     from cxrassist.data.records import select
     from cxrassist.training.config import load_config
@@ -74,12 +66,12 @@ def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(shared_data
         out = select(records, "val")
         held.append({r.id for r in out})
         patients.append({r.group for r in out})
-        recipe = SCRIPT.parents[1] / "configs" / "shipped" / "classifier-1.3.0.yaml"
+        recipe = REPO / "configs" / "shipped" / "classifier-1.3.0.yaml"
         cfg = load_config(cv.fold_config(recipe, manifest, tmp_path, fold))
         assert str(manifest) in cfg.data.manifests and cfg.run.max_steps is None and cfg.export.when == "last"
         assert len(cfg.data.manifests) == len(yaml.safe_load(recipe.read_text())["data"]["manifests"])
     # the shipped 1.4.0 recipe continues 1.3.0, which trained on every NIH film: folding it would leak the held-out ones
-    shipped = SCRIPT.parents[1] / "configs" / "shipped" / "classifier.yaml"
+    shipped = REPO / "configs" / "shipped" / "classifier.yaml"
     with pytest.raises(SystemExit, match="not from triage"):
         cv.fold_config(shipped, manifest, tmp_path, 0)
     # as --then it continues the fold's own model instead
