@@ -267,10 +267,10 @@ class ClassifierTask(_BinaryOrMulti):
                 and mine.keys() == theirs.keys()
                 and all(theirs[k].shape == v.shape for k, v in mine.items())
             ):
-                model.load_state_dict(previous.state_dict())
+                model.load_state_dict(theirs)
                 log.info("classifier continued from classifier weights %s", self.cfg.model.init_from)
             else:
-                init_classifier_from_triage(model, previous.state_dict())
+                init_classifier_from_triage(model, theirs)
                 log.info("classifier initialised from triage weights %s", self.cfg.model.init_from)
         if self.cfg.loss.lung_cam_weight > 0:
             from cxrassist.models.densenet import DenseNetClassifier
