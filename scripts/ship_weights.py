@@ -98,6 +98,9 @@ ROLES: dict[str, dict[str, Any]] = {
         "task": "triage",
         "name": "cxrassist-triage",
         "eval": list(CHEST_EVAL_SETS),
+        # 1.3.0 continues 1.2.0 (from scratch): 1.2.0's config is kept and rerun first
+        "init_from": "runs/shipped-triage-1.2.0/export/triage-dn121-512",
+        "stage_before": "cxr train triage --config configs/shipped/triage-1.2.0.yaml --threads 2",
         "limits": "Normal vs abnormal learned from every labelled film of ../shared/data except covid_radiography "
         "(left out of training for its site-shortcut risk; scored here as a source the model never saw): "
         "RSNA radiologist-normal NIH films, RSNA abnormal NIH films, the NIH sample, TB (Shenzhen, "
@@ -201,15 +204,18 @@ def checkpoint_choice(run: Path, monitor: str) -> str:
 def continues_stage(role: str, init_from: str | None) -> bool:
     """Whether a run of ``role`` continued the role's earlier stage (``ROLES[role]["init_from"]``), so its recipe must
     rerun that stage first. A findings run that started from triage weights (the design's order) did not: only one
-    whose ``model.init_from`` holds findings weights (a card with more than one label) did. Bone stages always do."""
+    whose ``model.init_from`` holds findings weights (a card with more than one label) did; a triage run did when it
+    started from triage weights (one label). Bone stages always do."""
     if not init_from or not ROLES[role].get("init_from"):
         return False
-    if ROLES[role]["task"] != "classifier":
+    if ROLES[role]["task"] not in ("classifier", "triage"):
         return True
     card = Path(init_from) / "card.json"
-    if not card.is_file():  # a role name ("triage") or a folder that is gone: judged by its name
-        return Path(init_from).name not in ("triage", "cxrassist-triage")
-    return len(json.loads(card.read_text()).get("labels") or []) > 1
+    if card.is_file():
+        findings = len(json.loads(card.read_text()).get("labels") or []) > 1
+    else:  # a role name ("triage") or a folder that is gone: judged by its name
+        findings = Path(init_from).name not in ("triage", "cxrassist-triage", "triage-dn121-512")
+    return findings == (ROLES[role]["task"] == "classifier")
 
 
 def write_config(role: str, run: Path, step: int | None) -> tuple[Path, str]:

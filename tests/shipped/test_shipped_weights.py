@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_four_trained_models_with_honest_cards() -> None:
         assert "not a diagnosis" in card.intended_use
         assert card.training.get("command", "").startswith("cxr train"), role
         assert (REPO / card.training["config_file"]).is_file(), f"{role}: the config that reproduces it is missing"
+        # a staged recipe (triage 1.2.0 -> 1.3.0, findings 1.3.0 -> 1.4.0) names every stage's config, all kept
+        stages = re.findall(r"--config (\S+)", card.training["command"])
+        assert card.training["config_file"] in stages and all((REPO / c).is_file() for c in stages), (role, stages)
         assert "Limits:" in card.notes
         # how the checkpoint was chosen (val-best or not) leads the limits, so val figures are read for what they are
         assert card.training.get("checkpoint", "").startswith("Checkpoint:"), role

@@ -82,9 +82,9 @@ def test_cv_folds_split_the_nih_films_by_patient_and_keep_the_recipe(
     assert len(held[0] | held[1]) == len(load_manifest(source))
 
 
-def test_only_a_continued_findings_run_reruns_the_earlier_stage(ship, tmp_path: Path) -> None:
-    """The findings role names 1.3.0's export as its earlier stage; a findings run from triage weights (the design's
-    order, e.g. a 512-px run) must not be written as continuing it."""
+def test_only_a_continued_run_reruns_the_earlier_stage(ship, tmp_path: Path) -> None:
+    """The findings role names its earlier stage's export; a findings run from triage weights (the design's order,
+    e.g. a 512-px run) must not be written as continuing it. A triage run continues triage weights only."""
     import json
 
     def folder(name: str, labels: list[str]) -> str:
@@ -99,4 +99,6 @@ def test_only_a_continued_findings_run_reruns_the_earlier_stage(ship, tmp_path: 
     assert not ship.continues_stage("classifier", triage)
     assert not ship.continues_stage("classifier", "triage") and not ship.continues_stage("classifier", None)
     assert ship.continues_stage("bone", "anything")  # every bone stage continues the one before
-    assert not ship.continues_stage("triage", findings)  # triage has no earlier stage to rerun
+    # triage reruns its earlier stage (1.2.0) when it continued triage weights, never from findings weights
+    assert ship.continues_stage("triage", triage) and ship.continues_stage("triage", "triage")
+    assert not ship.continues_stage("triage", findings) and not ship.continues_stage("triage", None)
