@@ -85,20 +85,24 @@ def oof_table(paths: list[Path], boot: int = 1000, seed: int = 0) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] == "--oof":
-        rest = argv[1:]
-        boot = 1000
-        if "--boot" in rest:
-            i = rest.index("--boot")
-            boot = int(rest[i + 1])
-            rest = rest[:i] + rest[i + 2 :]
-        print(oof_table([Path(p) for p in rest], boot=boot))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", type=Path, nargs="+", help="one JSON per row (the first row is the baseline with --oof)")
+    ap.add_argument("--oof", action="store_true", help="cv_findings.py outputs: paired comparison, film by film")
+    ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the paired difference (--oof)")
+    args = ap.parse_args(argv)
+    missing = [str(p) for p in args.json if not p.is_file()]
+    if missing:
+        ap.error(f"no such file: {', '.join(missing)}")
+    if args.oof:
+        print(oof_table(args.json, boot=args.boot))
         return
     head = "| model | n | " + " | ".join(FINDING_CODES) + " | AVG | AVG (>=10 pos) |"
     print(head)
     print("|" + "---|" * (len(FINDING_CODES) + 4))
-    for p in argv:
-        print(row(Path(p)))
+    for p in args.json:
+        print(row(p))
 
 
 if __name__ == "__main__":
