@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.data}: no {NIH}/manifest.csv (this script needs ../shared/data)")
     from cxrassist.weights import shipped_dir
 
-    weights = args.weights or str(shipped_dir() / {"classifier": "classifier", "triage": "triage"}[args.task])
+    weights = args.weights or str(shipped_dir() / args.task)  # the shipped folders are named like the tasks
     rsna = [str(args.data / name / "manifest.csv") for name in RSNA]
     kw: dict[str, Any] = {"weights": weights, "bootstrap": 1000, "cache_dir": REPO / "runs" / "cache"}
     if args.task == "classifier":  # the reference's probabilities give the NIH-alone figure
