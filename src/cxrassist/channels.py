@@ -72,9 +72,14 @@ def card_effective_size(card: Any) -> int | None:
 
 def lung_threshold(settings: CardSettings) -> float:
     """The lung model's threshold: its ``Lung`` output (or its only one)."""
+    return label_threshold(settings, "Lung")
+
+
+def label_threshold(settings: CardSettings, name: str) -> float:
+    """A segmentation model's threshold for ``name`` (or for its only output, whatever the card calls it)."""
     if len(settings.labels) == 1:
         return settings.labels[0].threshold
-    return settings.label("Lung").threshold
+    return settings.label(name).threshold
 
 
 def _run(model: Any, canvas: np.ndarray) -> np.ndarray:
@@ -96,28 +101,67 @@ def predict_lung_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.nda
     """Lung mask of a [0, 1] radiograph: (model-space mask, its record, original-resolution mask), all bool.
 
     ``card``: the lung model's card or the settings read from it (``weights.settings.card_settings``, done once by
-    the pipeline).
+    the pipeline). The two largest components are kept (two lungs), holes filled.
 
     The original-resolution mask thresholds the probability resized smoothly to the film's size (not the model-space
     mask blown up), so a 2000 px film gets a smooth outline instead of 8-pixel stair steps.
     """
+    return predict_mask(model, card, pixels, label="Lung", keep=2)
+
+
+def predict_heart_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord]:
+    """Heart mask of a [0, 1] radiograph in model space, and its record (one component: one heart).
+
+    Model space only: the cardiothoracic ratio is measured there (``cxrassist.measured``), and the mask at a 2k
+    film's resolution would cost ~40 ms for nothing. ``predict_organ_mask`` gives the film-resolution outline.
+    """
+    mask, rec, _ = _model_space_mask(model, card_settings(card), pixels, label="Heart", keep=1)
+    return mask, rec
+
+
+#: How many components each organ's mask keeps (two lungs, one heart).
+ORGAN_COMPONENTS: dict[str, int] = {"Lung": 2, "Heart": 1}
+
+
+def predict_organ_mask(model: Any, card: Any, pixels: np.ndarray) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
+    """The mask of whichever organ the card's (first) label names, as :func:`predict_mask` (lungs or heart)."""
     settings = card_settings(card)
+    label = settings.labels[0].name if settings.labels else "Lung"
+    return predict_mask(model, settings, pixels, label=label, keep=ORGAN_COMPONENTS.get(label, 2))
+
+
+def _model_space_mask(
+    model: Any, settings: CardSettings, pixels: np.ndarray, *, label: str, keep: int
+) -> tuple[np.ndarray, SpatialRecord, np.ndarray | None]:
+    """(cleaned model-space mask, record, model-space probability or None for a multi-class model)."""
     canvas, rec = letterbox(pixels, settings.input.size)
     logits = _run(model, canvas)
     valid = _valid_area(rec)
     if logits.shape[0] == 1:
-        threshold = lung_threshold(settings)
         prob = np.where(valid, 1.0 / (1.0 + np.exp(-logits[0])), 0.0).astype(np.float32)
-        mask = clean_lung_mask(prob >= threshold)
-        # smooth edge from the resized probability, but only in a one-pixel (model space) band around the cleaned
-        # mask: the components it dropped stay dropped and its filled holes stay filled (cheap at 2000 px, unlike
-        # cleaning again at full size)
-        band_outer = rec.mask_to_original(ndimage.binary_dilation(mask))
-        band_inner = rec.mask_to_original(ndimage.binary_erosion(mask))
-        original = ((rec.to_original(prob) >= threshold) & band_outer) | band_inner
-    else:
-        mask = clean_lung_mask((logits.argmax(0) > 0) & valid)
-        original = rec.mask_to_original(mask)
+        return clean_lung_mask(prob >= label_threshold(settings, label), keep=keep), rec, prob
+    return clean_lung_mask((logits.argmax(0) > 0) & valid, keep=keep), rec, None
+
+
+def predict_mask(
+    model: Any, card: Any, pixels: np.ndarray, *, label: str, keep: int
+) -> tuple[np.ndarray, SpatialRecord, np.ndarray]:
+    """A one-organ segmentation: (model-space mask, its record, original-resolution mask), all bool.
+
+    The ``keep`` largest components are kept and their holes filled; at the original resolution the outline is the
+    probability resized smoothly and thresholded, within a one-pixel (model space) band around the cleaned mask.
+    """
+    settings = card_settings(card)
+    mask, rec, prob = _model_space_mask(model, settings, pixels, label=label, keep=keep)
+    if prob is None:
+        return mask, rec, rec.mask_to_original(mask)
+    threshold = label_threshold(settings, label)
+    # smooth edge from the resized probability, but only in a one-pixel (model space) band around the cleaned mask:
+    # the components it dropped stay dropped and its filled holes stay filled (cheap at 2000 px, unlike cleaning
+    # again at full size)
+    band_outer = rec.mask_to_original(ndimage.binary_dilation(mask))
+    band_inner = rec.mask_to_original(ndimage.binary_erosion(mask))
+    original = ((rec.to_original(prob) >= threshold) & band_outer) | band_inner
     return mask, rec, original
 
 

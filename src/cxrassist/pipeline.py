@@ -1,13 +1,15 @@
 """Pipeline: XRay(s) -> AnalysisResult. Pure compute, no files written.
 
-Order of the stages (each one's output feeds the next): chest check -> lung segmentation -> bone subtraction ->
-classifier with CAMs (inputs built from the two previous stages as the classifier's card says) -> triage.
+Order of the stages (each one's output feeds the next): chest check -> lung segmentation -> (heart outline and
+cardiothoracic ratio, when the classifier's card scores a finding from it: ``cxrassist.measured``) -> bone
+subtraction -> classifier with CAMs (inputs built from the earlier stages as the classifier's card says) -> triage.
 Models are loaded once and reused (the batch runner and the service keep one Pipeline per process).
 ``torch.set_num_threads`` is left to the caller.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -22,8 +24,9 @@ from cxrassist.calibration import platt
 from cxrassist.channels import classifier_planes, predict_bone, predict_lung_mask
 from cxrassist.errors import NotChestXRayError, OutOfDistributionError, WeightsError
 from cxrassist.labels import FINDINGS
-from cxrassist.postprocess import lung_areas, lung_tilt_deg, normalize_heatmap
-from cxrassist.preprocess import Reductions, SpatialRecord, normalize
+from cxrassist.measured import MeasuredFinding, measure_film, measured_findings
+from cxrassist.postprocess import CardiacMeasure, lung_areas, lung_tilt_deg, normalize_heatmap
+from cxrassist.preprocess import Reductions, SpatialRecord, normalize, resize
 from cxrassist.result import AnalysisResult, FindingResult, TriageResult, triage_priority
 from cxrassist.tta import tta_logits
 from cxrassist.types import ChestCheck, XRay
@@ -124,10 +127,21 @@ def resolve_settings(models: Mapping[str, LoadedModel]) -> ModelSettings:
 
 
 class Pipeline:
-    """The four models with their cards; ``analyze`` runs one study through the stage functions below."""
+    """The four models with their cards; ``analyze`` runs one study through the stage functions below.
+
+    ``heart``: the heart model, needed when the classifier's card scores a finding from the cardiothoracic ratio
+    (``cxrassist.measured``); ``load`` finds it beside the classifier.
+    """
 
     def __init__(
-        self, *, lung: LoadedModel, bone: LoadedModel, classifier: LoadedModel, triage: LoadedModel, device: str = "cpu"
+        self,
+        *,
+        lung: LoadedModel,
+        bone: LoadedModel,
+        classifier: LoadedModel,
+        triage: LoadedModel,
+        heart: LoadedModel | None = None,
+        device: str = "cpu",
     ) -> None:
         import torch
 
@@ -141,6 +155,19 @@ class Pipeline:
             prepare_for_inference(model.eval().to(self.device))  # the bone generator folds (same outputs, faster)
             self.models[role] = (model, card)
         self.settings = resolve_settings(self.models)
+        self.measured: tuple[MeasuredFinding, ...] = measured_findings(classifier[1])
+        self.heart: LoadedModel | None = None
+        if self.measured and heart is None:
+            m = self.measured[0]
+            raise WeightsError(
+                f"classifier {self.settings.classifier.name!r} scores {m.label} from the {m.measure} and needs the "
+                f"heart model {m.model!r}, which was not given"
+            )
+        if self.measured and heart is not None:
+            prepare_for_inference(heart[0].eval().to(self.device))
+            self.heart = (heart[0], card_settings(heart[1]))
+            summary = model_summary("heart", heart[1])
+            self.settings = dataclasses.replace(self.settings, summaries=(*self.settings.summaries, summary))
 
     @property
     def takes_lateral(self) -> bool:
@@ -179,7 +206,16 @@ class Pipeline:
                     f"{role} model {chosen[role]!r} not found in {base} (install the weights, point --weights at a "
                     "folder holding them, or pass --allow-untrained to try the program with meaningless random models)"
                 )
-        pipe = cls(**loaded, device=device)
+        heart = None
+        for m in measured_findings(loaded["classifier"][1]):  # a measuring model lives beside the classifier
+            path = Path(m.model) if Path(m.model).is_absolute() else base / m.model
+            if not ((path / wmod.CARD_FILE).is_file() or (path / wmod.WEIGHTS_FILE).is_file()):
+                raise WeightsError(
+                    f"classifier {chosen['classifier']!r} scores {m.label} from the {m.measure} and needs the "
+                    f"heart model {m.model!r}, not found in {base}"
+                )
+            heart = wmod.load_model(path)
+        pipe = cls(**loaded, heart=heart, device=device)
         from cxrassist.ood import load_gate
 
         pipe.ood_gate = load_gate(base, loaded["triage"][1])  # None without <weights>/ood; refuses a stale gate
@@ -217,6 +253,11 @@ class Pipeline:
             tilt = lung_tilt_deg(lung_small)
             refused = lung_tilt_verdict(tilt, force, warnings) or refused
             timings["lung"] = _ms(t0)
+            cardiac, heart_mask = None, None
+            if self.heart is not None:
+                t0 = time.perf_counter()
+                cardiac, heart_mask = measure_film(self.heart, frontal.pixels, lung_small)
+                timings["heart"] = _ms(t0)
             t0 = time.perf_counter()
             bone = predict_bone(self.models["bone"][0], s.bone, frontal.pixels)[2]
             suppressed = np.subtract(frontal.pixels, bone, dtype=np.float32)  # one full-size array, no copies
@@ -247,6 +288,8 @@ class Pipeline:
             timings["triage"] = _ms(t0)
 
         findings = finding_results(probs, s.finding_labels, trained=s.classifier.trained)
+        if self.heart is not None and heart_mask is not None:
+            findings = self._apply_measured(findings, probs, cams, cardiac, heart_mask, warnings)
         triage = triage_result(p_abn, s.triage_label, findings)
         models = [dict(m) for m in s.summaries]
         first, last = study_warnings(models, findings)
@@ -274,7 +317,42 @@ class Pipeline:
             warnings=warnings,
             ood=ood,
             heatmap_meaning=s.heatmap_meaning,
+            cardiac=cardiac,
         )
+
+    def _apply_measured(
+        self,
+        findings: list[FindingResult],
+        probs: np.ndarray,
+        cams: np.ndarray,
+        cardiac: CardiacMeasure | None,
+        heart_mask: np.ndarray,
+        warnings: list[str],
+    ) -> list[FindingResult]:
+        """Findings scored from the cardiothoracic ratio: their probability, method and map (the heart outline).
+
+        ``heart_mask`` is in the heart model's letterbox square, the same geometry as the classifier's (both
+        letterbox the film, centred, aspect kept), so it is only resized to the CAM grid. ``cams`` is changed in
+        place. Where the ratio cannot be measured the classifier's probability stays, the
+        finding is not called positive on this film, and a warning says so.
+        """
+        assert self.heart is not None
+        heart_card = self.heart[1]
+        out = list(findings)
+        for m in self.measured:
+            i = next(k for k, f in enumerate(FINDINGS) if m.label.lower() in (f.name.lower(), f.code.lower()))
+            if cardiac is None:
+                warnings.append(
+                    f"{m.label}: the cardiothoracic ratio could not be measured (no heart outline or not two lungs); "
+                    "the classifier's own score is shown and it is not called positive"
+                )
+                out[i] = dataclasses.replace(out[i], positive=False, validated=False)
+                continue
+            probs[i] = m.probability(cardiac.ratio)
+            one = finding_results(probs, self.settings.finding_labels, trained=self.settings.classifier.trained)[i]
+            cams[i] = normalize_heatmap(resize(heart_mask.astype(np.float32), cams.shape[1:]))
+            out[i] = dataclasses.replace(one, method=m.method(cardiac, heart_card.name, heart_card.version))
+        return out
 
 
 # ---------------------------------------------------------------------- the stages, each callable on its own

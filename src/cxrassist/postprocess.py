@@ -134,6 +134,59 @@ def lung_tilt_deg(mask: np.ndarray, *, min_ratio: float = 0.1) -> float | None:
     return min(abs(line), abs(axes))
 
 
+@dataclass(frozen=True)
+class CardiacMeasure:
+    """The cardiothoracic ratio of a frontal film, from the heart and lung outlines (pixels of the stored film)."""
+
+    ratio: float
+    heart_width_px: int  # transverse cardiac diameter: the heart outline's horizontal extent
+    thorax_width_px: int  # internal thoracic diameter: the widest row across both lungs' outer edges
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "ratio": round(self.ratio, 3),
+            "heart_width_px": self.heart_width_px,
+            "thorax_width_px": self.thorax_width_px,
+        }
+
+
+#: Below this the outline is not a heart (adult ratios run ~0.35-0.75): on an NIH val film read as cardiomegaly the
+#: heart model outlined a 34-px sliver of the mediastinum (ratio 0.10) on an over-exposed film.
+MIN_PLAUSIBLE_CTR = 0.3
+
+
+def cardiothoracic_ratio(
+    lung_mask: np.ndarray, heart_mask: np.ndarray, *, min_ratio: float = 0.1
+) -> CardiacMeasure | None:
+    """Heart width over thorax width, as a reader measures it on a PA film (Danzer's ratio).
+
+    The heart's width is the horizontal extent of its outline (right border to left border, whatever the rows);
+    the thorax's is the widest row from one lung's outer edge to the other's (the inner rib margins). None when it
+    cannot be measured: no heart outline, not two lungs (the second under ``min_ratio`` of the first: a lung that
+    is not outlined would make the thorax look narrow), a heart as wide as the thorax, or an outline too narrow to
+    be a heart (ratio under ``MIN_PLAUSIBLE_CTR``).
+    """
+    heart = np.asarray(heart_mask, dtype=bool)
+    lungs = np.asarray(lung_mask, dtype=bool)
+    if heart.shape != lungs.shape:
+        raise ValueError(f"heart mask {heart.shape} and lung mask {lungs.shape} differ in shape")
+    cols = np.flatnonzero(heart.any(0))
+    labels, count = ndimage.label(lungs)
+    if cols.size == 0 or count < 2:
+        return None
+    sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+    if sizes[1] < min_ratio * sizes[0]:
+        return None
+    rows = lungs.any(1)
+    first = lungs.argmax(1)
+    last = lungs.shape[1] - 1 - lungs[:, ::-1].argmax(1)
+    thorax = int((last - first + 1)[rows].max())
+    width = int(cols[-1] - cols[0] + 1)
+    if width >= thorax or width < MIN_PLAUSIBLE_CTR * thorax:
+        return None
+    return CardiacMeasure(width / thorax, width, thorax)
+
+
 def mask_contour(mask: np.ndarray, thickness: int = 2) -> np.ndarray:
     """Boolean outline of a mask (mask minus its erosion), ``thickness`` pixels wide."""
     binary = np.asarray(mask, dtype=bool)

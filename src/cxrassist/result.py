@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cxrassist.labels import CRITICAL_CODES, FINDINGS
-from cxrassist.postprocess import LungAreas
+from cxrassist.postprocess import CardiacMeasure, LungAreas
 from cxrassist.preprocess import SpatialRecord
 from cxrassist.types import ChestCheck, XRay
 
@@ -26,6 +26,8 @@ class FindingResult:
     # how well this finding was measured (the card's operating_points entry: AUROC + CI, sensitivity and
     # specificity at the threshold, positives/n, where); None when the card has none (e.g. an untrained model)
     measured: Mapping[str, Any] | None = None
+    # how the score was made when not by the classifier (a finding scored from a measurement: cxrassist.measured)
+    method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class AnalysisResult:
     ood: dict[str, Any] | None = None  # the out-of-distribution gate's verdict (cxrassist.ood); None without a gate
     lung_tilt_deg: float | None = None  # postprocess.lung_tilt_deg of the lung mask; None without two lungs
     heatmap_meaning: str | None = None  # what the heatmap colours mean for this classifier (None: the generic one)
+    cardiac: CardiacMeasure | None = None  # the cardiothoracic ratio, when the pipeline has a heart model
 
     @property
     def untrained(self) -> bool:

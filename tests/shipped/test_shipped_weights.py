@@ -1,4 +1,4 @@
-"""The weights we ship: four trained models whose cards tell the truth, and whose numbers `cxr evaluate` reproduces."""
+"""The weights we ship: five trained models whose cards tell the truth, and whose numbers `cxr evaluate` reproduces."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cxrassist.weights import list_shipped, load_model, shipped_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
-ROLE_DIRS = ("lungseg", "bone", "triage", "classifier")
+ROLE_DIRS = ("lungseg", "heartseg", "bone", "triage", "classifier")
 # skipped on a machine without ../shared/data; in CI (CI=true) they run, and fail if it is missing
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir() and os.environ.get("CI", "").lower() != "true", reason="../shared/data is not present"
@@ -28,9 +28,9 @@ def _cards() -> dict[str, object]:
     return {d: load_model(base / d)[1] for d in ROLE_DIRS}
 
 
-def test_four_trained_models_with_honest_cards() -> None:
+def test_five_trained_models_with_honest_cards() -> None:
     cards = _cards()  # load_model verifies every sha256
-    assert len(list_shipped()) == 4
+    assert len(list_shipped()) == 5
     for role, card in cards.items():
         assert card.status == "trained", role
         assert card.metrics, f"{role}: no measured figures"
@@ -120,6 +120,10 @@ def test_evaluate_reproduces_lung_and_bone_cards(tmp_path: Path) -> None:
     base = shipped_dir()
     seg = _evaluate("segmentation", ["montgomery"], str(base / "lungseg"), tmp_path, "--postprocess")
     assert seg["dice"] == pytest.approx(cards["lungseg"].metrics["val"]["montgomery"]["dice"], abs=1e-6)
+    # the heart model is scored against JSRT's heart outlines (the manifest's heart_mask column), not the lungs'
+    heart = _evaluate("segmentation", ["jsrt"], str(base / "heartseg"), tmp_path, "--postprocess")
+    assert heart["dice"] == pytest.approx(cards["heartseg"].metrics["val"]["jsrt"]["dice"], abs=1e-6)
+    assert heart["dice"] > 0.9 and heart["n_cases"] == cards["heartseg"].metrics["val"]["jsrt"]["n_cases"]
     bone = _evaluate("bone", ["bse_jsrt"], str(base / "bone"), tmp_path)
     want = cards["bone"].metrics["val"]
     for key in ("psnr", "ssim", "bone_psnr", "bone_ssim", "bone_suppression_ratio", "psnr_gain", "n_cases"):
@@ -168,6 +172,13 @@ def test_shipped_pipeline_on_the_real_chest_film(shipped_rg1_result: object) -> 
     # Lungs sit in the upper two thirds, either side of the midline.
     rows, cols = np.nonzero(res.lung_mask)
     assert rows.mean() < 0.65 * h and abs(cols.mean() - w / 2) < 0.15 * w
+    # The heart is measured: a plausible cardiothoracic ratio, Cardiomegaly scored from it, its map between the lungs.
+    assert res.cardiac is not None and 0.35 < res.cardiac.ratio < 0.65, res.cardiac
+    ca = next(f for f in res.findings if f.code == "CA")
+    assert ca.method and f"{res.cardiac.ratio:.2f}" in ca.method
+    heat = res.heatmap_u8("CA")
+    hr, hc = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    assert abs(hc - w / 2) < 0.15 * w and hr > rows.mean(), "the heart lies between the lungs, low in the chest"
     # The bone image is faint and positive, and suppressing it changes the film only a little.
     assert 0.0 < float(res.bone.mean()) < 0.1
     assert float(np.abs(res.frontal.pixels - res.bone_suppressed).mean()) < 0.1

@@ -312,3 +312,37 @@ def test_config_yaml_and_overrides(tmp_path: Path) -> None:
     assert load_config(p, ["model.sync_bn=off"]).model.sync_bn == "off"
     with pytest.raises(ConfigError, match=r"run\.amp"):
         load_config(p, ["run.amp=on"])  # "on" is not one of auto/bf16/off: refused by name, not taken as true
+
+
+def test_exposure_and_detail_augmentation_leaves_masks_and_older_recipes_alone() -> None:
+    """Gamma and blur (the heart model's recipe) change the radiograph only; a recipe without them draws exactly the
+    random numbers it drew before they existed, so a shipped config still reproduces its weights."""
+    from cxrassist.data.augment import sample_params
+
+    base = AugmentConfig()
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    sample_params(base, a)
+    b.random(10), b.random(3), b.random(2)  # the draws of the recipe before gamma/blur existed
+    assert a.random() == b.random()
+    assert sample_params(base, np.random.default_rng(0)).gamma == 1.0
+
+    cfg = AugmentConfig(
+        rotate_deg=0,
+        translate=0,
+        scale=(1, 1),
+        ratio=(1, 1),
+        brightness=0,
+        contrast=0,
+        level_prob=0,
+        gamma=(0.5, 0.5),
+        blur_prob=1.0,
+        blur_scale=0.25,
+    )
+    _, xx = np.mgrid[0:64, 0:64]
+    image = torch.from_numpy(((xx // 4) % 2 * 0.8 + 0.1).astype(np.float32))[None]  # fine stripes
+    mask = torch.from_numpy((xx < 32).astype(np.float32))[None]
+    out = JointAugment(cfg, 64)(np.random.default_rng(0), image, masks=mask)
+    assert torch.equal(out["masks"], mask)  # geometry is the identity and masks are never blurred
+    plain = JointAugment(AugmentConfig(**{**cfg.__dict__, "blur_prob": 0.0}), 64)(np.random.default_rng(0), image)
+    assert float(plain["image"].std()) > 2 * float(out["image"].std())  # the stripes are blurred away
+    assert torch.allclose(plain["image"], image.clamp(0, 1) ** 0.5, atol=1e-5)  # gamma 0.5 brightens the film

@@ -37,6 +37,13 @@ class AugmentConfig:
     level_center: tuple[float, float] = (0.45, 0.55)
     level_width: tuple[float, float] = (0.80, 1.15)
     hflip: bool = False
+    # Exposure and detail (off by default, so older recipes draw exactly as before): a gamma drawn log-uniformly from
+    # this range (an over- or under-exposed film), and with ``blur_prob`` the image reduced to ``blur_scale`` of its
+    # side and back (a film stored small). The heart model needs them: trained on one scanner's films without them,
+    # it outlined slivers on over-exposed NIH films.
+    gamma: tuple[float, float] = (1.0, 1.0)
+    blur_prob: float = 0.0
+    blur_scale: float = 0.45
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class AugmentParams:
     contrast: float
     level: tuple[float, float] | None
     flip: bool
+    gamma: float = 1.0
+    blur: float | None = None  # the reduced side's fraction, when the image is blurred
 
 
 def sample_params(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentParams:
@@ -69,12 +78,20 @@ def sample_params(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentParams
         w = cfg.level_width[0] + (cfg.level_width[1] - cfg.level_width[0]) * lv[2]
         level = (float(c), float(w))
     bc = rng.random(2)
+    gamma, blur = 1.0, None
+    if cfg.gamma != (1.0, 1.0) or cfg.blur_prob > 0:  # drawn only when asked: older recipes keep their stream
+        g = rng.random(2)
+        lo, hi = math.log(cfg.gamma[0]), math.log(cfg.gamma[1])
+        gamma = math.exp(lo + (hi - lo) * g[0])
+        blur = cfg.blur_scale if g[1] < cfg.blur_prob else None
     return AugmentParams(
         theta=tuple(float(t) for t in theta),
         brightness=float(cfg.brightness * (2 * bc[0] - 1)),
         contrast=float(1.0 + cfg.contrast * (2 * bc[1] - 1)),
         level=level,
         flip=flip,
+        gamma=gamma,
+        blur=blur,
     )
 
 
@@ -86,7 +103,9 @@ def warp(stack: torch.Tensor, theta: tuple[float, ...], size: int, *, mode: str 
 
 
 def intensity(x: torch.Tensor, p: AugmentParams, mean: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Window/level, then contrast around ``mean`` (default: the image's own) and brightness; stays in [0, 1]."""
+    """Gamma, window/level, then contrast around ``mean`` (default: the image's own) and brightness; in [0, 1]."""
+    if p.gamma != 1.0:
+        x = x.clamp(0.0, 1.0) ** p.gamma
     if p.level is not None:
         x = apply_level(x, p.level[0], p.level[1])
     if mean is None:
@@ -125,8 +144,15 @@ class JointAugment:
         counts = [present[k].shape[0] for k in names]
         warped = warp(torch.cat([present[k].float() for k in names], 0), p.theta, self.size)
         out = dict(zip(names, torch.split(warped, counts, 0), strict=True))
+        if p.blur is not None:  # the radiograph (and its partner) lose detail; masks and derived planes do not
+            for k in ("image", "paired"):
+                if k in out:
+                    small = max(8, round(self.size * p.blur))
+                    low = F.interpolate(out[k][None], size=(small, small), mode="bilinear", antialias=True)
+                    out[k] = F.interpolate(low, size=(self.size, self.size), mode="bilinear")[0]
         # One contrast pivot for image and partner: a per-image mean would add a constant offset to image - partner.
-        pivot = (apply_level(out["image"], *p.level) if p.level else out["image"]).mean()
+        pivot = out["image"].clamp(0.0, 1.0) ** p.gamma if p.gamma != 1.0 else out["image"]
+        pivot = (apply_level(pivot, *p.level) if p.level else pivot).mean()
         out["image"] = intensity(out["image"], p, pivot)
         if "paired" in out:
             out["paired"] = intensity(out["paired"], p, pivot)

@@ -47,8 +47,18 @@ def _path(base: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
-def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: bool = True) -> list[Record]:
-    """Read one manifest CSV into records. ``dataset`` defaults to the CSV's folder name."""
+#: The manifest column holding each segmentation label's masks (the label is the model card's).
+MASK_COLUMNS: dict[str, str] = {"Lung": "mask", "Heart": "heart_mask"}
+
+
+def load_manifest(
+    path: str | Path, *, dataset: str | None = None, check_files: bool = True, mask_column: str = "mask"
+) -> list[Record]:
+    """Read one manifest CSV into records. ``dataset`` defaults to the CSV's folder name.
+
+    ``mask_column``: the column read into :attr:`Record.mask` (``heart_mask`` for the heart model; a manifest
+    without that column gives records without a mask).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"manifest not found: {path}")
@@ -79,7 +89,7 @@ def load_manifest(path: str | Path, *, dataset: str | None = None, check_files: 
                     dataset=name,
                     split=split,
                     patient_id=(row.get("patient_id") or "").strip() or None,
-                    mask=_path(base, row.get("mask")),
+                    mask=_path(base, row.get(mask_column)),
                     bone_suppressed=_path(base, row.get("bone_suppressed")),
                     lateral=_path(base, row.get("lateral")),
                     findings=findings,

@@ -17,6 +17,7 @@ import numpy as np
 from cxrassist.data.dataset import CxrDataset, collate
 from cxrassist.data.records import Record
 from cxrassist.errors import ConfigError, DatasetError
+from cxrassist.evaluation.common import progress
 from cxrassist.evaluation.metrics import auroc, bootstrap_auroc_ci, sensitivity_specificity
 from cxrassist.evaluation.operating import (
     FINDING_RULE,
@@ -88,6 +89,57 @@ def predict(
             ps.append(torch.sigmoid(out.double()).cpu().numpy())
             ys.append((batch["target"] if task == "triage" else batch["labels"]).numpy())
     return np.concatenate(ys).reshape(len(ds), -1), np.concatenate(ps).reshape(len(ds), -1)
+
+
+def apply_measured(
+    card: Any,
+    weights: str,
+    records: Sequence[Record],
+    p: np.ndarray,
+    *,
+    derived: Any = None,
+    lung_weights: str | None = None,
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Replace, in ``p`` (in place), the columns of the card's measured findings by their measured probability.
+
+    The same functions as the pipeline (``cxrassist.measured.measure_film`` on the lung mask of
+    ``channels.predict_lung_mask``), so the card's figures are what ``cxr analyze`` gives. A film whose ratio cannot
+    be measured keeps the classifier's probability (as in the pipeline, where it is then never called positive).
+    Returns, per measured finding, the method and how many films could not be measured.
+    """
+    from cxrassist.measured import measure_film, measured_findings
+
+    found = measured_findings(card)
+    if not found:
+        return {}
+    from cxrassist.channels import predict_lung_mask
+    from cxrassist.data.images import load_image01
+    from cxrassist.weights import load_model
+
+    if derived is not None:
+        lung = (derived.lung_model, derived.lung_card)
+    else:
+        data_cfg = (card.training.get("config") or {}).get("data", {})
+        lung = load_model(lung_weights or data_cfg.get("lung_weights") or "lungseg")
+        lung[0].to(device).eval()
+    labels = [str(x).lower() for x in card.labels]
+    out: dict[str, Any] = {}
+    for m in found:
+        beside = Path(weights).parent / m.model
+        heart = load_model(beside if beside.is_dir() else m.model)
+        heart[0].to(device).eval()
+        col = labels.index(m.label.lower())
+        unmeasured = 0
+        for k, rec in enumerate(progress(records, len(records), f"measuring {m.measure}", True)):
+            image = load_image01(rec.image)
+            ratio = measure_film(heart, image, predict_lung_mask(lung[0], lung[1], image)[0])[0]
+            if ratio is None:
+                unmeasured += 1
+            else:
+                p[k, col] = m.probability(ratio.ratio)
+        out[m.label] = {**m.to_dict(), "heart_model": f"{heart[1].name} {heart[1].version}", "unmeasured": unmeasured}
+    return out
 
 
 def card_derived_channels(
@@ -174,6 +226,11 @@ def evaluate_classification(
     # triage: the card's test-time zooms, exactly as `cxr analyze` scores a film (tta=False: the plain view alone)
     zooms = card_zooms(card) if task == "triage" and tta else (1.0,)
     y, p = predict(task, model, card, wanted, device=device, derived=derived, zooms=zooms)
+    measured_note = (
+        apply_measured(card, weights, wanted, p, derived=derived, lung_weights=lung_weights, device=device)
+        if task == "classifier"
+        else {}
+    )
     datasets = [r.dataset for r in wanted]
     masks = group_masks(datasets, NIH_SOURCE_DATASETS)
     folds = np.array([fold_of(r.group) for r in wanted])
@@ -260,6 +317,8 @@ def evaluate_classification(
         "tta_zooms": list(zooms),
         "n_by_source": {k: int(m.sum()) for k, m in masks.items()},
     }
+    if measured_note:  # findings scored from a measurement (cxrassist.measured), not by the classifier
+        res["measured_findings"] = measured_note
     if task == "triage":
         e = per["abnormal"]
         known = ~np.isnan(y[:, 0])

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from cxrassist._jsonsafe import jsonable
-from cxrassist.data.manifest import load_manifests
+from cxrassist.data.manifest import MASK_COLUMNS, load_manifests
 from cxrassist.data.records import select
 from cxrassist.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
-TASK_OF_LABELS = {"Lung": "segmentation", "Bone": "bone", "Abnormal": "triage"}
+TASK_OF_LABELS = {"Lung": "segmentation", "Heart": "segmentation", "Bone": "bone", "Abnormal": "triage"}
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -50,7 +50,9 @@ def evaluate(
     dev = pick_device(device)
     model, card = load_model(weights, inference=True)  # forward only: the bone generator folded, as in the pipeline
     model.to(dev).eval()
-    records = select(load_manifests(manifests), split)[:limit]
+    # a segmentation model is scored against the masks of the organ its card names (lungs: `mask`, heart: `heart_mask`)
+    column = MASK_COLUMNS.get(str(card.labels[0]), "mask") if task == "segmentation" and card.labels else "mask"
+    records = select(load_manifests(manifests, mask_column=column), split)[:limit]
     if not records:
         raise DatasetError(f"no records with split {split!r} in {', '.join(manifests)}")
     size = card_settings(card).input.size  # the card read once; no size is guessed

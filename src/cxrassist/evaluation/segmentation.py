@@ -3,7 +3,8 @@
 Each image is letterboxed to the card's input size, the lung probability is mapped back with the image's
 :class:`~cxrassist.preprocess.SpatialRecord`, thresholded at 0.5 and compared with the original mask: Dice, IoU and
 HD95 (pixels of the stored image) per image. With ``postprocess`` the mask is exactly the one the analysis pipeline
-shows (:func:`cxrassist.channels.predict_lung_mask`: card threshold, two largest components, holes filled), so the
+shows (:func:`cxrassist.channels.predict_lung_mask`: card threshold, two largest components, holes filled; one
+component for the heart model), so the
 figures in a model card describe what a reader gets.
 """
 
@@ -42,9 +43,9 @@ def evaluate_segmentation(
         logits = run_model(model, np.stack([b[0] for b in boxed])[:, None], device)
         for rec, (_, spatial), lg in zip(group, boxed, logits, strict=True):
             if postprocess:
-                from cxrassist.channels import predict_lung_mask
+                from cxrassist.channels import predict_organ_mask
 
-                pred = predict_lung_mask(
+                pred = predict_organ_mask(
                     model, card if card is not None else {"input": {"size": size}}, images[group.index(rec)]
                 )[2]
             else:

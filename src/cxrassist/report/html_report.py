@@ -196,6 +196,8 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
                 tags += f'<br><span class="small">not validated: {escape(note)}</span>'
         if f.get("heatmap_empty"):
             tags += '<br><span class="small">heatmap empty: the map is flat, no region stands out</span>'
+        if f.get("method"):  # scored from a measurement, not by the classifier (its map is the heart outline)
+            tags += f'<br><span class="small">scored {escape(f["method"])}; its map is the heart outline</span>'
         pct = max(0.0, min(100.0, 100.0 * f["probability"]))
         thr = f"{f['threshold']:.3f}" if f.get("threshold_measured", True) else "<em>never measured</em>"
         key, lat_key = f"heatmap:{f['code']}", f"heatmap_lateral:{f['code']}"
@@ -231,6 +233,12 @@ def render_html(report: dict[str, Any], previews: dict[str, str]) -> str:
         f"<tr><td>Left lung</td><td>{a['left_px']}</td><td>{cm(a['left_cm2'])}</td></tr></table>"
         f"<p><small>{escape(r['lung']['side_convention'])}</small></p>"
     )
+    heart = r.get("heart")
+    if heart:
+        parts.append(
+            f"<h2>Heart</h2><p>Cardiothoracic ratio <b>{heart['ratio']:.2f}</b> (heart {heart['heart_width_px']} px "
+            f"wide, thorax {heart['thorax_width_px']} px)</p><p><small>{escape(heart['method'])}</small></p>"
+        )
     windows = r["bone"].get("display_window") or {}
 
     def shown(key: str) -> str:  # the display window each bone picture was drawn with (report 1.5)

@@ -57,6 +57,21 @@ def measured_figures(measured: Any) -> dict[str, Any] | None:
     return out
 
 
+#: How the cardiothoracic ratio is measured (report.json -> heart.method).
+CTR_METHOD = (
+    "heart width (the heart outline's horizontal extent) over thorax width (the widest row across both lungs' outer "
+    "edges), on the outlines of the heart and lung models; 0.5 is the usual upper limit on a PA film, and an AP "
+    "film magnifies the heart"
+)
+
+
+def heart_section(cardiac: Any) -> dict[str, Any] | None:
+    """The report's ``heart`` entry: the cardiothoracic ratio and how it was measured (None when not measured)."""
+    if cardiac is None:
+        return None
+    return {**cardiac.to_dict(), "method": CTR_METHOD}
+
+
 def build_report(
     result: AnalysisResult,
     files: dict[str, str | None],
@@ -86,6 +101,7 @@ def build_report(
                 "heatmap_map": files.get(f"heatmap_map:{f.code}"),
                 "heatmap_lateral": files.get(f"heatmap_lateral:{f.code}"),
                 "heatmap_empty": bool(float(result.cams[i].max()) <= 0.0) if len(result.cams) > i else False,  # 1.4
+                "method": getattr(f, "method", None),  # 1.7
             }
         )
     t = result.triage
@@ -126,6 +142,7 @@ def build_report(
                 "method": LUNG_TILT_METHOD,
             },
         },
+        "heart": heart_section(getattr(result, "cardiac", None)),  # 1.7
         "bone": {
             "subtracted": files.get("bone_subtracted"),
             "suppressed": files.get("bone_suppressed"),

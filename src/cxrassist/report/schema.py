@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _PATH = {"type": ["string", "null"]}  # relative to the report folder; null when that format was not requested
@@ -85,6 +85,7 @@ _FINDING = {
         "heatmap_map": _PATH,
         "heatmap_lateral": _PATH,
         "heatmap_empty": {"type": "boolean"},  # 1.4: the map is constant (nothing to show)
+        "method": _STR_OR_NULL,  # 1.7: how the score was made when not by the classifier (a measurement)
     },
     "additionalProperties": False,
 }
@@ -93,7 +94,7 @@ _MODEL = {
     "type": "object",
     "required": ["role", "name", "version", "status", "sha256", "metrics"],
     "properties": {
-        "role": {"type": "string", "enum": ["lung", "bone", "classifier", "triage"]},
+        "role": {"type": "string", "enum": ["lung", "bone", "classifier", "triage", "heart"]},
         "name": {"type": "string"},
         "version": {"type": "string"},
         "architecture": {"type": "string"},
@@ -236,6 +237,17 @@ REPORT_SCHEMA: dict[str, Any] = {
                     },
                 },
             },
+        },
+        "heart": {  # 1.7: the cardiothoracic ratio (null without a heart model, or when it could not be measured)
+            "type": ["object", "null"],
+            "required": ["ratio", "heart_width_px", "thorax_width_px", "method"],
+            "properties": {
+                "ratio": {"type": "number", "minimum": 0, "maximum": 1},
+                "heart_width_px": {"type": "integer", "minimum": 1},
+                "thorax_width_px": {"type": "integer", "minimum": 1},
+                "method": {"type": "string"},
+            },
+            "additionalProperties": False,
         },
         "bone": {
             "type": "object",

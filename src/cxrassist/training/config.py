@@ -52,6 +52,8 @@ class DataConfig:
     # applied before ``repeat``: a short budget is not spent on one large set. Validation is never subsampled.
     subsample: Mapping[str, int] = field(default_factory=dict)
     lateral: bool = False  # dual-branch classifiers: feed the lateral view where the manifest has one
+    # Segmentation target: the manifest column naming the mask files (``heart_mask`` trains the heart model on JSRT)
+    mask_column: str = "mask"
     # Classifier input channels follow the model (in_chans: 1 radiograph, 2 + lung-segmented, 3 + bone image);
     # channels 2 and 3 are computed once by these models and cached (data.cache_dir or runs/<name>/derived).
     lung_weights: str | None = None  # lung model weights (name or directory)
@@ -130,6 +132,8 @@ class ExportConfig:
     # so val figures carry no checkpoint choice; "never"
     when: str = "improve"
     intended_use: str = "Research use; decision support for a qualified reader, not a diagnosis."
+    # The card's labels when they are not the task's own (a segmentation model of the heart: [Heart])
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool, command: str | Non
             m.to(memory_format=torch.channels_last)
     export_key = task.export_module()
     ema = WeightEma(modules[export_key], cfg.run.ema_decay) if cfg.run.ema_decay else None
-    records = load_manifests(cfg.data.manifests)
+    records = load_manifests(cfg.data.manifests, mask_column=cfg.data.mask_column)
     cache = ImageCache(cfg.data.cache_dir)
     train_ds, val_ds = task.datasets(records, modules, device, cache)
     if info.world_size > 1 and cfg.data.batch_size % info.world_size:

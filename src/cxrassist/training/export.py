@@ -75,6 +75,7 @@ def export_weights(
         intended_use=cfg.export.intended_use,
         status="trained",
         notes=f"exported from run {cfg.run_dir} ({_choice_note(cfg, task.monitor)})",
+        **({"labels": list(cfg.export.labels)} if cfg.export.labels else {}),
     )
     card.input["size"] = cfg.data.size
     if cfg.data.effective_size is not None and task.name in ("triage", "classifier"):

@@ -113,6 +113,18 @@ class SegmentationTask(Task):
     name = "segmentation"
     monitor = "dice_worst_set"
 
+    def build(self):  # noqa: ANN201
+        """``model.init_from``: start from earlier segmentation weights of the same architecture (the heart model
+        starts from the lung model: the encoder has already learnt chest films from four sources)."""
+        modules = super().build()
+        if self.cfg.model.init_from:
+            from cxrassist.weights import load_model
+
+            previous, _ = load_model(self.cfg.model.init_from)
+            modules["model"].load_state_dict(previous.state_dict())
+            log.info("segmentation initialised from %s", self.cfg.model.init_from)
+        return modules
+
     def loss(
         self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, float]]:
