@@ -188,3 +188,80 @@ def test_augment_level_is_the_foundation_function(monkeypatch: pytest.MonkeyPatc
     assert 0.45 <= center <= 0.55 and 0.80 <= width <= 1.15
     expected = apply_level(img.numpy(), center, width)
     np.testing.assert_allclose(out.numpy(), expected, atol=2e-3)
+
+
+def _initial(tiny) -> dict[str, torch.Tensor]:
+    """The weights a segmentation run starts from without ``init_from`` (seeded like every run)."""
+    from cxrassist.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("lungseg-vgg16unet-compact", **tiny.seg).state_dict()
+
+
+def test_heart_recipe_trains_on_the_named_mask_column_from_lung_weights(seg_manifest: Path, tmp_path: Path, tiny):
+    """The heart model's recipe: masks from ``data.mask_column``, weights warm-started from a segmentation model,
+    card labels from ``export.labels``; ``cxr evaluate`` then scores it against that same column."""
+    import csv
+
+    from PIL import Image
+
+    from cxrassist.data.manifest import load_manifest
+    from cxrassist.evaluation.runner import evaluate
+    from cxrassist.weights import load_model
+
+    rows = list(csv.DictReader(seg_manifest.open()))
+    for row in rows:  # a "heart": the lower middle of each image, unlike the lung masks
+        heart = np.zeros((64, 64))
+        heart[36:56, 22:42] = 1.0
+        path = seg_manifest.parent / "hearts" / f"{row['id']}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray((heart * 255).astype(np.uint8)).save(path)
+        row["heart_mask"] = f"hearts/{row['id']}.png"
+    with seg_manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert load_manifest(seg_manifest, mask_column="heart_mask")[0].mask.parent.name == "hearts"
+
+    sets = {"model.name": "lungseg-vgg16unet-compact", "model.kwargs": tiny.seg, "data.size": 64, "data.batch_size": 4}
+    lung = train(_cfg("segmentation", seg_manifest, tmp_path, "lung", **sets, **{"run.max_steps": 2}))
+    lung_dir = next((lung.run_dir / "export").iterdir())
+    start = _weights(lung.run_dir)  # == the lung export (its last weights)
+    heart = _cfg(
+        "segmentation",
+        seg_manifest,
+        tmp_path,
+        "heart",
+        **sets,
+        **{
+            "model.init_from": str(lung_dir),
+            "data.mask_column": "heart_mask",
+            "export.labels": ["Heart"],
+            "export.when": "last",
+            "optim.lr": 0.0,  # no step moves the weights, frozen BN keeps its statistics: it exports its start
+            "model.freeze_bn": True,
+            "run.max_steps": 1,
+        },
+    )
+    res = train(heart)
+    model, card = load_model(next((res.run_dir / "export").iterdir()))
+    assert card.labels == ["Heart"] and card.thresholds == {"Heart": 0.5}
+    exported = load_model(lung_dir)[0].state_dict()
+    for k, v in model.state_dict().items():  # warm-started from the lung export
+        if v.is_floating_point():
+            torch.testing.assert_close(v, exported[k], msg=k)
+    # ... and not a fresh initialisation: the lung run's two steps moved its weights away from where it started
+    assert any((start[k] - v).abs().max() > 0 for k, v in _initial(tiny).items() if v.is_floating_point())
+    # scored against the masks its card's label names: a model that calls every pixel gets Dice 2|M| / (|M| + 64^2)
+    from cxrassist.weights import save_weights
+
+    scores = {}
+    for folder, name in ((next((res.run_dir / "export").iterdir()), "Heart"), (lung_dir, "Lung")):
+        m, c = load_model(folder)
+        with torch.no_grad():
+            m.head.bias.fill_(30.0)
+        save_weights(m, tmp_path / name, c)
+        scores[name] = evaluate("segmentation", [str(seg_manifest)], weights=str(tmp_path / name))
+    assert scores["Heart"]["n_cases"] == 4
+    assert scores["Heart"]["dice"] == pytest.approx(2 * 400 / (400 + 64 * 64), abs=1e-6)
+    assert scores["Lung"]["dice"] != pytest.approx(scores["Heart"]["dice"], abs=1e-3)

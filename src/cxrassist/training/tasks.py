@@ -101,6 +101,17 @@ class Task:
         return "model"
 
 
+def warm_start(modules: dict[str, nn.Module], init_from: str | None, what: str) -> dict[str, nn.Module]:
+    """Load ``init_from`` (weights of the same architecture, a name or a folder) into ``modules["model"]``."""
+    if init_from:
+        from cxrassist.weights import load_model
+
+        previous, _ = load_model(init_from)
+        modules["model"].load_state_dict(previous.state_dict())
+        log.info("%s initialised from %s", what, init_from)
+    return modules
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - soft Dice, per image, then the batch mean (a mean of per-sample terms: DDP-equivalent)."""
     p = torch.sigmoid(logits).flatten(1)
@@ -116,14 +127,7 @@ class SegmentationTask(Task):
     def build(self):  # noqa: ANN201
         """``model.init_from``: start from earlier segmentation weights of the same architecture (the heart model
         starts from the lung model: the encoder has already learnt chest films from four sources)."""
-        modules = super().build()
-        if self.cfg.model.init_from:
-            from cxrassist.weights import load_model
-
-            previous, _ = load_model(self.cfg.model.init_from)
-            modules["model"].load_state_dict(previous.state_dict())
-            log.info("segmentation initialised from %s", self.cfg.model.init_from)
-        return modules
+        return warm_start(super().build(), self.cfg.model.init_from, self.name)
 
     def loss(
         self, phase: str, batch: dict[str, Any], modules: dict[str, nn.Module], state: dict[str, Any]
@@ -235,14 +239,7 @@ class TriageTask(_BinaryOrMulti):
 
     def build(self):  # noqa: ANN201
         """``model.init_from``: continue from earlier triage weights of the same architecture (a warm start)."""
-        modules = super().build()
-        if self.cfg.model.init_from:
-            from cxrassist.weights import load_model
-
-            previous, _ = load_model(self.cfg.model.init_from)
-            modules["model"].load_state_dict(previous.state_dict())
-            log.info("triage initialised from %s", self.cfg.model.init_from)
-        return modules
+        return warm_start(super().build(), self.cfg.model.init_from, self.name)
 
     def targets(self, batch: dict[str, Any]) -> torch.Tensor:
         return batch["target"]
