@@ -89,9 +89,9 @@ ROLES: dict[str, dict[str, Any]] = {
         "chance of a film reduced to 45 % of its side: trained like the lung model without them (at 256 "
         "px), it outlined a sliver of mediastinum (ratio under 0.3, refused as unmeasurable) on 35 of the"
         " 528 NIH films, over-exposed ones among them; with them on 7 at 256 px and 15 at 128 px. It runs"
-        " at 128 px (the lung model's 256 px cost 56 ms more per film on 2 cores; the ratio's AUROC on "
-        "the NIH films moved from 0.768 to 0.762). Pacemaker leads over the heart can cut the outline "
-        "short.",
+        " at 128 px (at the lung model's 256 px the heart stage took 71 ms on RG1 with 2 cores, at 128 px"
+        " 34-54 ms; the ratio's AUROC on the NIH films moved from 0.768 to 0.762). Pacemaker leads over "
+        "the heart can cut the outline short.",
     },
     "bone": {
         "dir": "bone",

@@ -287,9 +287,9 @@ class Pipeline:
             p_abn = triage_probability(self.models["triage"][0], xt, s.triage.input.tta_zooms)
             timings["triage"] = _ms(t0)
 
+        measured = self._measured(probs, cams, cardiac, heart_mask, warnings) if heart_mask is not None else {}
         findings = finding_results(probs, s.finding_labels, trained=s.classifier.trained)
-        if self.heart is not None and heart_mask is not None:
-            findings = self._apply_measured(findings, probs, cams, cardiac, heart_mask, warnings)
+        findings = [dataclasses.replace(f, **measured[i]) if i in measured else f for i, f in enumerate(findings)]
         triage = triage_result(p_abn, s.triage_label, findings)
         models = [dict(m) for m in s.summaries]
         first, last = study_warnings(models, findings)
@@ -320,38 +320,36 @@ class Pipeline:
             cardiac=cardiac,
         )
 
-    def _apply_measured(
+    def _measured(
         self,
-        findings: list[FindingResult],
         probs: np.ndarray,
         cams: np.ndarray,
         cardiac: CardiacMeasure | None,
         heart_mask: np.ndarray,
         warnings: list[str],
-    ) -> list[FindingResult]:
-        """Findings scored from the cardiothoracic ratio: their probability, method and map (the heart outline).
+    ) -> dict[int, dict[str, Any]]:
+        """Findings scored from the cardiothoracic ratio: their raw probability and map (the heart outline) written
+        into ``probs`` and ``cams``; returns, per finding index, what its FindingResult says besides (the method).
 
         ``heart_mask`` is in the heart model's letterbox square, the same geometry as the classifier's (both
-        letterbox the film, centred, aspect kept), so it is only resized to the CAM grid. ``cams`` is changed in
-        place. Where the ratio cannot be measured the classifier's probability stays, the
-        finding is not called positive on this film, and a warning says so.
+        letterbox the film, centred, aspect kept), so it is only resized to the CAM grid. Where the ratio cannot be
+        measured the classifier's probability stays, the finding is not called positive, and a warning says so.
         """
         assert self.heart is not None
         heart_card = self.heart[1]
-        out = list(findings)
+        out: dict[int, dict[str, Any]] = {}
         for m in self.measured:
             i = next(k for k, f in enumerate(FINDINGS) if m.label.lower() in (f.name.lower(), f.code.lower()))
             if cardiac is None:
                 warnings.append(
-                    f"{m.label}: the cardiothoracic ratio could not be measured (no heart outline or not two lungs); "
-                    "the classifier's own score is shown and it is not called positive"
+                    f"{m.label}: the cardiothoracic ratio could not be measured (no heart outline, not two lungs, "
+                    "or an outline too narrow to be a heart); the classifier's own score is shown, not called positive"
                 )
-                out[i] = dataclasses.replace(out[i], positive=False, validated=False)
+                out[i] = {"positive": False, "validated": False}
                 continue
             probs[i] = m.probability(cardiac.ratio)
-            one = finding_results(probs, self.settings.finding_labels, trained=self.settings.classifier.trained)[i]
             cams[i] = normalize_heatmap(resize(heart_mask.astype(np.float32), cams.shape[1:]))
-            out[i] = dataclasses.replace(one, method=m.method(cardiac, heart_card.name, heart_card.version))
+            out[i] = {"method": m.method(cardiac, heart_card.name, heart_card.version)}
         return out
 
 
