@@ -97,6 +97,10 @@ def test_findings_ranked_with_their_measured_figures(browser: Any, room: dict[st
             expect(row.locator(".f-prob")).to_contain_text("no threshold measured")
         if not f["validated"]:
             expect(row.locator(".f-note")).to_contain_text(f"Not validated: {f['validation_note']}")
+        if f.get("method"):  # report 1.7: a finding scored from a measurement says how, in its row
+            expect(row.locator(".f-method")).to_contain_text(f"Scored {f['method']}")
+        else:
+            expect(row.locator(".f-method")).to_have_count(0)
     # priority in words, colour class and reason; the impression is the report's
     t = detail["triage"]
     expect(page.locator("#priority")).to_have_text(t["priority"])

@@ -472,7 +472,7 @@
     if (!f.validated && f.validation_note) li.append(el("div", { class: "f-note", text: `Not validated: ${f.validation_note}` }));
     if (f.heatmap_empty) li.append(el("div", { class: "f-note", text: "Heatmap empty: the map is flat, no region stands out." }));
     // report 1.7: a finding scored from a measurement (Cardiomegaly from the cardiothoracic ratio); its map is the heart
-    if (f.method) li.append(el("div", { class: "f-note", text: `Scored ${f.method}; its heatmap is the heart outline.` }));
+    if (f.method) li.append(el("div", { class: "f-method", text: `Scored ${f.method}; its heatmap is the heart outline.` }));
     return li;
   }
 
