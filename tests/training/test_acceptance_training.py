@@ -265,3 +265,13 @@ def test_heart_recipe_trains_on_the_named_mask_column_from_lung_weights(seg_mani
     assert scores["Heart"]["n_cases"] == 4
     assert scores["Heart"]["dice"] == pytest.approx(2 * 400 / (400 + 64 * 64), abs=1e-6)
     assert scores["Lung"]["dice"] != pytest.approx(scores["Heart"]["dice"], abs=1e-3)
+    # a manifest without the heart column is refused in one line, not scored as Dice nan on no cases
+    from cxrassist.errors import DatasetError
+
+    bare = seg_manifest.parent / "bare.csv"  # beside it: the same relative image paths
+    with bare.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "heart_mask"])
+        writer.writeheader()
+        writer.writerows([{k: v for k, v in r.items() if k != "heart_mask"} for r in rows])
+    with pytest.raises(DatasetError, match="no 'heart_mask' masks"):
+        evaluate("segmentation", [str(bare)], weights=str(tmp_path / "Heart"))

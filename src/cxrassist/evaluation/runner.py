@@ -55,6 +55,8 @@ def evaluate(
     records = select(load_manifests(manifests, mask_column=column), split)[:limit]
     if not records:
         raise DatasetError(f"no records with split {split!r} in {', '.join(manifests)}")
+    if task == "segmentation" and not any(r.mask is not None for r in records):
+        raise DatasetError(f"no {column!r} masks in the {split!r} rows of {', '.join(manifests)} (model {card.name})")
     size = card_settings(card).input.size  # the card read once; no size is guessed
     if task == "segmentation":
         from cxrassist.evaluation.segmentation import evaluate_segmentation
