@@ -102,12 +102,18 @@ def warp(stack: torch.Tensor, theta: tuple[float, ...], size: int, *, mode: str 
     return F.grid_sample(stack[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
 
 
-def intensity(x: torch.Tensor, p: AugmentParams, mean: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Gamma, window/level, then contrast around ``mean`` (default: the image's own) and brightness; in [0, 1]."""
+def tone(x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
+    """The tone-curve part of :func:`intensity`: gamma, then window/level."""
     if p.gamma != 1.0:
         x = x.clamp(0.0, 1.0) ** p.gamma
     if p.level is not None:
         x = apply_level(x, p.level[0], p.level[1])
+    return x
+
+
+def intensity(x: torch.Tensor, p: AugmentParams, mean: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Gamma, window/level, then contrast around ``mean`` (default: the image's own) and brightness; in [0, 1]."""
+    x = tone(x, p)
     if mean is None:
         mean = x.mean()
     return ((x - mean) * p.contrast + mean + p.brightness).clamp(0.0, 1.0)
@@ -151,8 +157,7 @@ class JointAugment:
                     low = F.interpolate(out[k][None], size=(small, small), mode="bilinear", antialias=True)
                     out[k] = F.interpolate(low, size=(self.size, self.size), mode="bilinear")[0]
         # One contrast pivot for image and partner: a per-image mean would add a constant offset to image - partner.
-        pivot = out["image"].clamp(0.0, 1.0) ** p.gamma if p.gamma != 1.0 else out["image"]
-        pivot = (apply_level(pivot, *p.level) if p.level else pivot).mean()
+        pivot = tone(out["image"], p).mean()
         out["image"] = intensity(out["image"], p, pivot)
         if "paired" in out:
             out["paired"] = intensity(out["paired"], p, pivot)
