@@ -170,9 +170,21 @@ ROLES: dict[str, dict[str, Any]] = {
         "measured on the heart model's and lung model's outlines (measured_findings; cxrassist.measured), a fixed "
         "transform sigmoid((ratio - 0.5) / 0.05) calibrated and thresholded on val like every finding. The ratio "
         "was chosen because it beat the network out of fold on all 528 NIH films (README.md); the heart model "
-        "never saw an NIH film. AP films magnify the heart, so the ratio runs high on them.",
+        "never saw an NIH film. AP films magnify the heart, so the ratio runs high on them. 1.6.0 is 1.5.0 with "
+        "Cardiomegaly validated, calibrated and thresholded on the NIH-source val films plus the 449 train films of "
+        "the NIH sample (held_out_sets): neither the heart nor the lung model learnt from any of them, so all 528 "
+        "NIH sample films (50 positives, where val has 5) judge the measurement; the network's other findings are "
+        "still judged on val alone. From 1.6.0 the heart outline is also opened (a disk of 4 % of the thorax width, "
+        "postprocess.heart_outline) before it is measured, so a mass hanging on the heart border is not heart; the "
+        "disk was chosen on JSRT outlines and RG1, not on NIH films.",
         "measured_findings": {
-            "Cardiomegaly": {"measure": "cardiothoracic_ratio", "model": "heartseg", "center": 0.5, "scale": 0.05}
+            "Cardiomegaly": {
+                "measure": "cardiothoracic_ratio",
+                "model": "heartseg",
+                "center": 0.5,
+                "scale": 0.05,
+                "held_out_sets": ["nih_cxr14_sample"],
+            }
         },
         "terms": "Trained on data with non-commercial or research-only terms (RSNA challenge data: non-commercial "
         "research; Shenzhen masks CC BY-NC-SA 4.0; JSRT: research/education; COVID-19 image collection: "
@@ -559,13 +571,39 @@ def render_markdown(card: Any) -> str:
         lines.append(f"| {lab} | {thr if thr is None else round(float(thr), 4)} | {d['validated'].get(lab, False)} |")
     if d.get("measured_findings"):
         lines += ["", "## Findings scored from a measurement, not by this network", ""]
+        per = (d["metrics"].get("val") or {}).get("per_label") or {}
         for label, m in d["measured_findings"].items():
+            held = m.get("held_out_sets") or []
+            where = "on val like every finding" + (
+                f", on the train films of {', '.join(held)} as well (the measurement learnt from none of them)"
+                if held
+                else ""
+            )
             lines.append(
                 f"- **{label}**: raw probability sigmoid(({m['measure']} - {m['center']}) / {m['scale']}), the "
                 f"ratio measured on the outlines of `{m['model']}` (a model folder beside this one) and the lung "
-                "model; calibrated and thresholded on val like every finding; its heatmap is the heart outline. "
+                f"model; validated, calibrated and thresholded {where}; its heatmap is the heart outline. "
                 "Where the ratio cannot be measured the network's own output is kept and never called positive."
             )
+            from cxrassist.labels import finding
+
+            h = next((x["held_out"] for c, x in per.items() if "held_out" in x and finding(c).name == label), None)
+            if h is not None:
+                src = "; ".join(
+                    f"{k} {_f(x['auroc'])} ({_f(x['ci95'][0], 2)}–{_f(x['ci95'][1], 2)}, {x['n_pos']}/{x['n']})"
+                    for k, x in h["by_source"].items()
+                    if x["auroc"] is not None and x["auroc"] == x["auroc"]  # sets without positives: nothing to say
+                )
+                ref = h.get("reference")
+                lines.append(
+                    f"  - {h['population']}: AUROC {src}"
+                    + (
+                        f"; CheXNet reference on the same {ref['n']} {ref['set']} films {_f(ref['teacher_auroc'])} "
+                        f"(this measurement {_f(ref['model_auroc'])})"
+                        if ref
+                        else ""
+                    )
+                )
     lines += ["", "## Limits", "", d["notes"], ""]
     if d.get("data_terms"):
         lines += ["## Data terms", "", d["data_terms"], ""]

@@ -12,8 +12,11 @@ own) keeps every finding its own::
                                            "center": 0.5, "scale": 0.05}}
 
 The raw probability is ``sigmoid((ratio - center) / scale)``: 0.5 is the textbook cut on a PA film, and the 0.05
-scale is fixed, not fitted. The card's calibration and threshold for the finding are then fitted on val like every
-other finding's, by the same code (``cxr evaluate --write-thresholds``). The pipeline and ``cxr evaluate`` both call
+scale is fixed, not fitted. The card's calibration and threshold for the finding are then fitted like every other
+finding's, by the same code (``cxr evaluate --write-thresholds``), on the NIH-source val films plus, when the entry
+names ``held_out_sets``, every film of those sets whatever its split: the measurement learnt nothing from them (the
+evaluation refuses a set that the heart or lung model trained on), so their train films are held out too, and the
+finding is validated on ten times the positives that val holds. The pipeline and ``cxr evaluate`` both call
 :func:`measure_film`, so a card figure is what a reader gets. Where the ratio cannot be measured (no heart outline,
 not two lungs, an outline too narrow to be a heart) the classifier's own probability is kept for that film and the
 finding is never called positive.
@@ -29,11 +32,16 @@ from typing import Any
 import numpy as np
 
 from cxrassist.errors import WeightsError
-from cxrassist.postprocess import CardiacMeasure, cardiothoracic_ratio
+from cxrassist.postprocess import MIN_PLAUSIBLE_CTR, CardiacMeasure, cardiothoracic_ratio, heart_outline
 
 #: The measurements a card may name, and the finding each can score.
 MEASURES: dict[str, str] = {"cardiothoracic_ratio": "Cardiomegaly"}
+#: The smallest value each measurement accepts (below it the film is not measured).
+FLOORS: dict[str, float] = {"cardiothoracic_ratio": MIN_PLAUSIBLE_CTR}
 CARD_KEY = "measured_findings"
+#: Said with the ratio of a film whose header calls it AP: the beam enters from the front, so the heart, far from
+#: the detector, is magnified (the usual 0.5 limit is for PA films; the NIH films it was fitted on do not record it).
+AP_NOTE = ", on an AP film (it magnifies the heart: the ratio runs high)"
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,17 @@ class MeasuredFinding:
     model: str  # the measuring model's folder name beside the classifier's (or a path)
     center: float
     scale: float
+    held_out_sets: tuple[str, ...] = ()  # data sets validated on in full (every split): the measurement never saw them
 
     def probability(self, value: float) -> float:
         """The raw (uncalibrated) probability of a measured value."""
         z = (float(value) - self.center) / self.scale
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def floor_probability(self) -> float:
+        """The raw probability of the smallest value the measurement accepts: where a film an evaluation must
+        rank could not be measured, it ranks there (never above a measured film)."""
+        return self.probability(FLOORS[self.measure])
 
     def method(self, measure: CardiacMeasure, model_name: str, model_version: str) -> str:
         """How the finding's score was made, for the report."""
@@ -59,7 +73,10 @@ class MeasuredFinding:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"measure": self.measure, "model": self.model, "center": self.center, "scale": self.scale}
+        out: dict[str, Any] = {"measure": self.measure, "model": self.model, "center": self.center, "scale": self.scale}
+        if self.held_out_sets:
+            out["held_out_sets"] = list(self.held_out_sets)
+        return out
 
 
 def measured_findings(card: Any) -> tuple[MeasuredFinding, ...]:
@@ -93,7 +110,10 @@ def measured_findings(card: Any) -> tuple[MeasuredFinding, ...]:
         model = str(spec.get("model") or "")
         if not model:
             raise WeightsError(f"model card {name!r}: {CARD_KEY}[{label!r}] names no measuring model")
-        out.append(MeasuredFinding(label, measure, model, center, scale))
+        held = spec.get("held_out_sets") or []
+        if isinstance(held, str) or not isinstance(held, list) or not all(isinstance(x, str) and x for x in held):
+            raise WeightsError(f"model card {name!r}: {CARD_KEY}[{label!r}] held_out_sets must be a list of set names")
+        out.append(MeasuredFinding(label, measure, model, center, scale, tuple(held)))
     return tuple(out)
 
 
@@ -116,5 +136,6 @@ def measure_film(
     m = cardiothoracic_ratio(lungs, heart_mask)
     if m is None:
         return None, heart_mask
+    heart_mask = heart_outline(heart_mask, m.thorax_width_px)  # the outline that was measured is the one shown
     per_px = rec.orig_w / rec.new_w  # film pixels per model-space pixel: the widths are reported in the film's
     return CardiacMeasure(m.ratio, round(m.heart_width_px * per_px), round(m.thorax_width_px * per_px)), heart_mask

@@ -24,12 +24,12 @@ from cxrassist.calibration import platt
 from cxrassist.channels import classifier_planes, predict_bone, predict_lung_mask
 from cxrassist.errors import NotChestXRayError, OutOfDistributionError, WeightsError
 from cxrassist.labels import FINDINGS
-from cxrassist.measured import MeasuredFinding, measure_film, measured_findings
+from cxrassist.measured import AP_NOTE, MeasuredFinding, measure_film, measured_findings
 from cxrassist.postprocess import CardiacMeasure, lung_areas, lung_tilt_deg, normalize_heatmap
 from cxrassist.preprocess import Reductions, SpatialRecord, normalize, resize
 from cxrassist.result import AnalysisResult, FindingResult, TriageResult, triage_priority
 from cxrassist.tta import tta_logits
-from cxrassist.types import ChestCheck, XRay
+from cxrassist.types import ChestCheck, View, XRay
 from cxrassist.weights.settings import (
     INPUT_CHANNELS,
     CardSettings,
@@ -287,7 +287,9 @@ class Pipeline:
             p_abn = triage_probability(self.models["triage"][0], xt, s.triage.input.tta_zooms)
             timings["triage"] = _ms(t0)
 
-        measured = self._measured(probs, cams, cardiac, heart_mask, warnings) if heart_mask is not None else {}
+        measured = (
+            self._measured(probs, cams, cardiac, heart_mask, warnings, frontal.view) if heart_mask is not None else {}
+        )
         findings = finding_results(probs, s.finding_labels, trained=s.classifier.trained)
         findings = [dataclasses.replace(f, **measured[i]) if i in measured else f for i, f in enumerate(findings)]
         triage = triage_result(p_abn, s.triage_label, findings)
@@ -327,13 +329,16 @@ class Pipeline:
         cardiac: CardiacMeasure | None,
         heart_mask: np.ndarray,
         warnings: list[str],
+        view: View = View.UNKNOWN,
     ) -> dict[int, dict[str, Any]]:
         """Findings scored from the cardiothoracic ratio: their raw probability and map (the heart outline) written
         into ``probs`` and ``cams``; returns, per finding index, what its FindingResult says besides (the method).
 
         ``heart_mask`` is in the heart model's letterbox square, the same geometry as the classifier's (both
         letterbox the film, centred, aspect kept), so it is only resized to the CAM grid. Where the ratio cannot be
-        measured the classifier's probability stays, the finding is not called positive, and a warning says so.
+        measured the classifier's probability stays, the finding is not called positive, and a warning says so. On a
+        film the header calls AP the method and a warning say that the ratio runs high there (the threshold was
+        fitted on NIH films whose view is not recorded).
         """
         assert self.heart is not None
         heart_card = self.heart[1]
@@ -349,7 +354,14 @@ class Pipeline:
                 continue
             probs[i] = m.probability(cardiac.ratio)
             cams[i] = normalize_heatmap(resize(heart_mask.astype(np.float32), cams.shape[1:]))
-            out[i] = {"method": m.method(cardiac, heart_card.name, heart_card.version)}
+            method = m.method(cardiac, heart_card.name, heart_card.version)
+            if view is View.AP:
+                method += AP_NOTE
+                warnings.append(
+                    f"{m.label}: the cardiothoracic ratio {cardiac.ratio:.2f} was measured{AP_NOTE}; read it with that "
+                    "in mind"
+                )
+            out[i] = {"method": method}
         return out
 
 

@@ -154,14 +154,33 @@ class CardiacMeasure:
 #: heart model outlined a 34-px sliver of the mediastinum (ratio 0.10) on an over-exposed film.
 MIN_PLAUSIBLE_CTR = 0.3
 
+#: The heart outline is opened with a disk of this share of the thorax width before it is measured: a mass or an
+#: opacity that touches the heart border through a narrow neck is not heart (on RG1, a right basal mass took the
+#: ratio from 0.54 to 0.61). Chosen as the smallest of 0.02/0.03/0.04 that removed RG1's and kept the JSRT val Dice
+#: of the outlines against their ground truth (0.940 -> 0.941); the NIH films were not consulted.
+HEART_OPENING = 0.04
+
+
+def heart_outline(heart_mask: np.ndarray, thorax_width_px: int) -> np.ndarray:
+    """The heart model's mask as measured: opened (:data:`HEART_OPENING`), then its largest connected part."""
+    heart = np.asarray(heart_mask, dtype=bool)
+    r = max(1, int(round(HEART_OPENING * thorax_width_px)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    opened = ndimage.binary_opening(heart, structure=xx * xx + yy * yy <= r * r)
+    labels, count = ndimage.label(opened)
+    if count <= 1:
+        return opened
+    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+
 
 def cardiothoracic_ratio(
     lung_mask: np.ndarray, heart_mask: np.ndarray, *, min_ratio: float = 0.1
 ) -> CardiacMeasure | None:
     """Heart width over thorax width, as a reader measures it on a PA film (Danzer's ratio).
 
-    The heart's width is the horizontal extent of its outline (right border to left border, whatever the rows);
-    the thorax's is the widest row from one lung's outer edge to the other's (the inner rib margins). None when it
+    The heart's width is the horizontal extent of its outline (right border to left border, whatever the rows),
+    after :func:`heart_outline` drops what hangs on it by a narrow neck; the thorax's is the widest row from one
+    lung's outer edge to the other's (the inner rib margins). None when it
     cannot be measured: no heart outline, not two lungs (the second under ``min_ratio`` of the first: a lung that
     is not outlined would make the thorax look narrow), a heart as wide as the thorax, or an outline too narrow to
     be a heart (ratio under ``MIN_PLAUSIBLE_CTR``).
@@ -170,9 +189,8 @@ def cardiothoracic_ratio(
     lungs = np.asarray(lung_mask, dtype=bool)
     if heart.shape != lungs.shape:
         raise ValueError(f"heart mask {heart.shape} and lung mask {lungs.shape} differ in shape")
-    cols = np.flatnonzero(heart.any(0))
     labels, count = ndimage.label(lungs)
-    if cols.size == 0 or count < 2:
+    if not heart.any() or count < 2:
         return None
     sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
     if sizes[1] < min_ratio * sizes[0]:
@@ -181,6 +199,9 @@ def cardiothoracic_ratio(
     first = lungs.argmax(1)
     last = lungs.shape[1] - 1 - lungs[:, ::-1].argmax(1)
     thorax = int((last - first + 1)[rows].max())
+    cols = np.flatnonzero(heart_outline(heart, thorax).any(0))
+    if cols.size == 0:
+        return None
     width = int(cols[-1] - cols[0] + 1)
     if width >= thorax or width < MIN_PLAUSIBLE_CTR * thorax:
         return None

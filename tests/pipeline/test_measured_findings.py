@@ -41,8 +41,31 @@ def test_ratio_is_heart_extent_over_widest_lung_row() -> None:
     assert wide is not None and wide.ratio == pytest.approx(0.6)
     # the heart's width is its whole horizontal extent, even when its widest parts sit on different rows
     lungs, heart = _chest()
-    heart[170:175, 90:100] = True
-    assert cardiothoracic_ratio(lungs, heart).heart_width_px == 70  # type: ignore[union-attr]
+    heart[140:175, 80:100] = True
+    assert cardiothoracic_ratio(lungs, heart).heart_width_px == 80  # type: ignore[union-attr]
+
+
+def test_what_hangs_on_the_heart_by_a_neck_is_not_measured() -> None:
+    """A mass touching the heart border through a narrow neck, or a speck apart from it, is not heart: the outline
+    is opened with a disk of HEART_OPENING of the thorax width (8 px here) and its largest part kept."""
+    from cxrassist.postprocess import HEART_OPENING, heart_outline
+
+    lungs, heart = _chest()
+    mass = heart.copy()
+    mass[120:140, 64:84] = True  # a 20-px mass left of the heart's 100-px border...
+    mass[128:131, 84:100] = True  # ...joined to it by a 3-px neck
+    m = cardiothoracic_ratio(lungs, mass)  # the neck's root may leave a one-pixel nub: the disk is digital
+    assert m is not None and m.heart_width_px in (60, 61) and m.thorax_width_px == 200
+    speck = heart.copy()
+    speck[40:44, 200:204] = True
+    assert cardiothoracic_ratio(lungs, speck) == CardiacMeasure(60 / 200, 60, 200)
+    outline = heart_outline(mass, 200)
+    assert not outline[120:140, 64:98].any() and outline[120:170, 105:155].all()
+    # a broad attachment is heart: the opening keeps what holds the disk
+    broad = heart.copy()
+    broad[110:175, 80:100] = True
+    assert cardiothoracic_ratio(lungs, broad).heart_width_px == 80  # type: ignore[union-attr]
+    assert round(HEART_OPENING * 200) == 8
 
 
 def test_ratio_is_refused_when_it_cannot_be_measured() -> None:
@@ -74,6 +97,9 @@ def test_card_entry_is_read_and_checked() -> None:
     assert m.probability(0.6) > 0.85 > 0.15 > m.probability(0.4)
     assert m.probability(5.0) == pytest.approx(1.0) and m.probability(-5.0) == pytest.approx(0.0)
     assert measured_findings({"name": "c", "labels": ["Cardiomegaly"]}) == ()  # a hospital's own card: none
+    held = {"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": ["nih_cxr14_sample"]}}
+    (h,) = measured_findings({"name": "c", "labels": ["Cardiomegaly"], CARD_KEY: held})
+    assert h.held_out_sets == ("nih_cxr14_sample",) and h.to_dict() == held["Cardiomegaly"]
     bad = [
         ({"Cardiomegaly": {**ENTRY["Cardiomegaly"], "measure": "lung_area"}}, "names measure 'lung_area'"),
         ({"Pneumothorax": {**ENTRY["Cardiomegaly"]}}, "names measure"),
@@ -81,6 +107,8 @@ def test_card_entry_is_read_and_checked() -> None:
         ({"Cardiomegaly": {**ENTRY["Cardiomegaly"], "center": "wide"}}, "must be numbers"),
         ({"Cardiomegaly": {**ENTRY["Cardiomegaly"], "model": ""}}, "no measuring model"),
         ({"Cardiomegaly": 3}, "must be a mapping"),
+        ({"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": "nih_cxr14_sample"}}, "must be a list of set"),
+        ({"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": [""]}}, "must be a list of set"),
         (["Cardiomegaly"], "must map finding names"),
     ]
     for entry, message in bad:
@@ -165,6 +193,25 @@ def test_cardiomegaly_is_scored_from_the_measured_ratio(
     validate_report(report)
     assert report["heart"]["ratio"] == 0.62 and "thorax width" in report["heart"]["method"]
     assert report["findings"][CA]["method"] == f.method
+    # the DICOM SR carries the ratio as a number of its own, with how it was measured, for a PACS reader
+    import pydicom
+
+    from cxrassist.report.dicom_out import write_dicom
+
+    entries = write_dicom(res, tmp_path / "dicom")
+    sr = pydicom.dcmread(tmp_path / "dicom" / entries[0]["path"])
+    nums = {i.ConceptNameCodeSequence[0].CodeValue: i for i in sr.ContentSequence if i.ValueType == "NUM"}
+    assert float(nums["CTR"].MeasuredValueSequence[0].NumericValue) == pytest.approx(0.62)
+    assert "heart 66 px / thorax 106 px" in str(nums["CTR"].ContentSequence[0].TextValue)
+    assert "cardiothoracic ratio 0.62" in str(nums["CA"].ContentSequence[0].TextValue)
+
+    # on a film the header calls AP, the method and a warning say the ratio runs high there
+    from cxrassist.types import View
+
+    ap = pipe.analyze(dataclasses.replace(xray, view=View.AP), force=True)
+    assert "on an AP film" in (ap.findings[CA].method or "") and "on an AP film" not in (f.method or "")
+    assert any("ratio 0.62 was measured, on an AP film" in x for x in ap.warnings)
+    assert not any("AP film" in x for x in res.warnings)
 
     monkeypatch.setattr(pipeline_mod, "measure_film", lambda *a, **k: (None, heart_small))
     res = pipe.analyze(xray, force=True)
@@ -173,6 +220,9 @@ def test_cardiomegaly_is_scored_from_the_measured_ratio(
     report = build_report(res, {})
     validate_report(report)
     assert report["heart"] is None
+    entries = write_dicom(res, tmp_path / "dicom-unmeasured")
+    sr = pydicom.dcmread(tmp_path / "dicom-unmeasured" / entries[0]["path"])
+    assert "CTR" not in {i.ConceptNameCodeSequence[0].CodeValue for i in sr.ContentSequence if i.ValueType == "NUM"}
 
 
 def test_real_film_heart_model_runs_in_the_pipeline(measuring_weights: Path, rg1_file: Path) -> None:
@@ -184,3 +234,93 @@ def test_real_film_heart_model_runs_in_the_pipeline(measuring_weights: Path, rg1
     assert "heart" in res.timings_ms
     assert res.cardiac is None or 0.0 < res.cardiac.ratio < 1.0
     assert (res.findings[CA].method is None) == (res.cardiac is None)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def _nih_like_manifest(root: Path, n_train: int = 24, n_val: int = 12) -> Path:
+    """A tiny set named like the NIH sample (so its films are NIH-source): Cardiomegaly on every third film."""
+    import csv
+
+    from PIL import Image
+
+    from cxrassist.labels import CHESTXRAY14_LABELS
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n_train + n_val):
+        name = f"images/f{i}.png"
+        Image.fromarray((rng.random((48, 48)) * 255).astype(np.uint8)).save(root / name)
+        row = {"id": f"f{i}", "image": name, "patient_id": f"p{i}", "split": "train" if i < n_train else "val"}
+        row.update(dict.fromkeys(CHESTXRAY14_LABELS, 0))
+        row["Cardiomegaly"] = int(i % 3 == 0)
+        row["No Finding"] = int(i % 3 != 0)
+        rows.append(row)
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+def test_measured_finding_is_validated_on_its_held_out_train_films(
+    measuring_weights: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A measured finding whose card holds out a set is validated, calibrated and thresholded on that set's train
+    films as well (the measurement never learnt from them); its per-source val figures and every other finding stay
+    on val; an unmeasured held-out film ranks lowest; a set the measuring model trained on is refused."""
+    from cxrassist.errors import ConfigError
+    from cxrassist.evaluation import classification
+    from cxrassist.evaluation.runner import evaluate
+    from cxrassist.weights import ModelCard
+
+    manifest = _nih_like_manifest(tmp_path / "nih_cxr14_sample")
+    weights = tmp_path / "w"
+    shutil.copytree(measuring_weights, weights)
+    card = ModelCard.read(weights / "classifier" / "card.json")
+    card.extra[CARD_KEY] = {"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": ["nih_cxr14_sample"]}}
+    card.write(weights / "classifier" / "card.json")
+
+    def stand_in(m: MeasuredFinding, heart: object, lung: object, records: list) -> np.ndarray:
+        """A ratio that separates the classes but for two films, and a refused film (NaN) among the train ones."""
+        y = np.array([r.findings[CA] for r in records])
+        out = np.where(y == 1, 0.8, 0.3) + 0.01 * np.arange(len(records)) / len(records)
+        out[:2] = out[:2][::-1] if len(out) > 1 else out[:2]
+        if any(r.split == "train" for r in records):
+            out[np.flatnonzero(y == 1)[0]] = np.nan  # a train positive whose ratio could not be measured
+        return out
+
+    monkeypatch.setattr(classification, "_measure", stand_in)
+    run = {
+        "weights": str(weights / "classifier"),
+        "lung_weights": str(weights / "lungseg"),
+        "bone_weights": str(weights / "bone"),
+        "cache_dir": tmp_path / "cache",
+    }
+    res = evaluate("classifier", [str(manifest)], bootstrap=50, **run)
+    ca = res["per_label"]["CA"]
+    # per-source val figures: the 12 val films; validation and the operating point: val + the 24 train films
+    assert ca["by_source"]["nih_cxr14_sample"]["n"] == 12
+    assert ca["validation"]["n"] == 36 and ca["validation"]["n_pos"] == 12
+    assert "train films of nih_cxr14_sample (held out)" in ca["operating"]["measured_on"]
+    assert ca["operating"]["cross_fitted"]["fitting_population"]["n"] == 36
+    held = ca["held_out"]["by_source"]["nih_cxr14_sample"]
+    assert held["n"] == 36 and held["auroc"] < 1.0  # the refused positive ranks lowest: one pair misordered at least
+    assert res["measured_findings"]["Cardiomegaly"]["held_out"] == {"n": 24, "unmeasured": 1}
+    assert res["per_label"]["PE"]["validation"]["n"] == 12  # the network's findings: val only
+    assert "NIH-src+held-out" in res["_table"]
+
+    # without the key, the same evaluation judges the measurement on val alone
+    card.extra[CARD_KEY] = ENTRY
+    card.write(weights / "classifier" / "card.json")
+    plain = evaluate("classifier", [str(manifest)], bootstrap=0, **run)
+    assert plain["per_label"]["CA"]["validation"]["n"] == 12 and "held_out" not in plain["per_label"]["CA"]
+
+    # a set the heart model trained on is not held out from it
+    card.extra[CARD_KEY] = {"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": ["nih_cxr14_sample"]}}
+    card.write(weights / "classifier" / "card.json")
+    heart = ModelCard.read(weights / "heartseg" / "card.json")
+    heart.training = {"data": {"train": {"datasets": {"nih_cxr14_sample": 24}}}}
+    heart.write(weights / "heartseg" / "card.json")
+    with pytest.raises(ConfigError, match="trained on it"):
+        evaluate("classifier", [str(manifest)], bootstrap=0, **run)

@@ -77,14 +77,20 @@ def test_classifier_card_marks_findings_without_data_as_not_validated() -> None:
 def test_validated_follows_the_one_rule_and_travels_with_its_figures() -> None:
     """Each card's validated flags are exactly the documented rule applied to its own NIH-source figures."""
     from cxrassist.evaluation.operating import is_validated
+    from cxrassist.measured import measured_findings
 
     for role in ("classifier", "triage"):
         card = _cards()[role]
+        held = {m.label: m.held_out_sets for m in measured_findings(card)} if role == "classifier" else {}
         for name in card.labels:
             op = card.operating_points[name]
             assert card.validated[name] == is_validated(op["n_pos"], op["auroc_ci95"][0]), (role, name)
-            # Support Devices has no label in any val set: it says so instead of borrowing another population
-            assert op["measured_on"] == ("NIH-source val films" if op["n"] else "no labelled evaluation films")
+            # Support Devices has no label in any val set: it says so instead of borrowing another population;
+            # a measured finding with held-out sets names their train films too
+            want = "NIH-source val films" if op["n"] else "no labelled evaluation films"
+            if held.get(name):
+                want += f" and the train films of {', '.join(sorted(held[name]))} (held out)"
+            assert op["measured_on"] == want, (role, name)
             if card.validated[name]:
                 assert name in card.calibration and op["sensitivity"] is not None and op["specificity"] is not None
 
@@ -207,5 +213,11 @@ def test_evaluate_reproduces_classifier_card_on_nih(tmp_path: Path) -> None:
             continue
         g = res["per_label"][code]["by_source"]["nih_cxr14_sample"]
         assert (g["auroc"] == pytest.approx(w["auroc"], abs=1e-6)) if w["auroc"] is not None else g["auroc"] is None
+    # a measured finding validated on its held-out train films too (all 528 NIH sample films): the same figure
+    assert "held_out" in want["per_label"]["CA"], "Cardiomegaly is judged on all 528 NIH sample films"
+    for code, e in want["per_label"].items():
+        if "held_out" in e:
+            w, g = e["held_out"]["by_source"]["nih_cxr14_sample"], res["per_label"][code]["held_out"]["by_source"]
+            assert (g["nih_cxr14_sample"]["auroc"], g["nih_cxr14_sample"]["n"]) == (pytest.approx(w["auroc"]), w["n"])
     assert res["reference"]["model_mean_auroc"] == pytest.approx(want["reference"]["model_mean_auroc"], abs=1e-6)
     assert res["reference"]["teacher_mean_auroc"] == pytest.approx(want["reference"]["teacher_mean_auroc"], abs=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,24 +98,27 @@ def apply_measured(
     records: Sequence[Record],
     p: np.ndarray,
     *,
+    held_out: Sequence[Record] = (),
     derived: Any = None,
     lung_weights: str | None = None,
     device: Any = "cpu",
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, HeldOut]]:
     """Replace, in ``p`` (in place), the columns of the card's measured findings by their measured probability.
 
     The same functions as the pipeline (``cxrassist.measured.measure_film`` on the lung mask of
     ``channels.predict_lung_mask``), so the card's figures are what ``cxr analyze`` gives. A film whose ratio cannot
     be measured keeps the classifier's probability (as in the pipeline, where it is then never called positive).
-    Returns, per measured finding, the method and how many films could not be measured.
+
+    ``held_out``: films of other splits; each measured finding measures those of its card entry's
+    ``held_out_sets`` with a known label (after checking that neither measuring model trained on those sets).
+    Returns (per measured finding: the method and how many films could not be measured; per finding with held-out
+    films: a :class:`HeldOut`).
     """
-    from cxrassist.measured import measure_film, measured_findings
+    from cxrassist.measured import measured_findings
 
     found = measured_findings(card)
     if not found:
-        return {}
-    from cxrassist.channels import predict_lung_mask
-    from cxrassist.data.images import load_image01
+        return {}, {}
     from cxrassist.weights import load_model
 
     if derived is not None:
@@ -124,22 +128,73 @@ def apply_measured(
         lung = load_model(lung_weights or data_cfg.get("lung_weights") or "lungseg")
         lung[0].to(device).eval()
     labels = [str(x).lower() for x in card.labels]
-    out: dict[str, Any] = {}
+    note: dict[str, Any] = {}
+    held: dict[str, HeldOut] = {}
     for m in found:
         beside = Path(weights).parent / m.model
         heart = load_model(beside if beside.is_dir() else m.model)
         heart[0].to(device).eval()
         col = labels.index(m.label.lower())
-        unmeasured = 0
-        for k, rec in enumerate(progress(records, len(records), f"measuring {m.measure}", True)):
-            image = load_image01(rec.image)
-            ratio = measure_film(heart, image, predict_lung_mask(lung[0], lung[1], image)[0])[0]
-            if ratio is None:
-                unmeasured += 1
-            else:
-                p[k, col] = m.probability(ratio.ratio)
-        out[m.label] = {**m.to_dict(), "heart_model": f"{heart[1].name} {heart[1].version}", "unmeasured": unmeasured}
+        measured = _measure(m, heart, lung, records)
+        ok = ~np.isnan(measured)
+        p[ok, col] = measured[ok]
+        note[m.label] = {
+            **m.to_dict(),
+            "heart_model": f"{heart[1].name} {heart[1].version}",
+            "unmeasured": int((~ok).sum()),
+        }
+        fcol = FINDING_NAMES.index(m.label)
+        extra = [r for r in held_out if r.dataset in m.held_out_sets and not math.isnan(r.findings[fcol])]
+        if m.held_out_sets:
+            for model_card in (heart[1], lung[1]):
+                seen = sorted(set(m.held_out_sets) & _trained_on(model_card))
+                if seen:
+                    raise ConfigError(
+                        f"{m.label} names {', '.join(seen)} as held out, but {model_card.name} trained on it: "
+                        "its films are not held out from the measurement"
+                    )
+        if extra:
+            ph = _measure(m, heart, lung, extra)
+            unmeasured = np.isnan(ph)
+            ph[unmeasured] = m.floor_probability()  # as if it measured the smallest value accepted
+            held[m.label] = HeldOut(extra, ph)
+            note[m.label]["held_out"] = {"n": len(extra), "unmeasured": int(unmeasured.sum())}
+    return note, held
+
+
+@dataclass
+class HeldOut:
+    """Films of other splits that a measured finding is validated on as well (the measurement never saw them).
+
+    ``p`` is the raw measured probability; a film that could not be measured gets that of the smallest value the
+    measurement accepts (``MeasuredFinding.floor_probability``), so it ranks at the bottom whatever the other films
+    (a population-free rule, so a figure is the same whichever other sets are evaluated beside it): the pipeline
+    never calls an unmeasured finding positive, and no network score is fair on a film the network trained on.
+    """
+
+    records: list[Record]
+    p: np.ndarray
+
+
+def _measure(m: Any, heart: Any, lung: Any, records: Sequence[Record]) -> np.ndarray:
+    """The raw measured probability of every film, NaN where the measurement is refused."""
+    from cxrassist.channels import predict_lung_mask
+    from cxrassist.data.images import load_image01
+    from cxrassist.measured import measure_film
+
+    out = np.full(len(records), math.nan)
+    for k, rec in enumerate(progress(records, len(records), f"measuring {m.measure}", True)):
+        image = load_image01(rec.image)
+        ratio = measure_film(heart, image, predict_lung_mask(lung[0], lung[1], image)[0])[0]
+        if ratio is not None:
+            out[k] = m.probability(ratio.ratio)
     return out
+
+
+def _trained_on(card: Any) -> set[str]:
+    """The data sets a model's card says it was trained (or checkpoint-selected) on."""
+    data = (getattr(card, "training", None) or {}).get("data") or {}
+    return {str(k) for part in ("train", "val") for k in ((data.get(part) or {}).get("datasets") or {})}
 
 
 def card_derived_channels(
@@ -196,9 +251,14 @@ def evaluate_classification(
     seed: int = 0,
     tta: bool = True,
     teacher: str | Path | None = None,
+    held_out: Sequence[Record] = (),
 ) -> tuple[dict[str, Any], str]:
     """Per-source AUROCs with CIs, cross-fitted operating points and calibration, the validated rule, and the
     teacher beside the model (see :mod:`cxrassist.evaluation.operating` for the method).
+
+    ``held_out``: films of other splits, used only by measured findings whose card entry names their set in
+    ``held_out_sets``: such a finding's validation, operating point and calibration are fitted on the NIH-source
+    films of both (its per-source val figures stay on the evaluation split).
 
     ``write_thresholds``: a threshold rule (``operating`` = the documented default: findings ``spec=0.90``,
     triage ``sens=0.95``; or ``spec=X``/``sens=X``/``youden``): the shipped points, calibration, validated flags and
@@ -226,10 +286,12 @@ def evaluate_classification(
     # triage: the card's test-time zooms, exactly as `cxr analyze` scores a film (tta=False: the plain view alone)
     zooms = card_zooms(card) if task == "triage" and tta else (1.0,)
     y, p = predict(task, model, card, wanted, device=device, derived=derived, zooms=zooms)
-    measured_note = (
-        apply_measured(card, weights, wanted, p, derived=derived, lung_weights=lung_weights, device=device)
+    measured_note, held = (
+        apply_measured(
+            card, weights, wanted, p, held_out=held_out, derived=derived, lung_weights=lung_weights, device=device
+        )
         if task == "classifier"
-        else {}
+        else ({}, {})
     )
     datasets = [r.dataset for r in wanted]
     masks = group_masks(datasets, NIH_SOURCE_DATASETS)
@@ -242,19 +304,25 @@ def evaluate_classification(
     per: dict[str, dict[str, Any]] = {}
     calls = np.zeros_like(p, dtype=bool)
     for i, (code, name) in enumerate(zip(codes, names, strict=True)):
-        yi, pi = y[:, i], p[:, i]
-        pooled = auc(yi, pi)
-        by_source = per_group(yi, pi, masks, auc)
+        pooled = auc(y[:, i], p[:, i])
+        by_source = per_group(y[:, i], p[:, i], masks, auc)
+        # A measured finding with held-out films of other splits is validated and fitted on those too.
+        v = _with_held_out(y[:, i], p[:, i], datasets, folds, held.get(name), i, ref, teacher)
+        yi, pi, vmasks = v["y"], v["p"], v["masks"]
         # The fitting/validation population: the NIH-source films when the evaluation set has labelled ones (one
         # source: no set-telling), else every film (a site evaluating on its own single-source data).
-        fit_mask = masks["nih_source"] if (masks["nih_source"] & ~np.isnan(yi)).any() else np.ones(len(yi), bool)
-        measured_on = "NIH-source val films" if fit_mask is masks["nih_source"] else "all evaluation films"
+        nih_fit = vmasks["nih_source"]
+        fit_mask = nih_fit if (nih_fit & ~np.isnan(yi)).any() else np.ones(len(yi), bool)
+        measured_on = "NIH-source val films" if fit_mask is nih_fit else "all evaluation films"
         if np.isnan(yi).all():
             measured_on = "no labelled evaluation films"
-        nih = by_source.get("nih_source") if fit_mask is masks["nih_source"] else pooled
+        elif name in held:
+            measured_on += f" and the train films of {', '.join(sorted(set(v['held_sets'])))} (held out)"
+        v_by_source = per_group(yi, pi, vmasks, auc) if name in held else by_source
+        nih = v_by_source.get("nih_source") if fit_mask is nih_fit else auc(yi, pi)
         nih = nih or {"auroc": math.nan, "ci95": [math.nan, math.nan], "n": 0, "n_pos": 0}
-        op = cross_fit(yi, pi, fit_mask, folds, rule)
-        calls[:, i] = op.calls
+        op = cross_fit(yi, pi, fit_mask, v["folds"], rule)
+        calls[:, i] = op.calls[: len(wanted)]
         fit_known = fit_mask & ~np.isnan(yi)
         entry: dict[str, Any] = {
             **pooled,
@@ -269,7 +337,7 @@ def evaluate_classification(
                 "chosen_on": f"{measured_on}: Platt calibration + threshold, 2-fold patient-wise cross-fitting",
                 "measured_on": measured_on,
                 "cross_fitted": {
-                    **per_group(yi, op.calls, masks, call_figures),
+                    **per_group(yi, op.calls, vmasks, call_figures),
                     "fitting_population": call_figures(yi[fit_mask], op.calls[fit_mask]),
                 },
                 "ece_raw": ece(yi[fit_known], pi[fit_known]),
@@ -278,13 +346,12 @@ def evaluate_classification(
             "card_threshold": settings.label(name).threshold,
         }
         if ref is not None and not np.isnan(ref[:, i]).all():
-            m = (np.asarray(datasets) == REFERENCE_SET) & ~np.isnan(ref[:, i]) & ~np.isnan(yi)
-            entry["reference"] = {
-                "set": REFERENCE_SET,
-                "n": int(m.sum()),
-                "n_pos": int((yi[m] == 1).sum()),
-                "model_auroc": auroc(yi[m], pi[m]),
-                "teacher_auroc": auroc(yi[m], ref[m, i]),
+            entry["reference"] = _reference(y[:, i], p[:, i], ref[:, i], datasets)
+        if name in held:  # the held-out population's own figures, per source, and the teacher on the same films
+            entry["held_out"] = {
+                "population": measured_on,
+                "by_source": v_by_source,
+                **({"reference": _reference(yi, pi, v["ref"], v["datasets"])} if v["ref"] is not None else {}),
             }
         if roc_dir is not None and nih["auroc"] == nih["auroc"]:
             from cxrassist.evaluation.roc_plot import draw_roc
@@ -339,6 +406,48 @@ def evaluate_classification(
     if write_thresholds:
         _write_operating_points(weights, card, per, codes, names, rule)
     return res, _table(task, res, per, codes, zooms)
+
+
+def _with_held_out(
+    y: np.ndarray,
+    p: np.ndarray,
+    datasets: list[str],
+    folds: np.ndarray,
+    held: HeldOut | None,
+    col: int,
+    ref: np.ndarray | None,
+    teacher: str | Path | None,
+) -> dict[str, Any]:
+    """One finding's evaluation films followed by its held-out films (none: the evaluation films alone)."""
+    r = None if ref is None else ref[:, col]
+    if held is None:
+        masks = group_masks(datasets, NIH_SOURCE_DATASETS)
+        return {"y": y, "p": p, "datasets": datasets, "folds": folds, "masks": masks, "ref": r, "held_sets": []}
+    ph = held.p
+    d = datasets + [h.dataset for h in held.records]
+    if r is not None:
+        r = np.concatenate([r, _teacher_matrix(held.records, teacher)[:, col]])  # type: ignore[index]
+    return {
+        "y": np.concatenate([y, [h.findings[col] for h in held.records]]),
+        "p": np.concatenate([p, ph]),
+        "datasets": d,
+        "folds": np.concatenate([folds, [fold_of(h.group) for h in held.records]]).astype(int),
+        "masks": group_masks(d, NIH_SOURCE_DATASETS),
+        "ref": r,
+        "held_sets": [h.dataset for h in held.records],
+    }
+
+
+def _reference(y: np.ndarray, p: np.ndarray, teacher: np.ndarray, datasets: Sequence[str]) -> dict[str, Any]:
+    """Model and teacher AUROC on the same films of the reference set."""
+    m = (np.asarray(datasets) == REFERENCE_SET) & ~np.isnan(teacher) & ~np.isnan(y)
+    return {
+        "set": REFERENCE_SET,
+        "n": int(m.sum()),
+        "n_pos": int((y[m] == 1).sum()),
+        "model_auroc": auroc(y[m], p[m]),
+        "teacher_auroc": auroc(y[m], teacher[m]),
+    }
 
 
 def _card_scale(card: Any, label: str, p: np.ndarray) -> np.ndarray:
@@ -437,6 +546,7 @@ def _table(
         n = e["validation"]
         ci = n["ci95"]
         where = "NIH-src" if e["operating"]["measured_on"].startswith("NIH") else "all"
+        where += "+held-out" if "held_out" in e else ""
         nih = f"{where} {_fmt(n['auroc'])} [{_fmt(ci[0])}-{_fmt(ci[1])}] {n['n_pos']}/{n['n']}"
         cf = e["operating"]["cross_fitted"]["fitting_population"]
         ref = e.get("reference")

@@ -20,6 +20,20 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
 
 
+def _held_out_films(card: Any, every: list[Any], split: str, limit: int | None) -> list[Any]:
+    """The train films of the sets that the card's measured findings hold out (see ``cxrassist.measured``): the
+    measurement never learnt from them, so they join the val films in validating it. Never the test split."""
+    from cxrassist.measured import measured_findings
+
+    sets = {s for m in measured_findings(card) for s in m.held_out_sets}
+    if not sets or split == "train":
+        return []
+    films = [r for r in every if r.split == "train" and r.dataset in sets]
+    if films:
+        log.info("measured findings: %d train films of %s are held out from the measurement", len(films), sorted(sets))
+    return films[:limit]
+
+
 def evaluate(
     task: str,
     manifests: list[str],
@@ -52,7 +66,8 @@ def evaluate(
     model.to(dev).eval()
     # a segmentation model is scored against the masks of the organ its card names (lungs: `mask`, heart: `heart_mask`)
     column = MASK_COLUMNS.get(str(card.labels[0]), "mask") if task == "segmentation" and card.labels else "mask"
-    records = select(load_manifests(manifests, mask_column=column), split)[:limit]
+    every = load_manifests(manifests, mask_column=column)
+    records = select(every, split)[:limit]
     if not records:
         raise DatasetError(f"no records with split {split!r} in {', '.join(manifests)}")
     if task == "segmentation" and not any(r.mask is not None for r in records):
@@ -96,6 +111,7 @@ def evaluate(
             cache_dir=cache_dir,
             tta=tta,
             teacher=teacher,
+            held_out=_held_out_films(card, every, split, limit) if task == "classifier" else (),
         )
     else:
         raise ConfigError(f"unknown task {task!r}; known: segmentation, bone, triage, classifier")

@@ -206,11 +206,32 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
             name=CodedConcept("PRIO", _SCHEME, "Triage priority"), value=t.priority, relationship_type=contains
         )
     )
+    cardiac = getattr(result, "cardiac", None)
+    if cardiac is not None:  # the measurement itself, so a PACS reader can check it against the film
+        from cxrassist.report.json_report import CTR_METHOD
+
+        ctr = NumContentItem(
+            name=CodedConcept("CTR", _SCHEME, "Cardiothoracic ratio"),
+            value=round(cardiac.ratio, 3),
+            unit=codes.UCUM.NoUnits,
+            relationship_type=contains,
+        )
+        how = f"heart {cardiac.heart_width_px} px / thorax {cardiac.thorax_width_px} px (film pixels); {CTR_METHOD}"
+        ctr.ContentSequence = ContentSequence(
+            [
+                TextContentItem(
+                    name=codes.DCM.Comment, value=how[:1024], relationship_type=RelationshipTypeValues.HAS_PROPERTIES
+                )
+            ]
+        )
+        items.append(ctr)
     for f in result.findings:
         note = (
             f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
             f"{'validated' if f.validated else 'NOT VALIDATED'}"
         )
+        if getattr(f, "method", None):
+            note += f"; scored {f.method}"
         m: Mapping[str, Any] = f.measured or {}
         if m.get("auroc") is not None:
             ci = m.get("auroc_ci95") or [None, None]
@@ -229,7 +250,7 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
         num.ContentSequence = ContentSequence(
             [
                 TextContentItem(
-                    name=codes.DCM.Comment, value=note, relationship_type=RelationshipTypeValues.HAS_PROPERTIES
+                    name=codes.DCM.Comment, value=note[:1024], relationship_type=RelationshipTypeValues.HAS_PROPERTIES
                 )
             ]
         )
