@@ -280,6 +280,10 @@ def test_measured_finding_is_validated_on_its_held_out_train_films(
     card = ModelCard.read(weights / "classifier" / "card.json")
     card.extra[CARD_KEY] = {"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": ["nih_cxr14_sample"]}}
     card.write(weights / "classifier" / "card.json")
+    for role, sets in (("heartseg", {"jsrt": 10}), ("lungseg", {"montgomery": 10, "jsrt": 10})):
+        model_card = ModelCard.read(weights / role / "card.json")
+        model_card.training = {"data": {"train": {"datasets": sets}, "val": {"datasets": sets}}}
+        model_card.write(weights / role / "card.json")
 
     def stand_in(m: MeasuredFinding, heart: object, lung: object, records: list) -> np.ndarray:
         """A ratio that separates the classes but for two films, and a refused film (NaN) among the train ones."""
@@ -316,11 +320,15 @@ def test_measured_finding_is_validated_on_its_held_out_train_films(
     plain = evaluate("classifier", [str(manifest)], bootstrap=0, **run)
     assert plain["per_label"]["CA"]["validation"]["n"] == 12 and "held_out" not in plain["per_label"]["CA"]
 
-    # a set the heart model trained on is not held out from it
+    # a set the heart model trained on is not held out from it; a card that does not say cannot be checked
     card.extra[CARD_KEY] = {"Cardiomegaly": {**ENTRY["Cardiomegaly"], "held_out_sets": ["nih_cxr14_sample"]}}
     card.write(weights / "classifier" / "card.json")
     heart = ModelCard.read(weights / "heartseg" / "card.json")
     heart.training = {"data": {"train": {"datasets": {"nih_cxr14_sample": 24}}}}
     heart.write(weights / "heartseg" / "card.json")
     with pytest.raises(ConfigError, match="trained on it"):
+        evaluate("classifier", [str(manifest)], bootstrap=0, **run)
+    heart.training = {}
+    heart.write(weights / "heartseg" / "card.json")
+    with pytest.raises(ConfigError, match="does not record what it was trained on"):
         evaluate("classifier", [str(manifest)], bootstrap=0, **run)

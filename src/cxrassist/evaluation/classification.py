@@ -147,7 +147,13 @@ def apply_measured(
         extra = [r for r in held_out if r.dataset in m.held_out_sets and not math.isnan(r.findings[fcol])]
         if m.held_out_sets:
             for model_card in (heart[1], lung[1]):
-                seen = sorted(set(m.held_out_sets) & _trained_on(model_card))
+                trained = _trained_on(model_card)
+                if trained is None:
+                    raise ConfigError(
+                        f"{m.label} names held-out sets, but {model_card.name}'s card does not record what it was "
+                        "trained on, so they cannot be checked"
+                    )
+                seen = sorted(set(m.held_out_sets) & trained)
                 if seen:
                     raise ConfigError(
                         f"{m.label} names {', '.join(seen)} as held out, but {model_card.name} trained on it: "
@@ -191,9 +197,11 @@ def _measure(m: Any, heart: Any, lung: Any, records: Sequence[Record]) -> np.nda
     return out
 
 
-def _trained_on(card: Any) -> set[str]:
-    """The data sets a model's card says it was trained (or checkpoint-selected) on."""
+def _trained_on(card: Any) -> set[str] | None:
+    """The data sets a model's card says it was trained (or checkpoint-selected) on; None when it does not say."""
     data = (getattr(card, "training", None) or {}).get("data") or {}
+    if not isinstance(data.get("train"), dict) or "datasets" not in data["train"]:
+        return None
     return {str(k) for part in ("train", "val") for k in ((data.get(part) or {}).get("datasets") or {})}
 
 
