@@ -14,8 +14,8 @@ own) keeps every finding its own::
 The raw probability is ``sigmoid((ratio - center) / scale)``: 0.5 is the textbook cut on a PA film, and the 0.05
 scale is fixed, not fitted. The card's calibration and threshold for the finding are then fitted like every other
 finding's, by the same code (``cxr evaluate --write-thresholds``), on the NIH-source val films plus, when the entry
-names ``held_out_sets``, every film of those sets whatever its split: the measurement learnt nothing from them (the
-evaluation refuses a set that the heart or lung model trained on), so their train films are held out too, and the
+names ``held_out_sets``, the train films of those sets too (never a test split): the measurement learnt nothing from
+them (the evaluation refuses a set that the heart or lung model trained on, or a card that does not say), so the
 finding is validated on ten times the positives that val holds. The pipeline and ``cxr evaluate`` both call
 :func:`measure_film`, so a card figure is what a reader gets. Where the ratio cannot be measured (no heart outline,
 not two lungs, an outline too narrow to be a heart) the classifier's own probability is kept for that film and the
