@@ -314,6 +314,18 @@ def test_measured_finding_is_validated_on_its_held_out_train_films(
     assert res["per_label"]["PE"]["validation"]["n"] == 12  # the network's findings: val only
     assert "NIH-src+held-out" in res["_table"]
 
+    # written into the card: the operating point, and the reference model on the same (held-out) films
+    teacher = tmp_path / "teacher.csv"
+    names = "Atelectasis Cardiomegaly Effusion Infiltration Mass Nodule Pneumonia Pneumothorax Consolidation Edema"
+    cols = [f"prob_{n}" for n in (names + " Emphysema Fibrosis Pleural_Thickening Hernia").split()]
+    rows = [",".join(["id", *cols])] + [",".join([f"f{i}"] + ["0.5"] * len(cols)) for i in range(36)]
+    teacher.write_text("\n".join(rows) + "\n")
+    evaluate("classifier", [str(manifest)], bootstrap=50, write_thresholds="operating", teacher=str(teacher), **run)
+    op = ModelCard.read(weights / "classifier" / "card.json").operating_points["Cardiomegaly"]
+    assert (op["n"], op["n_pos"], op["teacher_n_pos"]) == (36, 12, 12)
+    assert op["measured_on"] == ca["operating"]["measured_on"]
+    assert ModelCard.read(weights / "classifier" / "card.json").operating_points["Pleural Effusion"]["n"] == 12
+
     # without the key, the same evaluation judges the measurement on val alone
     card.extra[CARD_KEY] = ENTRY
     card.write(weights / "classifier" / "card.json")

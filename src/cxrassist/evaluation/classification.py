@@ -591,6 +591,15 @@ def _table(
     return "\n".join(lines)
 
 
+def _teacher_entry(e: dict[str, Any]) -> dict[str, Any]:
+    """The reference model's AUROC for a card's operating point: on the films the finding was validated on (a
+    measured finding's held-out population, else the evaluation split's films of the reference set)."""
+    ref = (e.get("held_out") or {}).get("reference") or e.get("reference")
+    if not ref:
+        return {}
+    return {"teacher_auroc": ref["teacher_auroc"], "teacher_set": ref["set"], "teacher_n_pos": ref["n_pos"]}
+
+
 def _write_operating_points(
     weights: str, card: Any, per: dict[str, dict[str, Any]], codes: list[str], names: list[str], rule: str
 ) -> None:
@@ -625,11 +634,7 @@ def _write_operating_points(
             "specificity": cf.get("specificity"),
             "ece_raw": op["ece_raw"],
             "ece_calibrated": op["ece_calibrated"],
-            **(
-                {"teacher_auroc": e["reference"]["teacher_auroc"], "teacher_set": e["reference"]["set"]}
-                if "reference" in e
-                else {}
-            ),
+            **_teacher_entry(e),
         }
     card.extra["validation_rule"] = VALIDATION_RULE
     card.write(directory / CARD_FILE)
