@@ -192,16 +192,18 @@ def test_shipped_pipeline_on_the_real_chest_film(shipped_rg1_result: object) -> 
 
 @needs_shared
 @pytest.mark.shared_data
-def test_evaluate_reproduces_classifier_card_on_nih(tmp_path: Path) -> None:
+def test_evaluate_reproduces_classifier_card_on_nih_source(tmp_path: Path) -> None:
+    """Every NIH-source figure of the findings card, and so every operating point and validated flag, comes back
+    from `cxr evaluate` on the three NIH-source val manifests (the population they were fitted on)."""
     card = _cards()["classifier"]
     want = card.metrics["val"]
     res = _evaluate(
         "classifier",
-        ["nih_cxr14_sample"],
+        ["nih_cxr14_sample", "rsna_normal", "rsna_lung_opacity"],
         str(shipped_dir() / "classifier"),
         tmp_path,
         "--bootstrap",
-        "0",
+        "1000",
         "--cache-dir",
         str(tmp_path / "cache"),
         "--teacher",
@@ -221,3 +223,21 @@ def test_evaluate_reproduces_classifier_card_on_nih(tmp_path: Path) -> None:
             assert (g["nih_cxr14_sample"]["auroc"], g["nih_cxr14_sample"]["n"]) == (pytest.approx(w["auroc"]), w["n"])
     assert res["reference"]["model_mean_auroc"] == pytest.approx(want["reference"]["model_mean_auroc"], abs=1e-6)
     assert res["reference"]["teacher_mean_auroc"] == pytest.approx(want["reference"]["teacher_mean_auroc"], abs=1e-6)
+    # the validation figures, the validated rule and the shipped operating points (threshold, calibration)
+    for code, e in want["per_label"].items():
+        name, got = _finding_name(code), res["per_label"][code]
+        w, g = e["validation"], got["validation"]
+        assert (g["n"], g["n_pos"]) == (w["n"], w["n_pos"]), code
+        if w["auroc"] is None:
+            continue
+        assert g["auroc"] == pytest.approx(w["auroc"], abs=1e-6), code
+        assert g["ci95"] == pytest.approx(w["ci95"], abs=1e-3), code
+        assert got["validated"] == card.validated[name], code
+        assert got["operating"]["threshold"] == pytest.approx(card.thresholds[name], abs=1e-6), code
+        assert got["operating"]["calibration"] == pytest.approx(card.calibration[name], abs=1e-4), code
+
+
+def _finding_name(code: str) -> str:
+    from cxrassist.labels import finding
+
+    return finding(code).name
