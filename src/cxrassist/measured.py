@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from cxrassist.errors import WeightsError
-from cxrassist.postprocess import MIN_PLAUSIBLE_CTR, CardiacMeasure, cardiothoracic_ratio, heart_outline
+from cxrassist.postprocess import MIN_PLAUSIBLE_CTR, CardiacMeasure, measure_heart
 
 #: The measurements a card may name, and the finding each can score.
 MEASURES: dict[str, str] = {"cardiothoracic_ratio": "Cardiomegaly"}
@@ -53,7 +53,7 @@ class MeasuredFinding:
     model: str  # the measuring model's folder name beside the classifier's (or a path)
     center: float
     scale: float
-    held_out_sets: tuple[str, ...] = ()  # data sets validated on in full (every split): the measurement never saw them
+    held_out_sets: tuple[str, ...] = ()  # sets whose train films join the validation: the measurement never saw them
 
     def probability(self, value: float) -> float:
         """The raw (uncalibrated) probability of a measured value."""
@@ -133,9 +133,8 @@ def measure_film(
     lungs = np.asarray(lung_mask, dtype=bool)
     if lungs.shape != heart_mask.shape:  # models at different sizes: both squares of the same letterboxed film
         lungs = resize(lungs.astype(np.float32), heart_mask.shape, nearest=True) > 0.5
-    m = cardiothoracic_ratio(lungs, heart_mask)
+    m, heart_mask = measure_heart(lungs, heart_mask)  # the outline that was measured is the one shown
     if m is None:
         return None, heart_mask
-    heart_mask = heart_outline(heart_mask, m.thorax_width_px)  # the outline that was measured is the one shown
     per_px = rec.orig_w / rec.new_w  # film pixels per model-space pixel: the widths are reported in the film's
     return CardiacMeasure(m.ratio, round(m.heart_width_px * per_px), round(m.thorax_width_px * per_px)), heart_mask

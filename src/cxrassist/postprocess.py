@@ -176,14 +176,22 @@ def heart_outline(heart_mask: np.ndarray, thorax_width_px: int) -> np.ndarray:
 def cardiothoracic_ratio(
     lung_mask: np.ndarray, heart_mask: np.ndarray, *, min_ratio: float = 0.1
 ) -> CardiacMeasure | None:
-    """Heart width over thorax width, as a reader measures it on a PA film (Danzer's ratio).
+    """Heart width over thorax width, as a reader measures it on a PA film (Danzer's ratio); see
+    :func:`measure_heart`, which also returns the outline that was measured."""
+    return measure_heart(lung_mask, heart_mask, min_ratio=min_ratio)[0]
+
+
+def measure_heart(
+    lung_mask: np.ndarray, heart_mask: np.ndarray, *, min_ratio: float = 0.1
+) -> tuple[CardiacMeasure | None, np.ndarray]:
+    """(the cardiothoracic ratio, the heart outline it was measured on), as a reader measures it on a PA film.
 
     The heart's width is the horizontal extent of its outline (right border to left border, whatever the rows),
     after :func:`heart_outline` drops what hangs on it by a narrow neck; the thorax's is the widest row from one
     lung's outer edge to the other's (the inner rib margins). None when it
     cannot be measured: no heart outline, not two lungs (the second under ``min_ratio`` of the first: a lung that
     is not outlined would make the thorax look narrow), a heart as wide as the thorax, or an outline too narrow to
-    be a heart (ratio under ``MIN_PLAUSIBLE_CTR``).
+    be a heart (ratio under ``MIN_PLAUSIBLE_CTR``); the outline returned is then the model's mask as given.
     """
     heart = np.asarray(heart_mask, dtype=bool)
     lungs = np.asarray(lung_mask, dtype=bool)
@@ -191,21 +199,22 @@ def cardiothoracic_ratio(
         raise ValueError(f"heart mask {heart.shape} and lung mask {lungs.shape} differ in shape")
     labels, count = ndimage.label(lungs)
     if not heart.any() or count < 2:
-        return None
+        return None, heart
     sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
     if sizes[1] < min_ratio * sizes[0]:
-        return None
+        return None, heart
     rows = lungs.any(1)
     first = lungs.argmax(1)
     last = lungs.shape[1] - 1 - lungs[:, ::-1].argmax(1)
     thorax = int((last - first + 1)[rows].max())
-    cols = np.flatnonzero(heart_outline(heart, thorax).any(0))
+    outline = heart_outline(heart, thorax)
+    cols = np.flatnonzero(outline.any(0))
     if cols.size == 0:
-        return None
+        return None, heart
     width = int(cols[-1] - cols[0] + 1)
     if width >= thorax or width < MIN_PLAUSIBLE_CTR * thorax:
-        return None
-    return CardiacMeasure(width / thorax, width, thorax)
+        return None, heart
+    return CardiacMeasure(width / thorax, width, thorax), outline
 
 
 def mask_contour(mask: np.ndarray, thickness: int = 2) -> np.ndarray:

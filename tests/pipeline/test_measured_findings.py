@@ -48,7 +48,7 @@ def test_ratio_is_heart_extent_over_widest_lung_row() -> None:
 def test_what_hangs_on_the_heart_by_a_neck_is_not_measured() -> None:
     """A mass touching the heart border through a narrow neck, or a speck apart from it, is not heart: the outline
     is opened with a disk of HEART_OPENING of the thorax width (8 px here) and its largest part kept."""
-    from cxrassist.postprocess import HEART_OPENING, heart_outline
+    from cxrassist.postprocess import HEART_OPENING, heart_outline, measure_heart
 
     lungs, heart = _chest()
     mass = heart.copy()
@@ -61,6 +61,8 @@ def test_what_hangs_on_the_heart_by_a_neck_is_not_measured() -> None:
     assert cardiothoracic_ratio(lungs, speck) == CardiacMeasure(60 / 200, 60, 200)
     outline = heart_outline(mass, 200)
     assert not outline[120:140, 64:98].any() and outline[120:170, 105:155].all()
+    measured, shown = measure_heart(lungs, mass)  # what the report shows is the outline that was measured
+    assert measured == m and np.array_equal(shown, outline)
     # a broad attachment is heart: the opening keeps what holds the disk
     broad = heart.copy()
     broad[110:175, 80:100] = True

@@ -206,7 +206,7 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
             name=CodedConcept("PRIO", _SCHEME, "Triage priority"), value=t.priority, relationship_type=contains
         )
     )
-    cardiac = getattr(result, "cardiac", None)
+    cardiac = result.cardiac
     if cardiac is not None:  # the measurement itself, so a PACS reader can check it against the film
         from cxrassist.report.json_report import CTR_METHOD
 
@@ -230,7 +230,7 @@ def _sr(result: AnalysisResult, evidence: list[Any]) -> Any:
             f"{'positive' if f.positive else 'negative'} at threshold {f.threshold:.3f}; "
             f"{'validated' if f.validated else 'NOT VALIDATED'}"
         )
-        if getattr(f, "method", None):
+        if f.method:
             note += f"; scored {f.method}"
         m: Mapping[str, Any] = f.measured or {}
         if m.get("auroc") is not None:
