@@ -315,7 +315,7 @@ def evaluate_classification(
         pooled = auc(y[:, i], p[:, i])
         by_source = per_group(y[:, i], p[:, i], masks, auc)
         # A measured finding with held-out films of other splits is validated and fitted on those too.
-        v = _with_held_out(y[:, i], p[:, i], datasets, folds, held.get(name), i, ref, teacher)
+        v = _with_held_out(y[:, i], p[:, i], datasets, folds, masks, held.get(name), i, ref, teacher)
         yi, pi, vmasks = v["y"], v["p"], v["masks"]
         # The fitting/validation population: the NIH-source films when the evaluation set has labelled ones (one
         # source: no set-telling), else every film (a site evaluating on its own single-source data).
@@ -325,9 +325,9 @@ def evaluate_classification(
         if np.isnan(yi).all():
             measured_on = "no labelled evaluation films"
         elif name in held:
-            measured_on += f" and the train films of {', '.join(sorted(set(v['held_sets'])))} (held out)"
+            measured_on += f" and the train films of {', '.join(v['held_sets'])} (held out)"
         v_by_source = per_group(yi, pi, vmasks, auc) if name in held else by_source
-        nih = v_by_source.get("nih_source") if fit_mask is nih_fit else auc(yi, pi)
+        nih = v_by_source.get("nih_source") if fit_mask is nih_fit else (auc(yi, pi) if name in held else pooled)
         nih = nih or {"auroc": math.nan, "ci95": [math.nan, math.nan], "n": 0, "n_pos": 0}
         op = cross_fit(yi, pi, fit_mask, v["folds"], rule)
         calls[:, i] = op.calls[: len(wanted)]
@@ -421,6 +421,7 @@ def _with_held_out(
     p: np.ndarray,
     datasets: list[str],
     folds: np.ndarray,
+    masks: dict[str, np.ndarray],
     held: HeldOut | None,
     col: int,
     ref: np.ndarray | None,
@@ -428,8 +429,7 @@ def _with_held_out(
 ) -> dict[str, Any]:
     """One finding's evaluation films followed by its held-out films (none: the evaluation films alone)."""
     r = None if ref is None else ref[:, col]
-    if held is None:
-        masks = group_masks(datasets, NIH_SOURCE_DATASETS)
+    if held is None:  # the evaluation films alone: their masks as computed once by the caller
         return {"y": y, "p": p, "datasets": datasets, "folds": folds, "masks": masks, "ref": r, "held_sets": []}
     ph = held.p
     d = datasets + [h.dataset for h in held.records]
@@ -442,7 +442,7 @@ def _with_held_out(
         "folds": np.concatenate([folds, [fold_of(h.group) for h in held.records]]).astype(int),
         "masks": group_masks(d, NIH_SOURCE_DATASETS),
         "ref": r,
-        "held_sets": [h.dataset for h in held.records],
+        "held_sets": sorted({h.dataset for h in held.records}),
     }
 
 
